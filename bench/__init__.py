@@ -1,0 +1,21 @@
+"""difficulty-bench: a benchmark harness for example-difficulty and out-of-distribution scores."""
+
+__version__ = "0.1.0"
+
+from bench.api import (  # noqa: E402  (the public API of a scorer plugin)
+    EMBEDDING,
+    INPUT_GRAD,
+    LOGITS,
+    PIXELS,
+    Batch,
+    Checkpoint,
+    Detector,
+    DynamicsScorer,
+    Scorer,
+)
+from bench.registry import register  # noqa: E402
+
+__all__ = [
+    "EMBEDDING", "INPUT_GRAD", "LOGITS", "PIXELS",
+    "Batch", "Checkpoint", "Detector", "DynamicsScorer", "Scorer", "register",
+]

@@ -1,0 +1,165 @@
+"""The ``bench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+DESCRIPTION = """\
+difficulty-bench: which examples are hard, mislabeled or out of distribution, which
+scoring method finds them best, and how far to trust the ranking.
+
+`bench run` trains the models itself, computes every score at every checkpoint, and writes
+per-example score tables and a leaderboard CSV. With no arguments it runs the quick
+benchmark on the embedded digits-c dataset (about a minute on two CPU cores)."""
+
+RUN_EPILOG = """\
+examples:
+  bench run                                   the quick preset: digits-c, LeNet-5, 3 seeds
+  bench run --scorers vog,kde --seeds 5       five seeds, two scorers
+  bench run --scorers "vog[norm=z],max-softmax" --epochs 10
+  bench run --config my-study.toml --out results/my-study
+  bench run --plugin my_scorer.py --scorers my-score
+
+Settings are read in this order, later ones winning: the defaults, the preset (or the
+--config file), then the flags. Finished units (one per seed) are reused from the results
+folder, so a second run with the same settings only recomputes the tables.
+
+results:
+  <out>/leaderboard.csv     tidy rows: dataset, model, task, split, scorer, label_mode,
+                            seed, metric, value, note, and the run's provenance
+  <out>/units/*.npz         per-example scores of each unit (numpy.load; see README)
+  <out>/config.toml         the settings that produced them"""
+
+
+def text_table(frame: pd.DataFrame) -> str:
+    """Left-aligned columns separated by two spaces, with a header rule: readable in any terminal."""
+    cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> [0, 1, 2]; ``0,4,7`` -> those; ``5-9`` -> 5..9 inclusive."""
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        elif "-" in text.strip("-"):
+            low, high = text.split("-", 1)
+            seeds = list(range(int(low), int(high) + 1))
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} gives no seeds; write a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9; 7-7 for seed 7 alone)"
+        )
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train, score and write a leaderboard", description=DESCRIPTION,
+                              epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
+    source.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings (keys as in results' config.toml)")
+    run.add_argument("--dataset", help="dataset name; see `bench list datasets`")
+    run.add_argument("--model", help="mlp or lenet")
+    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", or all')
+    run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
+    run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
+    run.add_argument("--label-mode", choices=["predicted", "true"],
+                     help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
+    run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    run.add_argument("--out", help="results folder (default: results/<preset>)")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    listing = commands.add_parser("list", help="what is available: scorers, datasets, models, presets")
+    listing.add_argument("what", choices=["scorers", "datasets", "models", "presets"])
+    listing.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also list the scorers of a local file")
+    return parser
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from bench.config import RunConfig, load_preset, load_toml
+    from bench.leaderboard import ood_by_corruption, ood_summary
+    from bench.registry import split_specs
+    from bench.runner import run
+
+    if args.config:
+        config = load_toml(args.config, RunConfig(name=args.config.stem))
+    else:
+        config = load_preset(args.preset or "quick")
+    config = config.updated(
+        dataset=args.dataset, model=args.model, scorers=split_specs(args.scorers) if args.scorers else None,
+        seeds=args.seeds, epochs=args.epochs, label_mode=args.label_mode, device=args.device, out=args.out,
+        plugins=config.plugins + args.plugin if args.plugin else None,
+    )
+    result = run(config, progress=not args.no_progress)
+    board = result.leaderboard
+    n_ood = board.loc[board.task == "ood", "split"].nunique() - 1
+    print(f"\nOoD detection on {config.dataset} ({config.model}, {len(config.seeds)} seeds, "
+          f"label mode {config.label_mode}): clean test vs {n_ood} corruptions")
+    print("mean ± std over corruptions (std over seeds); higher AUROC/AUPR and lower FPR@95 are better\n")
+    summary = ood_summary(board)
+    print(text_table(summary.reset_index()))
+    print("\nAUROC by corruption (mean over seeds)\n")
+    print(text_table(ood_by_corruption(board).reindex(summary.index).reset_index()))
+    accuracy = sum(t.meta["accuracy"]["test"] for t in result.tables) / len(result.tables)
+    print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
+    print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
+    print(f"score tables: {result.leaderboard_path.parent / 'units'}/ ({len(result.unit_paths)} files)")
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    if args.what == "scorers":
+        from bench import registry
+
+        for plugin in args.plugin:
+            registry.load_plugin_file(plugin)
+        rows = []
+        for name, cls in registry.available().items():
+            scorer = cls()
+            params = ", ".join(f"{k}={v}" for k, v in cls.defaults().items()) or "-"
+            rows.append({"name": name, "family": cls.family, "needs": ", ".join(sorted(scorer.needs)),
+                         "parameters": params, "reference": cls.reference})
+        print(text_table(pd.DataFrame(rows)))
+    elif args.what == "datasets":
+        from bench.data import available_datasets
+
+        print("\n".join(available_datasets()))
+    elif args.what == "models":
+        from bench.models import MODELS
+
+        print("\n".join(MODELS))
+    else:
+        from bench.config import available_presets
+
+        print("\n".join(available_presets()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return {"run": command_run, "list": command_list}[args.command](args)
+    except BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2

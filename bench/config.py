@@ -1,0 +1,131 @@
+"""Run configuration: defaults, TOML files and presets, validated with messages that name the fix.
+
+A run is built from the defaults below, then a preset or a ``--config`` TOML file, then the
+command-line flags. Presets are TOML files shipped in ``bench/presets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bench
+from bench.errors import BenchError
+
+PRESETS = Path(__file__).parent / "presets"
+LABEL_MODES = ("predicted", "true")
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"  # names the results folder, results/<name>
+    dataset: str = "digits-c"
+    model: str = "lenet"
+    scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every registered scorer
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always one
+    label_mode: str = "predicted"  # label of non-training splits: the model's prediction, or the true one (oracle)
+    device: str = "auto"
+    out: str = ""  # results folder; empty means results/<name>
+    plugins: list[str] = field(default_factory=list)  # local scorer plugin files
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = {"list[str]": list, "list[int]": list, "int": int, "float": (int, float), "str": str}[f.type]
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise BenchError(f"config key {f.name!r} must be {f.type}, got {value!r}")
+            if f.type.startswith("list["):
+                item = int if f.type == "list[int]" else str
+                if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                    raise BenchError(f"config key {f.name!r} must be a {f.type}, got {value!r}")
+        if not self.seeds:
+            raise BenchError("config key 'seeds' is empty; give at least one seed, e.g. seeds = [0]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise BenchError(f"config key 'seeds' repeats a seed: {self.seeds}")
+        if not self.scorers:
+            raise BenchError("config key 'scorers' is empty; name at least one, or \"all\"")
+        for key in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
+        if self.label_mode not in LABEL_MODES:
+            raise BenchError(f"config key 'label_mode' is {self.label_mode!r}; allowed: {', '.join(LABEL_MODES)}")
+
+    def updated(self, **changes: Any) -> "RunConfig":
+        """A copy with the given keys changed (None values are ignored), checked like a file."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        check_keys(changes, "the command line")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"results/{self.name}")
+
+    def unit_config(self, scorer_specs: list[str]) -> dict[str, Any]:
+        """What a unit's scores depend on, apart from the seed."""
+        return {
+            "bench_version": bench.__version__,
+            "dataset": self.dataset,
+            "model": self.model,
+            "scorers": sorted(scorer_specs),
+            "label_mode": self.label_mode,
+            **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
+        }
+
+    def config_hash(self, scorer_specs: list[str]) -> str:
+        text = json.dumps(self.unit_config(scorer_specs), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def to_toml(self) -> str:
+        lines = []
+        for key, value in dataclasses.asdict(self).items():
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        return "\n".join(lines) + "\n"
+
+
+def check_keys(values: dict[str, Any], source: str) -> None:
+    allowed = [f.name for f in dataclasses.fields(RunConfig)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise BenchError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}")
+
+
+def load_toml(path: Path, base: RunConfig | None = None) -> RunConfig:
+    """``base`` (or the defaults) updated with the keys of a TOML file."""
+    try:
+        values = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BenchError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BenchError(f"config file {path} is not valid TOML: {error}") from None
+    check_keys(values, f"config file {path}")
+    try:
+        return dataclasses.replace(base or RunConfig(), **values)
+    except BenchError as error:
+        raise BenchError(f"config file {path}: {error}") from None
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    path = PRESETS / f"{name}.toml"
+    if not path.is_file():
+        raise BenchError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    return load_toml(path, RunConfig(name=name))

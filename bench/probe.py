@@ -1,0 +1,173 @@
+"""The probe: at a checkpoint, one pass over every scored split feeds every scorer.
+
+For each batch the probe computes the union of the signals the active scorers need, from a
+single forward pass (and a single backward pass when an input gradient is needed), and
+streams them to the scorers. At the last checkpoint it also records the model's predictions
+and extracts each detector feature space once, for all detectors to share.
+
+A scorer that raises is dropped with its error recorded; the others go on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.api import EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PIXELS, Batch, Checkpoint, Detector, DynamicsScorer, Scorer
+from bench.training import model_input
+
+
+@dataclass
+class ProbeSplit:
+    """A split as the probe holds it: tensors on the device, and whether its labels are trusted."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    trusted_labels: bool  # False: label-dependent signals use the predicted class
+    noisy: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class Probe:
+    def __init__(
+        self,
+        splits: dict[str, ProbeSplit],
+        scorers: list[Scorer],
+        input_shape: tuple[int, ...],
+        batch_size: int = 256,
+    ) -> None:
+        self.splits = splits
+        self.input_shape = input_shape
+        self.batch_size = batch_size
+        self.dynamics = [s for s in scorers if isinstance(s, DynamicsScorer)]
+        self.detectors = [s for s in scorers if isinstance(s, Detector)]
+        self.order = [s.spec for s in scorers]
+        self.failures: dict[str, str] = {}
+        self.predictions: dict[str, np.ndarray] = {}
+        self.features: dict[str, dict[str, np.ndarray]] = {}  # feature space -> split -> (n, d)
+        for scorer in list(self.dynamics):
+            for name, split in splits.items():
+                self._call(scorer, scorer.start, name, len(split))
+
+    def _call(self, scorer: Scorer, method, *args):
+        """Run a scorer method; on error, record it and drop the scorer from the run."""
+        if scorer.spec in self.failures:
+            return None
+        try:
+            return method(*args)
+        except Exception as error:
+            last = traceback.extract_tb(error.__traceback__)[-1]
+            self.failures[scorer.spec] = f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
+            return None
+
+    def _active(self, scorers: list, checkpoint: Checkpoint | None = None) -> list:
+        alive = [s for s in scorers if s.spec not in self.failures]
+        return alive if checkpoint is None else [s for s in alive if self._call(s, s.observes, checkpoint)]
+
+    def observe(self, model: nn.Module, checkpoint: Checkpoint) -> None:
+        """One pass over every split with the model as it is at ``checkpoint``."""
+        active = self._active(self.dynamics, checkpoint)
+        needs = set().union(*(s.needs for s in active))
+        feature_spaces = set().union(*(d.needs for d in self._active(self.detectors))) if checkpoint.is_last else set()
+        if not needs and not checkpoint.is_last:
+            return
+        was_training = model.training
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        model.eval()
+        for parameter in trainable:  # the input gradient alone is wanted; weight gradients would cost a third more
+            parameter.requires_grad_(False)
+        try:
+            self._pass(model, checkpoint, active, needs, feature_spaces)
+        finally:
+            for parameter in trainable:
+                parameter.requires_grad_(True)
+            model.train(was_training)
+
+    def _pass(self, model: nn.Module, checkpoint: Checkpoint, active: list, needs: set[str], feature_spaces: set[str]) -> None:
+        for name, split in self.splits.items():
+            predictions, features = [], {space: [] for space in feature_spaces}
+            for start in range(0, len(split), self.batch_size):
+                batch = self._signals(model, name, split, start, needs | feature_spaces)
+                for scorer in active:
+                    self._call(scorer, scorer.update, batch, checkpoint)
+                if checkpoint.is_last:
+                    predictions.append(batch.logits.argmax(1).cpu())
+                    for space in feature_spaces:
+                        features[space].append(getattr(batch, space).flatten(1).float().cpu())
+            if checkpoint.is_last:
+                self.predictions[name] = torch.cat(predictions).numpy()
+                for space, parts in features.items():
+                    self.features.setdefault(space, {})[name] = torch.cat(parts).numpy()
+
+    def _signals(self, model: nn.Module, name: str, split: ProbeSplit, start: int, needs: set[str]) -> Batch:
+        index = torch.arange(start, min(start + self.batch_size, len(split)), device=split.labels.device)
+        label = split.labels[index]
+        x = model_input(split.inputs[index], self.input_shape)
+        gradients = [kind for kind in (INPUT_GRAD, INPUT_GRAD_PROB) if kind in needs]
+        x.requires_grad_(bool(gradients))
+        with torch.set_grad_enabled(bool(gradients)):
+            embedding = model.embed(x)
+            logits = model.head(embedding)
+            target = label if split.trusted_labels else logits.argmax(1)
+            # Examples are independent in eval mode, so the gradient of a sum is every example's gradient.
+            outputs = {
+                INPUT_GRAD: lambda: logits.gather(1, target[:, None]).sum(),
+                INPUT_GRAD_PROB: lambda: logits.softmax(1).gather(1, target[:, None]).sum(),
+            }
+            grads = {
+                kind: torch.autograd.grad(outputs[kind](), x, retain_graph=kind != gradients[-1])[0]
+                for kind in gradients
+            }
+        return Batch(
+            split=name,
+            index=index,
+            label=label,
+            target=target,
+            logits=logits.detach(),
+            embedding=embedding.detach() if EMBEDDING in needs else None,
+            input_grad=grads.get(INPUT_GRAD),
+            input_grad_prob=grads.get(INPUT_GRAD_PROB),
+            pixels=x.detach() if PIXELS in needs else None,
+        )
+
+    def finish(self) -> dict[str, dict[str, np.ndarray]]:
+        """The score table: per split, id, label, pred, noisy and one column per scorer that did not fail."""
+        scores: dict[str, dict[str, np.ndarray]] = {}  # scorer spec -> split -> scores
+        train_labels = self.splits["train"].labels.cpu().numpy()
+        for detector in self._active(self.detectors):
+            features = self.features[detector.features]
+            self._call(detector, detector.fit, features["train"], train_labels)
+            for name in self.splits:
+                self._collect(scores, detector, name, lambda: detector.decision_function(features[name]))
+        for scorer in self._active(self.dynamics):
+            for name in self.splits:
+                self._collect(scores, scorer, name, lambda: scorer.scores(name))
+        table = {}
+        for name, split in self.splits.items():
+            n = len(split)
+            table[name] = {
+                "id": np.arange(n),
+                "label": split.labels.cpu().numpy(),
+                "pred": self.predictions[name],
+                "noisy": split.noisy if split.noisy is not None else np.zeros(n, dtype=bool),
+            }
+            table[name].update({spec: scores[spec][name] for spec in self.order if spec not in self.failures})
+        return table
+
+    def _collect(self, scores: dict, scorer: Scorer, name: str, compute) -> None:
+        """Run ``compute`` for one split and keep its result if it is one finite-or-not float per example."""
+        result = self._call(scorer, compute)
+        if scorer.spec in self.failures:
+            return
+        result = np.asarray(result, dtype=np.float64)
+        expected = (len(self.splits[name]),)
+        if result.shape != expected:
+            self.failures[scorer.spec] = f"returned scores of shape {result.shape} for split {name!r}; expected {expected}"
+            return
+        scores.setdefault(scorer.spec, {})[name] = result

@@ -1,0 +1,168 @@
+"""The runner: a plan of units (dataset x model x seed), each trained, probed and saved, then the tasks.
+
+A unit is a pure function of its config and seed, so a finished unit is never recomputed:
+its score table is found by name (which includes the config hash) and reused.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bench import registry
+from bench.config import RunConfig
+from bench.data import Dataset, load_dataset
+from bench.errors import BenchError
+from bench.leaderboard import attach_provenance, provenance, write_csv
+from bench.models import build_model, resolve_device
+from bench.probe import Probe, ProbeSplit
+from bench.results import ScoreTable, write_atomically
+from bench.tasks.ood import ood
+from bench.training import TrainSettings, train
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    tables: list[ScoreTable]
+    leaderboard: pd.DataFrame
+    leaderboard_path: Path
+    unit_paths: list[Path]
+
+
+def scorer_specs(config: RunConfig) -> list[str]:
+    """The canonical specs of the configured scorers; builds each once, so bad names fail before any training."""
+    for plugin in config.plugins:
+        registry.load_plugin_file(plugin)
+    names = []
+    for spec in config.scorers:
+        if spec == "all":
+            names += list(registry.available())
+        else:
+            names.append(spec)
+    specs = []
+    for spec in names:
+        try:
+            canonical = registry.create(spec).spec
+        except BenchError:
+            raise
+        except Exception as error:
+            raise BenchError(f"scorer {spec!r} cannot be built: {error}") from None
+        if canonical not in specs:
+            specs.append(canonical)
+    return specs
+
+
+def unit_path(config: RunConfig, dataset: str, seed: int, config_hash: str) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}_{config.model}_seed{seed}_{config_hash}")
+    return config.out_dir / "units" / f"{stem}.npz"
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe_file = directory / ".write-test"
+        probe_file.write_text("")
+        probe_file.unlink()
+    except OSError as error:
+        raise BenchError(f"results folder {directory} is not writable ({error.strerror}); pass --out with a folder you can write") from None
+
+
+def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
+             config_hash: str, progress: bool = True) -> ScoreTable:
+    """Train one model, probing it at every checkpoint, and return its score table."""
+    torch.manual_seed(seed)
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
+    scorers = [registry.create(spec) for spec in specs]
+    splits = {
+        name: ProbeSplit(
+            inputs=torch.as_tensor(split.inputs, device=device),
+            labels=torch.as_tensor(split.labels, device=device),
+            trusted_labels=name == "train" or config.label_mode == "true",
+            noisy=split.noisy,
+        )
+        for name, split in dataset.splits().items()
+    }
+    probe = Probe(splits, scorers, dataset.input_shape)
+    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum,
+                             config.weight_decay, config.checkpoint_every)
+    bar = tqdm(total=config.epochs, desc=f"{dataset.name} {config.model} seed {seed}", unit="epoch",
+               disable=not progress, file=sys.stderr, leave=True)
+    train_loss = float("nan")
+
+    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+        nonlocal train_loss
+        train_loss = loss
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+        bar.update()
+
+    seconds = {"train": 0.0, "probe": 0.0, "finish": 0.0}  # training, checkpoint passes, detectors and final scores
+    clock = [time.perf_counter()]
+
+    def lap() -> float:
+        now = time.perf_counter()
+        elapsed, clock[0] = now - clock[0], now
+        return elapsed
+
+    checkpoints = train(model, splits["train"].inputs, splits["train"].labels, settings,
+                        torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch)
+    for checkpoint in checkpoints:  # the time spent inside the generator is training
+        seconds["train"] += lap()
+        probe.observe(model, checkpoint)
+        seconds["probe"] += lap()
+    columns = probe.finish()
+    seconds["finish"] += lap()
+    bar.close()
+    for spec, error in probe.failures.items():
+        print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
+    accuracy = {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()}
+    meta = {
+        "dataset": dataset.name,
+        "model": config.model,
+        "seed": seed,
+        "label_mode": config.label_mode,
+        "config_hash": config_hash,
+        "config": config.unit_config(specs),
+        "scorers": specs,
+        "failures": probe.failures,
+        "ood_splits": list(dataset.ood),
+        "accuracy": accuracy,
+        "final_train_loss": train_loss,
+        "seconds": seconds,
+        "provenance": provenance(device, config_hash),
+    }
+    return ScoreTable(meta, columns)
+
+
+def run(config: RunConfig, progress: bool = True) -> RunResult:
+    """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV."""
+    specs = scorer_specs(config)
+    check_writable(config.out_dir)
+    device = resolve_device(config.device)
+    config_hash = config.config_hash(specs)
+    dataset = load_dataset(config.dataset)
+    tables, paths = [], []
+    for seed in config.seeds:
+        path = unit_path(config, dataset.name, seed, config_hash)
+        if path.exists():
+            table = ScoreTable.load(path)
+            if progress:
+                print(f"{dataset.name} {config.model} seed {seed}: reusing {path}", file=sys.stderr)
+        else:
+            table = run_unit(config, specs, dataset, seed, device, config_hash, progress)
+            table.save(path)
+        tables.append(table)
+        paths.append(path)
+    board = attach_provenance(ood(tables), tables)
+    leaderboard_path = config.out_dir / "leaderboard.csv"
+    write_csv(board, leaderboard_path)
+    write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
+    return RunResult(config, tables, board, leaderboard_path, paths)

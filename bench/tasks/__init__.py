@@ -1,0 +1,1 @@
+"""Evaluation tasks: pure functions from score tables to tidy leaderboard rows, no training."""

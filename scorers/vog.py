@@ -1,0 +1,82 @@
+"""Variance of Gradients (Agarwal, D'souza & Hooker, CVPR 2022, arXiv 2008.11600).
+
+At each checkpoint, S_t = gradient of the target class's logit (the paper) or softmax
+probability (the official toy code) w.r.t. the input, averaged over colour channels. VoG is the mean over pixels of the per-pixel population standard
+deviation of S_t over the checkpoints, as in the official code (chirag126/VOG): the square
+root is taken per pixel, before the pixel mean. The variance is accumulated with Welford's
+update in float64, so memory does not grow with the number of checkpoints.
+
+Class normalisation (``norm``) turns VoG into a z-score within its class, using the mean and
+standard deviation of VoG over the *training* examples of that class: the in-distribution
+reference, so that normalising an OoD split does not erase its shift. ``abs-z`` takes |z|.
+The class of an example is its target class at the last checkpoint it was observed at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.api import INPUT_GRAD, INPUT_GRAD_PROB, Batch, Checkpoint, DynamicsScorer
+from bench.registry import register
+
+NORMS = ("none", "z", "abs-z")
+TARGETS = {"logit": INPUT_GRAD, "prob": INPUT_GRAD_PROB}
+
+
+@register
+class VoG(DynamicsScorer):
+    name = "vog"
+    family = "gradient"
+    reference = "Agarwal, D'souza & Hooker, CVPR 2022 (arXiv 2008.11600); VoG row of Table 1"
+    def __init__(self, norm: str = "none", target: str = "logit") -> None:
+        if norm not in NORMS:
+            raise ValueError(f"vog: norm={norm!r} is not one of {', '.join(NORMS)}")
+        if target not in TARGETS:
+            raise ValueError(f"vog: target={target!r} is not one of {', '.join(TARGETS)}")
+        self.norm = norm
+        self.target = target
+        self._state: dict[str, dict] = {}
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset({TARGETS[self.target]})
+
+    def start(self, split: str, size: int) -> None:
+        self._state[split] = {"mean": None, "m2": None, "count": 0, "cls": np.zeros(size, dtype=np.int64)}
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        state = self._state[batch.split]
+        grad = getattr(batch, TARGETS[self.target])
+        if grad.ndim == 4:  # images: average the gradient over colour channels
+            grad = grad.mean(dim=1)
+        grad = grad.flatten(1).to(torch.float64)
+        if state["mean"] is None:
+            size = len(state["cls"])
+            state["mean"] = torch.zeros(size, grad.shape[1], dtype=torch.float64, device=grad.device)
+            state["m2"] = torch.zeros_like(state["mean"])
+        count = checkpoint.index + 1  # checkpoints this example has been seen at, this one included
+        mean, m2 = state["mean"][batch.index], state["m2"][batch.index]
+        delta = grad - mean
+        mean += delta / count
+        m2 += delta * (grad - mean)
+        state["mean"][batch.index], state["m2"][batch.index] = mean, m2
+        state["count"] = count
+        state["cls"][batch.index.cpu().numpy()] = batch.target.cpu().numpy()
+
+    def _raw(self, split: str) -> np.ndarray:
+        state = self._state[split]
+        return (state["m2"] / state["count"]).sqrt().mean(dim=1).cpu().numpy()
+
+    def scores(self, split: str) -> np.ndarray:
+        raw = self._raw(split)
+        if self.norm == "none":
+            return raw
+        reference, reference_cls = self._raw("train"), self._state["train"]["cls"]
+        z = np.full_like(raw, np.nan)
+        for cls in np.unique(self._state[split]["cls"]):
+            members = self._state[split]["cls"] == cls
+            ref = reference[reference_cls == cls]
+            if len(ref) > 1 and ref.std() > 0:
+                z[members] = (raw[members] - ref.mean()) / ref.std()
+        return np.abs(z) if self.norm == "abs-z" else z

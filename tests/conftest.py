@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from bench.models import MLP
+from bench.probe import Probe, ProbeSplit
+from bench.training import TrainSettings, train
+
+
+@pytest.fixture
+def two_blobs():
+    """The VoG paper's toy data: two isotropic 2-D Gaussian blobs, the Bayes boundary at x0 = 0."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    inputs = (np.array([[-1.5, 0.0], [1.5, 0.0]])[labels] + rng.normal(size=(500, 2))).astype(np.float32)
+    return inputs, labels
+
+
+def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=None, lr=0.05):
+    """Train a one-hidden-layer MLP on (inputs, labels) and return the probe's score table."""
+    torch.manual_seed(seed)
+    shape = inputs.shape[1:]
+    model = MLP(shape, int(labels.max()) + 1, hidden=(16,))
+    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)}
+    splits.update(extra_splits or {})
+    probe = Probe(splits, scorers, shape)
+    settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, momentum=0.9, weight_decay=0.0, checkpoint_every=1)
+    for checkpoint in train(model, splits["train"].inputs, splits["train"].labels, settings,
+                            torch.Generator().manual_seed(seed), shape):
+        probe.observe(model, checkpoint)
+    return probe.finish(), probe
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """Scorers registered inside the test are forgotten after it."""
+    from bench import registry
+
+    registry.available()
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(registry, "_origins", dict(registry._origins))

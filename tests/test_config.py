@@ -1,0 +1,62 @@
+"""Settings: presets, TOML files and flags, and the messages bad settings get."""
+
+import argparse
+import re
+
+import pytest
+
+from bench.cli import parse_seeds
+from bench.config import RunConfig, available_presets, load_preset, load_toml
+from bench.errors import BenchError
+
+
+def test_quick_preset_is_digits_c_with_three_seeds():
+    assert "quick" in available_presets()
+    quick = load_preset("quick")
+    assert quick.dataset == "digits-c" and quick.seeds == [0, 1, 2] and quick.name == "quick"
+
+
+def test_flags_override_the_file_and_none_means_unset(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('scorers = ["vog"]\nepochs = 4\n')
+    config = load_toml(path).updated(epochs=7, model=None)
+    assert (config.scorers, config.epochs, config.model) == (["vog"], 7, "lenet")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochs = \"ten\"", "'epochs' must be int"),
+    ("epochs = 0", "'epochs' must be at least 1"),
+    ("seeds = []", "'seeds' is empty"),
+    ("seeds = [1, 1]", "repeats a seed"),
+    ("scorers = [3]", "'scorers' must be a list[str]"),
+    ("epochs = ", "not valid TOML"),
+])
+def test_bad_values_are_named_with_the_fix(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_toml(path)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(BenchError, match="available: .*quick"):
+        load_preset("quik")
+
+
+def test_config_hash_ignores_seeds_and_output_but_not_training():
+    base = RunConfig()
+    specs = ["vog"]
+    assert base.config_hash(specs) == RunConfig(seeds=[5], out="elsewhere").config_hash(specs)
+    assert base.config_hash(specs) != RunConfig(epochs=3).config_hash(specs)
+    assert base.config_hash(specs) != base.config_hash(["vog[norm=z]"])
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,4,7", [0, 4, 7]), ("5-7", [5, 6, 7]), ("7-7", [7])])
+def test_seed_syntax(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "x", "3-1"])
+def test_seed_syntax_without_seeds_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="gives no seeds"):
+        parse_seeds(text)

@@ -1,0 +1,94 @@
+"""The registry and the three ways in: built-in modules, entry points of installed distributions, plugin files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import registry
+from bench.api import SIGNALS
+from bench.errors import BenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_spec_parsing_reads_literals_and_keeps_bracketed_commas():
+    assert registry.parse_spec("vog[norm=z, target=prob]") == ("vog", {"norm": "z", "target": "prob"})
+    assert registry.parse_spec("kde[bandwidth=0.5]") == ("kde", {"bandwidth": 0.5})
+    assert registry.parse_spec("x[n=3,flag=true]") == ("x", {"n": 3, "flag": True})
+    assert registry.split_specs("vog[norm=z,target=prob], kde,max-softmax") == [
+        "vog[norm=z,target=prob]", "kde", "max-softmax"]
+
+
+def test_spec_names_only_non_default_parameters_in_constructor_order():
+    assert registry.create("vog[norm=none]").spec == "vog"
+    assert registry.create("vog[target=prob,norm=z]").spec == "vog[norm=z,target=prob]"
+
+
+def test_unknown_scorer_suggests_the_closest_names():
+    with pytest.raises(BenchError, match="did you mean vog"):
+        registry.get("vgo")
+
+
+def test_unknown_parameter_lists_the_allowed_ones():
+    with pytest.raises(BenchError, match=r"no parameter window.*norm='none'"):
+        registry.create("vog[window=late]")
+
+
+def test_builtin_scorers_declare_their_metadata():
+    scorers = registry.available()
+    assert {"vog", "action-score", "max-softmax", "kde"} <= set(scorers)
+    for name, cls in scorers.items():
+        scorer = cls()
+        assert scorer.needs and scorer.needs <= set(SIGNALS), name
+        assert cls.family and cls.reference, name
+
+
+def run_bench(*args, cwd, extra_path=None):
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_scorer_from_a_separately_installed_distribution(tmp_path):
+    """pip-installs examples/plugin-package (its own distribution) and finds `energy` through its entry point."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(ROOT / "examples" / "plugin-package")],
+        check=True, capture_output=True,
+    )
+    listing = run_bench("list", "scorers", cwd=tmp_path, extra_path=target)
+    assert listing.returncode == 0, listing.stderr
+    assert any(line.split()[:2] == ["energy", "confidence"] for line in listing.stdout.splitlines())
+    run = run_bench("run", "--scorers", "energy,max-softmax", "--seeds", "1", "--epochs", "1", "--out",
+                    str(tmp_path / "out"), "--no-progress", cwd=tmp_path, extra_path=target)
+    assert run.returncode == 0, run.stderr
+    assert "energy" in run.stdout
+
+
+def test_broken_entry_point_is_skipped_with_a_warning(tmp_path):
+    """A distribution whose plugin fails to import must not take the harness down."""
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bench.scorers]\nbroken = broken_plugin_module:Missing\n")
+    listing = run_bench("list", "scorers", cwd=tmp_path, extra_path=tmp_path)
+    assert listing.returncode == 0
+    assert "'broken'" in listing.stderr and "skipped" in listing.stderr
+    assert "vog" in listing.stdout
+
+
+def test_plugin_file_registers_its_scorers(isolated_registry):
+    names = registry.load_plugin_file(ROOT / "examples" / "max_logit.py")
+    assert names == ["max-logit"]
+    assert registry.create("max-logit").needs == {"logits"}
+
+
+def test_missing_plugin_file_is_a_clear_error(tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        registry.load_plugin_file(tmp_path / "nope.py")

@@ -1,0 +1,31 @@
+"""Score tables on disk: a documented .npz that plain numpy reads without pickle."""
+
+import json
+
+import numpy as np
+
+from bench.results import ScoreTable
+
+
+def test_round_trip_and_plain_numpy_layout(tmp_path):
+    table = ScoreTable(
+        meta={"seed": 0, "scorers": ["vog[norm=z]"], "failures": {}},
+        splits={"test": {"id": np.arange(3), "label": np.array([1, 0, 2]), "vog[norm=z]": np.array([0.5, np.nan, -1.0])}},
+    )
+    path = tmp_path / "units" / "unit.npz"
+    table.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["unit.npz"]  # no temporary file left behind
+    with np.load(path, allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["meta", "test/id", "test/label", "test/vog[norm=z]"]
+        assert json.loads(str(archive["meta"]))["seed"] == 0
+    loaded = ScoreTable.load(path)
+    assert loaded.meta == table.meta
+    np.testing.assert_array_equal(loaded.splits["test"]["vog[norm=z]"], table.splits["test"]["vog[norm=z]"])
+    assert loaded.scorers == ["vog[norm=z]"]
+
+
+def test_saving_is_deterministic(tmp_path):
+    table = ScoreTable(meta={"a": 1}, splits={"train": {"x": np.linspace(0, 1, 5)}})
+    table.save(tmp_path / "one.npz")
+    table.save(tmp_path / "two.npz")
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()

@@ -1,0 +1,139 @@
+"""`bench run` end to end on digits-c, checked from the outside: the CSV against the score files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from bench import runner
+from bench.cli import main
+from bench.leaderboard import COLUMNS, read_csv
+from bench.results import ScoreTable
+
+pytestmark = pytest.mark.slow
+
+FAILING_PLUGIN = '''
+import numpy as np
+from bench import LOGITS, DynamicsScorer, register
+
+@register
+class Broken(DynamicsScorer):
+    name, family, reference = "broken", "test", "-"
+    needs = frozenset({LOGITS})
+    def start(self, split, size): pass
+    def update(self, batch, checkpoint): pass
+    def scores(self, split): raise ValueError("this plugin is broken")
+'''
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from bench import registry
+
+    saved = dict(registry._registry), dict(registry._origins)
+    root = tmp_path_factory.mktemp("run")
+    plugin = root / "broken_plugin.py"
+    plugin.write_text(FAILING_PLUGIN)
+    args = ["run", "--scorers", "all", "--seeds", "0,1", "--epochs", "2", "--out", str(root / "out"),
+            "--plugin", str(plugin), "--no-progress"]
+    code = main(args)
+    yield code, root / "out", args
+    registry._registry, registry._origins = saved
+
+
+def test_run_succeeds_and_writes_the_documented_files(finished_run):
+    code, out, _ = finished_run
+    assert code == 0
+    assert (out / "leaderboard.csv").is_file() and (out / "config.toml").is_file()
+    assert len(list((out / "units").glob("*.npz"))) == 2
+    board = read_csv(out / "leaderboard.csv")
+    assert list(board.columns) == COLUMNS
+    assert set(board.scorer) == {"vog", "action-score", "max-softmax", "kde", "broken"}
+
+
+def test_every_auroc_in_the_csv_is_recomputed_from_the_score_files(finished_run):
+    _, out, _ = finished_run
+    board = read_csv(out / "leaderboard.csv")
+    checked = 0
+    for path in (out / "units").glob("*.npz"):
+        with np.load(path) as archive:  # plain numpy, as a user would
+            seed = str(int(__import__("json").loads(str(archive["meta"]))["seed"]))
+            clean = {k.split("/", 1)[1]: archive[k] for k in archive.files if k.startswith("test/")}
+            for key in archive.files:
+                split, _, scorer = key.partition("/")
+                if split in ("test", "train", "meta") or scorer in ("id", "label", "pred", "noisy", "broken"):
+                    continue
+                scores = np.r_[clean[scorer], archive[key]]
+                is_ood = np.r_[np.zeros(len(clean[scorer])), np.ones(len(archive[key]))]
+                rows = board[(board.scorer == scorer) & (board.split == split) & (board.seed == seed)]
+                values = dict(zip(rows.metric, rows.value))
+                assert values["auroc"] == pytest.approx(roc_auc_score(is_ood, scores), abs=1e-6)
+                assert values["aupr_out"] == pytest.approx(average_precision_score(is_ood, scores), abs=1e-6)
+                assert values["aupr_in"] == pytest.approx(average_precision_score(1 - is_ood, -scores), abs=1e-6)
+                checked += 1
+    assert checked == 2 * 4 * 8  # seeds x scorers x corruptions
+
+
+def test_aggregates_are_means_and_stds_of_the_per_seed_rows(finished_run):
+    _, out, _ = finished_run
+    board = read_csv(out / "leaderboard.csv")
+    auroc = board[(board.scorer == "vog") & (board.metric == "auroc")]
+    per_seed = auroc[(auroc.seed != "all") & (auroc.split != "mean")].pivot(index="split", columns="seed", values="value")
+    over_seeds = auroc[(auroc.seed == "all") & (auroc.split != "mean")].set_index("split")["value"]
+    np.testing.assert_allclose(over_seeds[per_seed.index], per_seed.mean(axis=1), atol=1e-6)
+    overall = board[(board.scorer == "vog") & (board.split == "mean") & (board.seed == "all")].set_index("metric")["value"]
+    assert overall["auroc"] == pytest.approx(per_seed.mean(axis=1).mean(), abs=1e-6)
+    assert overall["auroc_std_corruptions"] == pytest.approx(per_seed.mean(axis=1).std(ddof=0), abs=1e-6)
+    assert overall["auroc_std_seeds"] == pytest.approx(per_seed.mean(axis=0).std(ddof=1), abs=1e-6)
+
+
+def test_a_failing_plugin_is_a_nan_row_with_its_error_and_the_others_go_on(finished_run):
+    _, out, _ = finished_run
+    board = read_csv(out / "leaderboard.csv")
+    broken = board[board.scorer == "broken"]
+    assert broken.value.isna().all()
+    assert broken.note.str.contains("ValueError: this plugin is broken").all()
+    others = board[(board.scorer != "broken") & board.metric.isin(["auroc", "fpr95"])]
+    assert others.value.notna().all()
+
+
+def test_second_run_reuses_every_unit(finished_run, monkeypatch):
+    code, out, args = finished_run
+    before = read_csv(out / "leaderboard.csv")
+
+    def no_training(*_, **__):
+        raise AssertionError("a finished unit was recomputed")
+
+    monkeypatch.setattr(runner, "run_unit", no_training)
+    assert main(args) == 0
+    after = read_csv(out / "leaderboard.csv")
+    pd.testing.assert_series_equal(before.value, after.value)
+
+
+def test_same_config_and_seed_give_bit_identical_score_tables(finished_run, tmp_path):
+    _, out, args = finished_run
+    again = tmp_path / "again"
+    assert main(["run", "--scorers", "vog,action-score,max-softmax,kde", "--seeds", "1", "--epochs", "2",
+                 "--out", str(again), "--no-progress"]) == 0
+    [fresh] = (again / "units").glob("*.npz")
+    first = ScoreTable.load(next(p for p in (out / "units").glob("*seed0*")))
+    second = ScoreTable.load(fresh)
+    for split, columns in second.splits.items():
+        for column, values in columns.items():
+            assert values.tobytes() == first.splits[split][column].tobytes(), (split, column)
+
+
+def test_unknown_scorer_is_refused_before_any_training(tmp_path, capsys):
+    assert main(["run", "--scorers", "vgo", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "did you mean vog" in capsys.readouterr().err
+    assert not (tmp_path / "units").exists()
+
+
+def test_invalid_config_file_names_the_key_and_the_allowed_values(tmp_path, capsys):
+    config = tmp_path / "study.toml"
+    config.write_text('dataset = "digits-c"\nlabel_mode = "oracle"\n')
+    assert main(["run", "--config", str(config), "--out", str(tmp_path)]) == 2
+    assert "'label_mode' is 'oracle'; allowed: predicted, true" in capsys.readouterr().err
+    config.write_text('epoch = 3\n')
+    assert main(["run", "--config", str(config), "--out", str(tmp_path)]) == 2
+    assert "unknown config key 'epoch'; allowed keys:" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""VoG against closed forms: a linear model, whose input gradient of logit y is the weight row w_y,
+and the paper's toy check (Fig. 1)."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from bench import registry
+from bench.api import Checkpoint
+from bench.models import Classifier
+from bench.probe import Probe, ProbeSplit
+from conftest import train_and_probe
+
+
+class Linear(Classifier):
+    def __init__(self, dim, classes):
+        super().__init__()
+        self.embed = nn.Flatten()
+        self.head = nn.Linear(dim, classes)
+
+
+def probe_linear_checkpoints(weights, biases, splits, scorers):
+    """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]."""
+    model = Linear(weights.shape[2], weights.shape[1])
+    probe = Probe(splits, scorers, (weights.shape[2],))
+    for k in range(len(weights)):
+        with torch.no_grad():
+            model.head.weight.copy_(torch.as_tensor(weights[k]))
+            model.head.bias.copy_(torch.as_tensor(biases[k]))
+        probe.observe(model, Checkpoint(index=k, epoch=k + 1, total=len(weights)))
+    return probe.finish()
+
+
+@pytest.fixture
+def linear_case():
+    rng = np.random.default_rng(1)
+    checkpoints, classes, dim, n = 6, 3, 5, 40
+    weights = rng.normal(size=(checkpoints, classes, dim)).astype(np.float32)
+    biases = rng.normal(size=(checkpoints, classes)).astype(np.float32)
+    inputs = rng.normal(size=(n, dim)).astype(np.float32)
+    labels = rng.integers(0, classes, n)
+    return weights, biases, inputs, labels
+
+
+def test_vog_of_a_linear_model_is_the_std_of_the_weight_rows(linear_case):
+    weights, biases, inputs, labels = linear_case
+    split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
+    table = probe_linear_checkpoints(weights, biases, {"train": split}, [registry.create("vog")])
+    # Gradient of logit y is w_y at every checkpoint: VoG = mean over pixels of the population std over checkpoints.
+    expected = weights[:, labels, :].std(axis=0, ddof=0).mean(axis=1)
+    np.testing.assert_allclose(table["train"]["vog"], expected, rtol=1e-5)
+
+
+def test_vog_with_predicted_labels_follows_the_argmax_at_each_checkpoint(linear_case):
+    weights, biases, inputs, labels = linear_case
+    train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
+    unlabeled = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
+    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [registry.create("vog")])
+    predicted = np.argmax(np.einsum("kcd,nd->knc", weights, inputs) + biases[:, None, :], axis=2)  # (k, n)
+    rows = weights[np.arange(len(weights))[:, None], predicted]  # (k, n, d): w of the predicted class
+    np.testing.assert_allclose(table["ood"]["vog"], rows.std(axis=0).mean(axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_class_normalisation_uses_training_statistics_per_class(two_blobs, trusted):
+    inputs, labels = two_blobs
+    rng = np.random.default_rng(5)
+    test_labels = rng.integers(0, 2, 200)
+    test_inputs = (np.array([[-1.5, 0.0], [1.5, 0.0]])[test_labels] + rng.normal(size=(200, 2))).astype(np.float32)
+    test = ProbeSplit(torch.as_tensor(test_inputs), torch.as_tensor(test_labels), trusted_labels=trusted)
+    specs = ["vog", "vog[norm=z]", "vog[norm=abs-z]"]
+    table, _ = train_and_probe(inputs, labels, [registry.create(s) for s in specs], extra_splits={"test": test})
+    raw_train, raw_test = table["train"]["vog"], table["test"]["vog"]
+    # The class of a test example: its label, or without trusted labels the final model's prediction.
+    test_classes = test_labels if trusted else table["test"]["pred"]
+    expected = np.empty_like(raw_test)
+    for cls in (0, 1):
+        reference = raw_train[labels == cls]
+        assert reference.std() > 0
+        expected[test_classes == cls] = (raw_test[test_classes == cls] - reference.mean()) / reference.std()
+    np.testing.assert_allclose(table["test"]["vog[norm=z]"], expected, rtol=1e-9)
+    np.testing.assert_allclose(table["test"]["vog[norm=abs-z]"], np.abs(expected), rtol=1e-9)
+
+
+def test_toy_blobs_vog_is_highest_near_the_decision_boundary(two_blobs):
+    """Fig. 1 of the paper, with the official toy code's target: the gradient of the softmax probability.
+
+    (For a linear model the gradient of a logit is the same for every point of a class, so the
+    toy's ranking by distance comes from the probability, whose gradient vanishes far from
+    the boundary.)
+    """
+    inputs, labels = two_blobs
+    table, _ = train_and_probe(inputs, labels, [registry.create("vog[target=prob]")])
+    distance_to_boundary = np.abs(inputs[:, 0])
+    rho = spearmanr(table["train"]["vog[target=prob]"], distance_to_boundary).statistic
+    assert rho < -0.8
+    nearest, farthest = np.argsort(distance_to_boundary)[:50], np.argsort(distance_to_boundary)[-50:]
+    assert table["train"]["vog[target=prob]"][nearest].min() > table["train"]["vog[target=prob]"][farthest].max()
