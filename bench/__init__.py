@@ -12,10 +12,11 @@ from bench.api import (  # noqa: E402  (the public API of a scorer plugin)
     Detector,
     DynamicsScorer,
     Scorer,
+    SummedScorer,
 )
 from bench.registry import register  # noqa: E402
 
 __all__ = [
     "EMBEDDING", "INPUT_GRAD", "LOGITS", "PIXELS",
-    "Batch", "Checkpoint", "Detector", "DynamicsScorer", "Scorer", "register",
+    "Batch", "Checkpoint", "Detector", "DynamicsScorer", "Scorer", "SummedScorer", "register",
 ]

@@ -121,6 +121,30 @@ class DynamicsScorer(Scorer):
         """One score per example of the split, higher = harder / more anomalous."""
 
 
+class SummedScorer(DynamicsScorer):
+    """A score that adds up one value per example at each checkpoint it observes.
+
+    Subclasses give ``term(batch)``; with ``observes`` true only at the last checkpoint the
+    score is a function of the final model.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, np.ndarray] = {}
+
+    @abstractmethod
+    def term(self, batch: Batch) -> torch.Tensor:
+        """(n,) values for the batch's examples at this checkpoint."""
+
+    def start(self, split: str, size: int) -> None:
+        self._sums[split] = np.zeros(size, dtype=np.float64)
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        self._sums[batch.split][batch.index.cpu().numpy()] += self.term(batch).double().cpu().numpy()
+
+    def scores(self, split: str) -> np.ndarray:
+        return self._sums[split].copy()
+
+
 class Detector(Scorer):
     """An outlier detector on a feature space, with PyOD's contract.
 

@@ -18,6 +18,11 @@ scoring method finds them best, and how far to trust the ranking.
 per-example score tables and a leaderboard CSV. With no arguments it runs the quick
 benchmark on the embedded digits-c dataset (about a minute on two CPU cores)."""
 
+RUN_DESCRIPTION = """\
+Train a model per seed, score every example of every split at every checkpoint with the
+chosen scorers, then evaluate the scores: clean test split against each corrupted split
+(AUROC, AUPR-In, AUPR-Out, FPR@95TPR), per corruption and seed, with means and spreads."""
+
 RUN_EPILOG = """\
 examples:
   bench run                                   the quick preset: digits-c, LeNet-5, 3 seeds
@@ -70,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="train, score and write a leaderboard", description=DESCRIPTION,
+    run = commands.add_parser("run", help="train, score and write a leaderboard", description=RUN_DESCRIPTION,
                               epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = run.add_mutually_exclusive_group()
     source.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")

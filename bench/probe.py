@@ -35,6 +35,8 @@ class ProbeSplit:
 
 
 class Probe:
+    """Drives the scorers of one unit: ``observe`` at each checkpoint, then ``finish`` for the score table."""
+
     def __init__(
         self,
         splits: dict[str, ProbeSplit],
@@ -51,7 +53,7 @@ class Probe:
         self.failures: dict[str, str] = {}
         self.predictions: dict[str, np.ndarray] = {}
         self.features: dict[str, dict[str, np.ndarray]] = {}  # feature space -> split -> (n, d)
-        for scorer in list(self.dynamics):
+        for scorer in self.dynamics:
             for name, split in splits.items():
                 self._call(scorer, scorer.start, name, len(split))
 

@@ -168,4 +168,7 @@ def create(spec: str) -> Scorer:
     if unknown:
         listing = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "none"
         raise BenchError(f"scorer {name!r} has no parameter {', '.join(unknown)}; its parameters: {listing}")
-    return cls(**params)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as error:
+        raise BenchError(f"scorer spec {spec!r}: {error}") from None

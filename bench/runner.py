@@ -48,17 +48,7 @@ def scorer_specs(config: RunConfig) -> list[str]:
             names += list(registry.available())
         else:
             names.append(spec)
-    specs = []
-    for spec in names:
-        try:
-            canonical = registry.create(spec).spec
-        except BenchError:
-            raise
-        except Exception as error:
-            raise BenchError(f"scorer {spec!r} cannot be built: {error}") from None
-        if canonical not in specs:
-            specs.append(canonical)
-    return specs
+    return list(dict.fromkeys(registry.create(spec).spec for spec in names))
 
 
 def unit_path(config: RunConfig, dataset: str, seed: int, config_hash: str) -> Path:
@@ -69,9 +59,9 @@ def unit_path(config: RunConfig, dataset: str, seed: int, config_hash: str) -> P
 def check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe_file = directory / ".write-test"
-        probe_file.write_text("")
-        probe_file.unlink()
+        marker = directory / ".write-test"
+        marker.write_text("")
+        marker.unlink()
     except OSError as error:
         raise BenchError(f"results folder {directory} is not writable ({error.strerror}); pass --out with a folder you can write") from None
 
@@ -104,22 +94,18 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
         bar.update()
 
-    seconds = {"train": 0.0, "probe": 0.0, "finish": 0.0}  # training, checkpoint passes, detectors and final scores
-    clock = [time.perf_counter()]
-
-    def lap() -> float:
-        now = time.perf_counter()
-        elapsed, clock[0] = now - clock[0], now
-        return elapsed
-
+    seconds = {"train": 0.0, "probe": 0.0}  # then "finish": detectors and final scores
     checkpoints = train(model, splits["train"].inputs, splits["train"].labels, settings,
                         torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch)
+    started = time.perf_counter()
     for checkpoint in checkpoints:  # the time spent inside the generator is training
-        seconds["train"] += lap()
+        trained = time.perf_counter()
+        seconds["train"] += trained - started
         probe.observe(model, checkpoint)
-        seconds["probe"] += lap()
+        started = time.perf_counter()
+        seconds["probe"] += started - trained
     columns = probe.finish()
-    seconds["finish"] += lap()
+    seconds["finish"] = time.perf_counter() - started
     bar.close()
     for spec, error in probe.failures.items():
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
@@ -145,8 +131,8 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
 def run(config: RunConfig, progress: bool = True) -> RunResult:
     """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV."""
     specs = scorer_specs(config)
-    check_writable(config.out_dir)
     device = resolve_device(config.device)
+    check_writable(config.out_dir)
     config_hash = config.config_hash(specs)
     dataset = load_dataset(config.dataset)
     tables, paths = [], []

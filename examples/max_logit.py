@@ -1,12 +1,10 @@
 """A local scorer plugin: `bench run --plugin examples/max_logit.py --scorers max-logit`."""
 
-import numpy as np
-
-from bench import LOGITS, DynamicsScorer, register
+from bench import LOGITS, SummedScorer, register
 
 
 @register
-class MaxLogit(DynamicsScorer):
+class MaxLogit(SummedScorer):
     """Negated largest logit of the final model (Hendrycks et al., ICML 2022): low logits look OoD."""
 
     name = "max-logit"
@@ -14,17 +12,8 @@ class MaxLogit(DynamicsScorer):
     reference = "Hendrycks et al., ICML 2022 (arXiv 1911.11132)"
     needs = frozenset({LOGITS})
 
-    def __init__(self):
-        self._scores = {}
-
     def observes(self, checkpoint):
-        return checkpoint.is_last
+        return checkpoint.is_last  # the final model only
 
-    def start(self, split, size):
-        self._scores[split] = np.zeros(size)
-
-    def update(self, batch, checkpoint):
-        self._scores[batch.split][batch.index.cpu().numpy()] = -batch.logits.max(dim=1).values.double().cpu().numpy()
-
-    def scores(self, split):
-        return self._scores[split]
+    def term(self, batch):
+        return -batch.logits.max(dim=1).values  # higher = more anomalous

@@ -6,7 +6,10 @@ from bench import LOGITS, DynamicsScorer
 
 
 class Energy(DynamicsScorer):
-    """Free energy -T logsumexp(z / T) of the final model's logits: higher for OoD inputs."""
+    """Free energy -T logsumexp(z / T) of the final model's logits: higher for OoD inputs.
+
+    Written against the full streaming contract (start / update / scores) to show it.
+    """
 
     name = "energy"
     family = "confidence"
