@@ -42,6 +42,19 @@ results:
   <out>/config.toml         the settings that produced them"""
 
 
+DATA_DESCRIPTION = """\
+Data files live in the data roots, searched in order: --data-dir, $BENCH_DATA, then
+datasets/ at the project root; what bench writes goes to the first of them.
+
+examples:
+  bench data fetch mnist                      download and MD5-check the four MNIST files
+  bench data fetch mnist --from ~/mnist       copy them from a folder instead
+  bench data verify                           which file is wrong, and why
+  bench data build mnist-c                    generate the 15 corrupted test splits
+  bench data show mnist-c                     mnist-c-corruptions.png: digits under every corruption
+  bench run --dataset idx:~/fashion-mnist     any folder of the four idx files is a dataset"""
+
+
 def text_table(frame: pd.DataFrame) -> str:
     """Left-aligned columns separated by two spaces, with a header rule: readable in any terminal."""
     cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
@@ -80,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = run.add_mutually_exclusive_group()
     source.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
     source.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings (keys as in results' config.toml)")
-    run.add_argument("--dataset", help="dataset name; see `bench list datasets`")
+    run.add_argument("--dataset", help="dataset name (see `bench list datasets`) or idx:PATH, a folder of MNIST-format files")
+    run.add_argument("--data-dir", help="folder searched first for data files (then $BENCH_DATA, then datasets/)")
+    run.add_argument("--label-noise", type=float, metavar="FRACTION",
+                     help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
     run.add_argument("--model", help="mlp or lenet")
     run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", or all')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
@@ -91,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default: results/<preset>)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    data = commands.add_parser("data", help="get, check, build and look at datasets",
+                               description=DATA_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fetch = actions.add_parser("fetch", help="download MNIST from the public mirrors (or copy it with --from)")
+    fetch.add_argument("name", choices=["mnist"])
+    fetch.add_argument("--from", dest="source", type=Path, metavar="DIR", help="copy the four files from this folder instead")
+    fetch.add_argument("--mirror", action="append", metavar="URL", help="download from this base URL instead; repeatable, tried in order")
+    verify = actions.add_parser("verify", help="check every data file bench knows, and say which is wrong and why")
+    build = actions.add_parser("build", help="generate the corrupted test splits of a dataset (mnist-c, idx:PATH)")
+    build.add_argument("name", help="mnist-c, or idx:PATH")
+    show = actions.add_parser("show", help="write a PNG grid of a few digits under every corruption")
+    show.add_argument("name", help="digits-c, mnist-c, or idx:PATH")
+    show.add_argument("--out", type=Path, help="PNG file to write (default: <name>-corruptions.png)")
+    for action in (fetch, verify, build, show):
+        action.add_argument("--data-dir", help="folder searched first for data files, and where bench writes them")
 
     listing = commands.add_parser("list", help="what is available: scorers, datasets, models, presets")
     listing.add_argument("what", choices=["scorers", "datasets", "models", "presets"])
@@ -109,7 +141,7 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         config = load_preset(args.preset or "quick")
     config = config.updated(
-        dataset=args.dataset, model=args.model, scorers=split_specs(args.scorers) if args.scorers else None,
+        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model, scorers=split_specs(args.scorers) if args.scorers else None,
         seeds=args.seeds, epochs=args.epochs, label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
@@ -127,6 +159,35 @@ def command_run(args: argparse.Namespace) -> int:
     print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
     print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
     print(f"score tables: {result.leaderboard_path.parent / 'units'}/ ({len(result.unit_paths)} files)")
+    return 0
+
+
+def command_data(args: argparse.Namespace) -> int:
+    from bench.data import data_roots, load_dataset
+    from bench.data import mnist
+
+    roots = data_roots(args.data_dir)
+    if args.action == "fetch":
+        folder = mnist.fetch(roots[0], source=args.source, mirrors=args.mirror)
+        print(f"MNIST is in {folder}, every file matching its published MD5")
+    elif args.action == "verify":
+        checks = mnist.verify(roots)
+        if not checks:
+            print(f"no data files in {', '.join(map(str, roots))}; `bench data fetch mnist` gets MNIST")
+            return 0
+        print(text_table(pd.DataFrame([{"file": str(c.path), "status": "ok" if not c.problem else "WRONG",
+                                        "problem": c.problem or "-"} for c in checks])))
+        return 1 if any(c.problem for c in checks) else 0
+    elif args.action == "build":
+        dataset = load_dataset(args.name, args.data_dir)
+        print(f"{dataset.name}: {len(dataset.ood)} corrupted test splits of {len(dataset.test)} images; {dataset.source}")
+    else:
+        from bench.data.corrupted import save_grid
+
+        dataset = load_dataset(args.name, args.data_dir)
+        out = args.out or Path(f"{dataset.name}-corruptions.png")
+        save_grid(dataset, out)
+        print(f"wrote {out}")
     return 0
 
 
@@ -164,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     try:
-        return {"run": command_run, "list": command_list}[args.command](args)
+        return {"run": command_run, "data": command_data, "list": command_list}[args.command](args)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,9 @@ LABEL_MODES = ("predicted", "true")
 @dataclass
 class RunConfig:
     name: str = "run"  # names the results folder, results/<name>
-    dataset: str = "digits-c"
+    dataset: str = "digits-c"  # a name from `bench list datasets`, or idx:PATH
+    data_dir: str = ""  # searched first for data files, and where bench writes them
+    label_noise: float = 0.0  # fraction of training labels shuffled among themselves
     model: str = "lenet"
     scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every registered scorer
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -63,6 +65,8 @@ class RunConfig:
                 raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
+        if not 0.0 <= self.label_noise < 1.0:
+            raise BenchError(f"config key 'label_noise' is {self.label_noise}; it must be in [0, 1), e.g. 0.2 to shuffle 20% of training labels")
         if self.label_mode not in LABEL_MODES:
             raise BenchError(f"config key 'label_mode' is {self.label_mode!r}; allowed: {', '.join(LABEL_MODES)}")
 
@@ -76,19 +80,21 @@ class RunConfig:
     def out_dir(self) -> Path:
         return Path(self.out or f"results/{self.name}")
 
-    def unit_config(self, scorer_specs: list[str]) -> dict[str, Any]:
+    def unit_config(self, scorer_specs: list[str], data_source: str) -> dict[str, Any]:
         """What a unit's scores depend on, apart from the seed."""
         return {
             "bench_version": bench.__version__,
             "dataset": self.dataset,
+            "data_source": data_source,
+            "label_noise": self.label_noise,
             "model": self.model,
             "scorers": sorted(scorer_specs),
             "label_mode": self.label_mode,
             **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
         }
 
-    def config_hash(self, scorer_specs: list[str]) -> str:
-        text = json.dumps(self.unit_config(scorer_specs), sort_keys=True)
+    def config_hash(self, scorer_specs: list[str], data_source: str) -> str:
+        text = json.dumps(self.unit_config(scorer_specs, data_source), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def to_toml(self) -> str:

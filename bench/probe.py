@@ -43,12 +43,15 @@ class Probe:
         scorers: list[Scorer],
         input_shape: tuple[int, ...],
         batch_size: int = 256,
+        known: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> None:
+        """``known`` holds finished columns (spec -> split -> scores) of model-free detectors, which are not recomputed."""
         self.splits = splits
         self.input_shape = input_shape
         self.batch_size = batch_size
+        self.known = known or {}
         self.dynamics = [s for s in scorers if isinstance(s, DynamicsScorer)]
-        self.detectors = [s for s in scorers if isinstance(s, Detector)]
+        self.detectors = [s for s in scorers if isinstance(s, Detector) and s.spec not in self.known]
         self.order = [s.spec for s in scorers]
         self.failures: dict[str, str] = {}
         self.predictions: dict[str, np.ndarray] = {}
@@ -140,7 +143,7 @@ class Probe:
 
     def finish(self) -> dict[str, dict[str, np.ndarray]]:
         """The score table: per split, id, label, pred, noisy and one column per scorer that did not fail."""
-        scores: dict[str, dict[str, np.ndarray]] = {}  # scorer spec -> split -> scores
+        scores: dict[str, dict[str, np.ndarray]] = dict(self.known)  # scorer spec -> split -> scores
         train_labels = self.splits["train"].labels.cpu().numpy()
         for detector in self._active(self.detectors):
             features = self.features[detector.features]

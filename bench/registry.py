@@ -168,6 +168,9 @@ def create(spec: str) -> Scorer:
     if unknown:
         listing = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "none"
         raise BenchError(f"scorer {name!r} has no parameter {', '.join(unknown)}; its parameters: {listing}")
+    for key, value in params.items():  # "none" is None for a parameter that is not a string
+        if value == "none" and not isinstance(allowed[key], str):
+            params[key] = None
     try:
         return cls(**params)
     except (TypeError, ValueError) as error:

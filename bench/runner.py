@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import registry
+from bench.api import PIXELS, Detector
 from bench.config import RunConfig
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
@@ -66,9 +67,18 @@ def check_writable(directory: Path) -> None:
         raise BenchError(f"results folder {directory} is not writable ({error.strerror}); pass --out with a folder you can write") from None
 
 
+def model_free_columns(table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
+    """The columns of a score table that do not depend on the trained model: detectors on pixels."""
+    return {spec: {split: columns[spec] for split, columns in table.splits.items()}
+            for spec in table.scorers if isinstance(scorer := registry.create(spec), Detector) and scorer.features == PIXELS}
+
+
 def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
-             config_hash: str, progress: bool = True) -> ScoreTable:
-    """Train one model, probing it at every checkpoint, and return its score table."""
+             config_hash: str, progress: bool = True, known: dict | None = None) -> ScoreTable:
+    """Train one model, probing it at every checkpoint, and return its score table.
+
+    ``known`` passes on the model-free columns of another unit of the same run, which are the same.
+    """
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
     scorers = [registry.create(spec) for spec in specs]
@@ -81,7 +91,7 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         )
         for name, split in dataset.splits().items()
     }
-    probe = Probe(splits, scorers, dataset.input_shape)
+    probe = Probe(splits, scorers, dataset.input_shape, known=known)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum,
                              config.weight_decay, config.checkpoint_every)
     bar = tqdm(total=config.epochs, desc=f"{dataset.name} {config.model} seed {seed}", unit="epoch",
@@ -116,7 +126,7 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         "seed": seed,
         "label_mode": config.label_mode,
         "config_hash": config_hash,
-        "config": config.unit_config(specs),
+        "config": config.unit_config(specs, dataset.source),
         "scorers": specs,
         "failures": probe.failures,
         "ood_splits": list(dataset.ood),
@@ -133,9 +143,9 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     specs = scorer_specs(config)
     device = resolve_device(config.device)
     check_writable(config.out_dir)
-    config_hash = config.config_hash(specs)
-    dataset = load_dataset(config.dataset)
-    tables, paths = [], []
+    dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
+    config_hash = config.config_hash(specs, dataset.source)
+    tables, paths, known = [], [], {}
     for seed in config.seeds:
         path = unit_path(config, dataset.name, seed, config_hash)
         if path.exists():
@@ -143,8 +153,9 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             if progress:
                 print(f"{dataset.name} {config.model} seed {seed}: reusing {path}", file=sys.stderr)
         else:
-            table = run_unit(config, specs, dataset, seed, device, config_hash, progress)
+            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, known)
             table.save(path)
+        known = known or model_free_columns(table)
         tables.append(table)
         paths.append(path)
     board = attach_provenance(ood(tables), tables)

@@ -45,10 +45,12 @@ def test_unknown_preset_lists_the_available_ones():
 
 def test_config_hash_ignores_seeds_and_output_but_not_training():
     base = RunConfig()
-    specs = ["vog"]
-    assert base.config_hash(specs) == RunConfig(seeds=[5], out="elsewhere").config_hash(specs)
-    assert base.config_hash(specs) != RunConfig(epochs=3).config_hash(specs)
-    assert base.config_hash(specs) != base.config_hash(["vog[norm=z]"])
+    specs, source = ["vog"], "digits"
+    assert base.config_hash(specs, source) == RunConfig(seeds=[5], out="elsewhere", device="cpu").config_hash(specs, source)
+    assert base.config_hash(specs, source) != RunConfig(epochs=3).config_hash(specs, source)
+    assert base.config_hash(specs, source) != RunConfig(label_noise=0.1).config_hash(specs, source)
+    assert base.config_hash(specs, source) != base.config_hash(["vog[norm=z]"], source)
+    assert base.config_hash(specs, source) != base.config_hash(specs, "other data")
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,4,7", [0, 4, 7]), ("5-7", [5, 6, 7]), ("7-7", [7])])

@@ -22,6 +22,11 @@ def test_spec_parsing_reads_literals_and_keeps_bracketed_commas():
         "vog[norm=z,target=prob]", "kde", "max-softmax"]
 
 
+def test_none_is_none_only_for_parameters_that_are_not_strings():
+    assert registry.create("kde[fit_size=none]").fit_size is None
+    assert registry.create("vog[norm=none]").norm == "none"
+
+
 def test_spec_names_only_non_default_parameters_in_constructor_order():
     assert registry.create("vog[norm=none]").spec == "vog"
     assert registry.create("vog[target=prob,norm=z]").spec == "vog[norm=z,target=prob]"

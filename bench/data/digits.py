@@ -7,6 +7,8 @@ corrupted by every MNIST-C corruption.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -25,7 +27,8 @@ def mnist_like(images: np.ndarray) -> np.ndarray:
 
 
 @dataset_loader("digits-c")
-def load_digits_c() -> Dataset:
+def load_digits_c(roots: list[Path] | None = None) -> Dataset:
+    import sklearn
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -36,4 +39,5 @@ def load_digits_c() -> Dataset:
         images, labels, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
     )
     ood = {name: Split(corrupt(test_x, name, SPLIT_SEED), test_y) for name in CORRUPTIONS}
-    return Dataset("digits-c", 10, Split(train_x, train_y), Split(test_x, test_y), ood)
+    source = f"scikit-learn {sklearn.__version__} digits; corruptions generated in memory (seed {SPLIT_SEED})"
+    return Dataset("digits-c", 10, Split(train_x, train_y), Split(test_x, test_y), ood, source=source)

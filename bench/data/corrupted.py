@@ -1,0 +1,134 @@
+"""The corrupted variant of a dataset's test split, in the official MNIST-C layout.
+
+``<root>/<name>-c/<corruption>/{test_images,test_labels}.npy`` (uint8, n x 28 x 28): the
+official MNIST-C archive unpacks to the same layout under ``mnist_c/``, and those files are
+read when present. Otherwise the variant is generated from the clean test split with the
+project's corruptions and written to the first data root, with ``generated.json`` beside it
+saying how; generated files follow the published recipe but are not byte-identical to the
+official release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import bench
+from bench.data import Split
+from bench.data.corruptions import CORRUPTIONS, corrupt
+from bench.errors import BenchError
+from bench.results import write_atomically
+
+GENERATION_SEED = 0
+MARKER = "generated.json"
+
+
+def fingerprint(images: np.ndarray) -> str:
+    return hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+def _recipe(test: Split) -> dict:
+    return {"generator": f"difficulty-bench {bench.__version__}", "seed": GENERATION_SEED,
+            "clean_test_md5": fingerprint(test.inputs), "corruptions": list(CORRUPTIONS)}
+
+
+def candidate_folders(name: str, roots: list[Path]) -> list[Path]:
+    return [root / f"{name}{suffix}" for root in roots for suffix in ("-c", "_c")]
+
+
+def read_corrupted(folder: Path, test: Split) -> dict[str, Split]:
+    """Every corruption's test split from ``folder``, checked against the clean test split."""
+    splits = {}
+    for corruption in CORRUPTIONS:
+        files = {kind: folder / corruption / f"test_{kind}.npy" for kind in ("images", "labels")}
+        try:
+            images = np.load(files["images"], allow_pickle=False)
+            labels = np.load(files["labels"], allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise BenchError(f"cannot read {files['images'].parent}: {error}; rebuild it with `bench data build`") from None
+        if images.ndim == 4 and images.shape[-1] == 1:  # the official files carry a channel axis
+            images = images[..., 0]
+        if images.dtype != np.uint8 or images.shape != test.inputs.shape:
+            raise BenchError(f"{files['images']} holds {images.dtype} {images.shape}; expected uint8 {test.inputs.shape}")
+        if not np.array_equal(labels.reshape(-1), test.labels):
+            raise BenchError(f"{files['labels']} does not match the labels of the clean test split; "
+                             "the folder belongs to another dataset or is damaged")
+        splits[corruption] = Split(images, test.labels)
+    return splits
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array)
+
+    write_atomically(path, write)
+
+
+def _state(folder: Path, test: Split) -> str:
+    """``official``, ``generated`` (complete and current), or ``missing`` / ``stale`` / ``incomplete``."""
+    if not all((folder / c / "test_images.npy").is_file() for c in CORRUPTIONS):
+        return "missing"
+    if not (folder / MARKER).is_file():
+        return "official"
+    recorded = json.loads((folder / MARKER).read_text())
+    if not recorded.get("complete"):
+        return "incomplete"
+    return "generated" if {k: recorded.get(k) for k in _recipe(test)} == _recipe(test) else "stale"
+
+
+def build_corrupted(folder: Path, test: Split, progress: bool = True) -> None:
+    """Generate every corruption of the test split into ``folder``; the marker says complete only at the end."""
+    recipe = _recipe(test)
+    write_atomically(folder / MARKER, lambda tmp: tmp.write_text(json.dumps({**recipe, "complete": False}, indent=1)))
+    for corruption in tqdm(CORRUPTIONS, desc=f"generating {folder.name}", unit="corruption",
+                           disable=not progress, file=sys.stderr):
+        images = corrupt(test.inputs, corruption, GENERATION_SEED)
+        for kind, array in (("images", images), ("labels", test.labels.astype(np.uint8))):
+            save_npy(folder / corruption / f"test_{kind}.npy", array)
+    write_atomically(folder / MARKER, lambda tmp: tmp.write_text(json.dumps({**recipe, "complete": True}, indent=1)))
+
+
+def save_grid(dataset, path: Path, count: int = 6) -> None:
+    """A PNG of the first ``count`` test images, clean and under every corruption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = {"clean": dataset.test, **dataset.ood}
+    figure, axes = plt.subplots(count, len(columns), figsize=(0.9 * len(columns), 0.9 * count + 0.4), squeeze=False,
+                                facecolor="0.75")  # gray, so that white image borders (stripe) stay visible
+    for j, (name, split) in enumerate(columns.items()):
+        axes[0, j].set_title(name.replace("_", "\n"), fontsize=7)
+        for i in range(count):
+            axes[i, j].imshow(split.inputs[i], cmap="gray", vmin=0, vmax=255)
+            axes[i, j].set_axis_off()
+    figure.tight_layout(pad=0.2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def corrupted_splits(name: str, test: Split, roots: list[Path], progress: bool = True) -> tuple[dict[str, Split], str]:
+    """The corrupted test splits of dataset ``name`` and a line saying where they come from.
+
+    Official files win, then current generated ones; otherwise they are generated into the
+    first data root (``<root>/<name>-c``) and read back.
+    """
+    for folder in candidate_folders(name, roots):
+        state = _state(folder, test)
+        if state == "official":
+            return read_corrupted(folder, test), "corruptions: official files"
+        if state == "generated":
+            return read_corrupted(folder, test), f"corruptions: generated ({_recipe(test)['generator']}, seed {GENERATION_SEED})"
+    target = roots[0] / f"{name}-c"
+    if progress:
+        print(f"{name}-c not found in {', '.join(map(str, roots))}; generating it into {target}", file=sys.stderr)
+    build_corrupted(target, test, progress)
+    return read_corrupted(target, test), f"corruptions: generated ({_recipe(test)['generator']}, seed {GENERATION_SEED})"
