@@ -6,6 +6,7 @@ from bench.api import (  # noqa: E402  (the public API of a scorer plugin)
     EMBEDDING,
     INPUT_GRAD,
     LOGITS,
+    PARAM_GRAD_NORM,
     PIXELS,
     Batch,
     Checkpoint,
@@ -17,6 +18,6 @@ from bench.api import (  # noqa: E402  (the public API of a scorer plugin)
 from bench.registry import register  # noqa: E402
 
 __all__ = [
-    "EMBEDDING", "INPUT_GRAD", "LOGITS", "PIXELS",
+    "EMBEDDING", "INPUT_GRAD", "LOGITS", "PARAM_GRAD_NORM", "PIXELS",
     "Batch", "Checkpoint", "Detector", "DynamicsScorer", "Scorer", "SummedScorer", "register",
 ]

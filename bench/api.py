@@ -28,7 +28,8 @@ EMBEDDING = "embedding"  # (n, d) penultimate activations, the input of the last
 INPUT_GRAD = "input_grad"  # (n, *input_shape) gradient of the target logit w.r.t. the input
 INPUT_GRAD_PROB = "input_grad_prob"  # (n, *input_shape) gradient of the target's softmax probability w.r.t. the input
 PIXELS = "pixels"  # (n, *input_shape) the input itself, scaled to [0, 1]
-SIGNALS = (LOGITS, EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PIXELS)
+PARAM_GRAD_NORM = "param_grad_norm"  # (n,) L2 norm of the cross-entropy's gradient over all parameters
+SIGNALS = (LOGITS, EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PIXELS, PARAM_GRAD_NORM)
 
 # Columns every split of a score table has; no scorer may take these names.
 RESERVED_COLUMNS = ("id", "label", "pred", "noisy")
@@ -65,6 +66,16 @@ class Batch:
     input_grad: torch.Tensor | None = None
     input_grad_prob: torch.Tensor | None = None
     pixels: torch.Tensor | None = None
+    param_grad_norm: torch.Tensor | None = None
+
+
+def spec_value(value: Any) -> str:
+    """A parameter value as a spec writes it, so that the spec parses back to the same value."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 class Scorer(ABC):
@@ -97,7 +108,7 @@ class Scorer(ABC):
     @property
     def spec(self) -> str:
         """The name shown in results: ``name`` plus its non-default parameters, e.g. ``vog[norm=z]``."""
-        changed = [f"{k}={v}" for k, v in self.params.items() if v != self.defaults()[k]]
+        changed = [f"{k}={spec_value(v)}" for k, v in self.params.items() if v != self.defaults()[k]]
         return f"{self.name}[{','.join(changed)}]" if changed else self.name
 
 
@@ -124,12 +135,16 @@ class DynamicsScorer(Scorer):
 class SummedScorer(DynamicsScorer):
     """A score that adds up one value per example at each checkpoint it observes.
 
-    Subclasses give ``term(batch)``; with ``observes`` true only at the last checkpoint the
-    score is a function of the final model.
+    Subclasses give ``term(batch)``; with ``average = True`` the score is the mean over the
+    observed checkpoints instead of the sum. With ``observes`` true only at the last
+    checkpoint the score is a function of the final model.
     """
+
+    average: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._sums: dict[str, np.ndarray] = {}
+        self._seen: dict[str, set[int]] = {}  # checkpoint indices observed, per split
 
     @abstractmethod
     def term(self, batch: Batch) -> torch.Tensor:
@@ -137,12 +152,16 @@ class SummedScorer(DynamicsScorer):
 
     def start(self, split: str, size: int) -> None:
         self._sums[split] = np.zeros(size, dtype=np.float64)
+        self._seen[split] = set()
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         self._sums[batch.split][batch.index.cpu().numpy()] += self.term(batch).double().cpu().numpy()
+        self._seen[batch.split].add(checkpoint.index)
 
     def scores(self, split: str) -> np.ndarray:
-        return self._sums[split].copy()
+        if not self._seen[split]:
+            raise ValueError(f"{self.spec} observed no checkpoint; check its parameters against the checkpoint schedule")
+        return self._sums[split] / len(self._seen[split]) if self.average else self._sums[split].copy()
 
 
 class Detector(Scorer):

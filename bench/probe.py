@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.api import EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PIXELS, Batch, Checkpoint, Detector, DynamicsScorer, Scorer
+from bench.api import EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PARAM_GRAD_NORM, PIXELS, Batch, Checkpoint, Detector, DynamicsScorer, Scorer
+from bench.gradients import GradNormComputer
 from bench.training import model_input
 
 
@@ -50,6 +51,7 @@ class Probe:
         self.input_shape = input_shape
         self.batch_size = batch_size
         self.known = known or {}
+        self.grad_norms = GradNormComputer()
         self.dynamics = [s for s in scorers if isinstance(s, DynamicsScorer)]
         self.detectors = [s for s in scorers if isinstance(s, Detector) and s.spec not in self.known]
         self.order = [s.spec for s in scorers]
@@ -139,6 +141,7 @@ class Probe:
             input_grad=grads.get(INPUT_GRAD),
             input_grad_prob=grads.get(INPUT_GRAD_PROB),
             pixels=x.detach() if PIXELS in needs else None,
+            param_grad_norm=self.grad_norms(model, x.detach(), target) if PARAM_GRAD_NORM in needs else None,
         )
 
     def finish(self) -> dict[str, dict[str, np.ndarray]]:
@@ -149,10 +152,10 @@ class Probe:
             features = self.features[detector.features]
             self._call(detector, detector.fit, features["train"], train_labels)
             for name in self.splits:
-                self._collect(scores, detector, name, lambda: detector.decision_function(features[name]))
+                self._collect(scores, detector, name, detector.decision_function, features[name])
         for scorer in self._active(self.dynamics):
             for name in self.splits:
-                self._collect(scores, scorer, name, lambda: scorer.scores(name))
+                self._collect(scores, scorer, name, scorer.scores, name)
         table = {}
         for name, split in self.splits.items():
             n = len(split)
@@ -165,9 +168,9 @@ class Probe:
             table[name].update({spec: scores[spec][name] for spec in self.order if spec not in self.failures})
         return table
 
-    def _collect(self, scores: dict, scorer: Scorer, name: str, compute) -> None:
-        """Run ``compute`` for one split and keep its result if it is one finite-or-not float per example."""
-        result = self._call(scorer, compute)
+    def _collect(self, scores: dict, scorer: Scorer, name: str, method, *args) -> None:
+        """Score one split with ``method(*args)`` and keep the result if it is one float per example."""
+        result = self._call(scorer, method, *args)
         if scorer.spec in self.failures:
             return
         result = np.asarray(result, dtype=np.float64)

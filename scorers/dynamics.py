@@ -1,25 +1,180 @@
-"""Scores read from the logits the model gives an example during training."""
+"""Scores read from the logits the model gives an example at the checkpoints of training.
+
+All take the class in ``batch.target``: the training label on the training split, the
+predicted class at that checkpoint on unlabeled splits. They read end-of-epoch evaluations
+(as Kwok et al., action scores and cartography do), not minibatch-time logits (as the
+original forgetting and AUM code do).
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional
 
-from bench.api import LOGITS, Batch, Checkpoint, SummedScorer
+from bench.api import LOGITS, Batch, Checkpoint, DynamicsScorer, SummedScorer
 from bench.registry import register
 
 
+def target_value(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return values.gather(1, target[:, None])[:, 0]
+
+
+def largest_other(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The largest entry of each row apart from the target's."""
+    return values.scatter(1, target[:, None], float("-inf")).max(dim=1).values
+
+
+class EpochChoice:
+    """Observe the first checkpoint at or after ``self.epoch``, or every checkpoint when it is None."""
+
+    epoch: int | None
+    _at: int | None = None
+
+    def observes(self, checkpoint: Checkpoint) -> bool:
+        if self.epoch is None:
+            return True
+        if self._at is None and checkpoint.epoch >= self.epoch:
+            self._at = checkpoint.epoch
+        return checkpoint.epoch == self._at
+
+
+class _LogitScore(SummedScorer):
+    family = "training dynamics"
+    needs = frozenset({LOGITS})
+
+
 @register
-class ActionScore(SummedScorer):
+class ActionScore(_LogitScore):
     """Cross-entropy of the target class summed over the checkpoints (the loss accumulated over training)."""
 
     name = "action-score"
-    family = "training dynamics"
     reference = "Arriaga & Valdenegro-Toro, arXiv 2011.11461 (action scores / loss accumulation)"
-    needs = frozenset({LOGITS})
 
     def term(self, batch: Batch) -> torch.Tensor:
         return functional.cross_entropy(batch.logits, batch.target, reduction="none")
+
+
+@register
+class Loss(ActionScore):
+    """Cross-entropy of the target class averaged over the checkpoints."""
+
+    name = "loss"
+    reference = "mean loss over training, as in Kwok et al. 2024 (arXiv 2401.01867) `avgloss`"
+    average = True
+
+
+@register
+class EL2N(EpochChoice, _LogitScore):
+    """L2 norm of softmax minus one-hot, early in training (``epoch``) or averaged over it (``epoch=none``)."""
+
+    name = "el2n"
+    reference = "Paul, Ganguli & Dziugaite, NeurIPS 2021 (arXiv 2107.07075); mansheej/data_diet"
+    average = True
+
+    def __init__(self, epoch: int | None = 1) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        residual = functional.softmax(batch.logits, dim=1) - functional.one_hot(batch.target, batch.logits.shape[1])
+        return residual.norm(dim=1)
+
+
+@register
+class AUM(_LogitScore):
+    """Area under the margin: the logit of the target minus the largest other logit, averaged, negated."""
+
+    name = "aum"
+    reference = "Pleiss et al., NeurIPS 2020 (arXiv 2001.10528); asappresearch/aum"
+    average = True
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        return largest_other(batch.logits, batch.target) - target_value(batch.logits, batch.target)
+
+
+@register
+class Margin(_LogitScore):
+    """Softmax probability of the target minus the largest other probability, averaged, negated."""
+
+    name = "margin"
+    reference = "softmax margin averaged over training, Kwok et al. 2024 (arXiv 2401.01867) `margin`"
+    average = True
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        probs = functional.softmax(batch.logits, dim=1)
+        return largest_other(probs, batch.target) - target_value(probs, batch.target)
+
+
+@register
+class CartographyConfidence(_LogitScore):
+    """Mean softmax probability of the target over training, negated: low confidence is hard to learn."""
+
+    name = "cartography-confidence"
+    reference = "Swayamdipta et al., EMNLP 2020 (arXiv 2009.10795) data maps, `confidence`; allenai/cartography"
+    average = True
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        return -target_value(functional.softmax(batch.logits, dim=1), batch.target)
+
+
+@register
+class CartographyVariability(DynamicsScorer):
+    """Standard deviation (ddof 0) of the target's softmax probability over training: high is ambiguous."""
+
+    name = "cartography-variability"
+    family = "training dynamics"
+    reference = "Swayamdipta et al., EMNLP 2020 (arXiv 2009.10795) data maps, `variability`; allenai/cartography"
+    needs = frozenset({LOGITS})
+
+    def __init__(self) -> None:
+        self._moments: dict[str, np.ndarray] = {}  # split -> (n, 3): count, sum, sum of squares
+
+    def start(self, split: str, size: int) -> None:
+        self._moments[split] = np.zeros((size, 3))
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        p = target_value(functional.softmax(batch.logits, dim=1), batch.target).double().cpu().numpy()
+        self._moments[batch.split][batch.index.cpu().numpy()] += np.stack([np.ones_like(p), p, p * p], axis=1)
+
+    def scores(self, split: str) -> np.ndarray:
+        count, total, squares = self._moments[split].T
+        return np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+
+
+@register
+class Forgetting(DynamicsScorer):
+    """Forgetting events: how often an example goes from correct to wrong between checkpoints.
+
+    The untrained model counts as wrong. An example never learned at any checkpoint ranks
+    above every learned one: it scores the number of checkpoints, more than any count of
+    events can reach (Toneva et al. give it the number of presentations).
+    """
+
+    name = "forgetting"
+    family = "training dynamics"
+    reference = "Toneva et al., ICLR 2019 (arXiv 1812.05159); mtoneva/example_forgetting"
+    needs = frozenset({LOGITS})
+
+    def __init__(self) -> None:
+        self._state: dict[str, dict[str, np.ndarray]] = {}
+        self._checkpoints: set[int] = set()
+
+    def start(self, split: str, size: int) -> None:
+        self._state[split] = {"correct": np.zeros(size, bool), "learned": np.zeros(size, bool),
+                              "events": np.zeros(size, np.int64)}
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        state, index = self._state[batch.split], batch.index.cpu().numpy()
+        correct = (batch.logits.argmax(1) == batch.target).cpu().numpy()
+        state["events"][index] += state["correct"][index] & ~correct
+        state["learned"][index] |= correct
+        state["correct"][index] = correct
+        self._checkpoints.add(checkpoint.index)
+
+    def scores(self, split: str) -> np.ndarray:
+        state = self._state[split]
+        return np.where(state["learned"], state["events"], len(self._checkpoints)).astype(np.float64)
 
 
 @register
@@ -36,3 +191,14 @@ class MaxSoftmax(SummedScorer):
 
     def term(self, batch: Batch) -> torch.Tensor:
         return -functional.softmax(batch.logits, dim=1).max(dim=1).values
+
+
+@register
+class Entropy(MaxSoftmax):
+    """Entropy of the final model's softmax: label-free, high when the model is unsure."""
+
+    name = "entropy"
+    reference = "predictive entropy of the final model, Kwok et al. 2024 (arXiv 2401.01867) `ent`"
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        return -(functional.softmax(batch.logits, dim=1) * functional.log_softmax(batch.logits, dim=1)).sum(dim=1)

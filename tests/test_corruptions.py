@@ -31,7 +31,8 @@ def test_shape_dtype_range_and_determinism(digits, name):
     assert not np.array_equal(out, digits)
 
 
-@pytest.mark.parametrize("name", ["shot_noise", "impulse_noise", "shear", "rotate", "translate"])
+@pytest.mark.parametrize("name", ["shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "rotate", "translate",
+                                  "fog", "spatter", "dotted_line", "zigzag"])
 def test_random_corruptions_change_with_the_seed(digits, name):
     assert not np.array_equal(corrupt(digits, name, seed=1), corrupt(digits, name, seed=2))
 
@@ -102,3 +103,92 @@ def test_affine_corruptions_equal_scikit_image_legacy_warps(digits, name, angle_
         candidates = [np.round(np.clip(transform.warp(image / 255.0, legacy(sign), order=1), 0, 1) * 255)
                       for sign in (1, -1)]
         assert min(np.abs(c - corrupted).max() for c in candidates) <= 1
+
+
+def test_glass_blur_blurs_along_rows_only_like_legacy_multichannel_gaussian(digits):
+    """skimage's legacy gaussian(multichannel=True) on a 2-D image is today's channel_axis=-1."""
+    filters = pytest.importorskip("skimage.filters")
+    from bench.data.corruptions import _blur
+
+    images = digits[:5] / 255.0
+    expected = np.stack([filters.gaussian(image, sigma=0.7, channel_axis=-1, mode="nearest", truncate=4.0)
+                         for image in images])
+    np.testing.assert_allclose(_blur(images, (0.7, 0)), expected, atol=1e-12)
+
+
+def test_glass_blur_swaps_equal_the_original_per_image_loop():
+    from bench.data.corruptions import shuffle_locally
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    swapping = rng.random((26, 26, 7)) < 0.5
+    offsets = rng.integers(-1, 1, size=(26, 26, 7, 2))
+    expected = images.copy()
+    for b in range(7):  # the original's loop, one image at a time
+        x = expected[b]
+        for i, h in enumerate(range(27, 1, -1)):
+            for j, w in enumerate(range(27, 1, -1)):
+                if swapping[i, j, b]:
+                    dx, dy = offsets[i, j, b]
+                    x[h, w], x[h + dy, w + dx] = x[h + dy, w + dx], x[h, w]
+    np.testing.assert_array_equal(shuffle_locally(images.copy(), swapping, offsets, delta=1), expected)
+
+
+def test_motion_blur_equals_the_per_image_shift_and_add_port():
+    import math
+
+    from bench.data.corruptions import blur_along
+
+    def shift(image, dx, dy):  # whole-pixel shift with edge replication, one image
+        padded = np.pad(image, 28, mode="edge")
+        return padded[28 - dy: 56 - dy, 28 - dx: 56 - dx]
+
+    rng = np.random.default_rng(1)
+    images = rng.random((4, 28, 28))
+    angles = np.deg2rad(rng.uniform(-45, 45, size=4))
+    kernel = np.exp(-np.arange(21) ** 2 / 18.0)
+    kernel /= kernel.sum()
+    for image, angle, blurred in zip(images, angles, blur_along(images, angles)):
+        expected = sum(weight * shift(image, -math.ceil(i * math.cos(angle) - 0.5), -math.ceil(i * math.sin(angle) - 0.5))
+                       for i, weight in enumerate(kernel))
+        np.testing.assert_allclose(blurred, expected, atol=1e-12)
+
+
+def test_fog_never_exceeds_the_brightest_clean_pixel_and_plasma_spans_0_to_1(digits):
+    from bench.data.corruptions import plasma_fractal
+
+    plasma = plasma_fractal(3, np.random.default_rng(0))
+    np.testing.assert_allclose(plasma.min(axis=(1, 2)), 0)
+    np.testing.assert_allclose(plasma.max(axis=(1, 2)), 1)
+    out = corrupt(digits, "fog", 0).astype(int)
+    assert (out.max(axis=(1, 2)) <= digits.max(axis=(1, 2)).astype(int) + 1).all()
+
+
+def test_spatter_leaves_pixels_or_pulls_them_most_of_the_way_to_mud_gray(digits):
+    out, clean, mud = corrupt(digits, "spatter", 0) / 255.0, digits / 255.0, 63 / 255
+    changed = np.abs(out - clean) > 1 / 255
+    assert changed.any()
+    # x' = x (1 - m) + mud m with m >= 0.8 where it acts
+    assert (np.abs(out[changed] - mud) <= 0.2 * np.abs(clean[changed] - mud) + 1 / 255).all()
+
+
+def test_dotted_line_adds_ink_only_in_the_on_columns(digits):
+    added = corrupt(digits, "dotted_line", 0).astype(int) - digits.astype(int)
+    assert (added >= 0).all()
+    off = np.r_[[c for block in range(0, 28, 4) for c in (block, block + 1)], 27]
+    assert (added[:, :, off] == 0).all() and (added > 0).sum(axis=(1, 2)).min() > 0
+
+
+def test_zigzag_adds_ink_between_its_end_columns(digits):
+    added = corrupt(digits, "zigzag", 0).astype(int) - digits.astype(int)
+    assert (added >= 0).all() and (added > 0).sum(axis=(1, 2)).min() > 0
+    assert (added[:, :, :1] == 0).all() and (added[:, :, 27:] == 0).all()
+
+
+def test_canny_returns_a_binary_edge_map_on_the_strokes(digits):
+    out = corrupt(digits, "canny_edges", 0)
+    assert set(np.unique(out)) <= {0, 255}
+    rows, cols = np.nonzero(out[0])
+    assert len(rows) > 10
+    neighbourhood = np.pad(digits[0], 1)  # every edge pixel touches ink in the clean digit
+    assert all(neighbourhood[r:r + 3, c:c + 3].max() > 0 for r, c in zip(rows, cols))

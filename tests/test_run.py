@@ -1,11 +1,13 @@
 """`bench run` end to end on digits-c, checked from the outside: the CSV against the score files."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bench import runner
+from bench import registry, runner
 from bench.cli import main
 from bench.data.corruptions import CORRUPTIONS
 from bench.leaderboard import COLUMNS, read_csv
@@ -29,8 +31,7 @@ class Broken(DynamicsScorer):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from bench import registry
-
+    registry.available()  # discover the built-ins before taking the snapshot to restore
     saved = dict(registry._registry), dict(registry._origins)
     root = tmp_path_factory.mktemp("run")
     plugin = root / "broken_plugin.py"
@@ -49,16 +50,28 @@ def test_run_succeeds_and_writes_the_documented_files(finished_run):
     assert len(list((out / "units").glob("*.npz"))) == 2
     board = read_csv(out / "leaderboard.csv")
     assert list(board.columns) == COLUMNS
-    assert set(board.scorer) == {"vog", "action-score", "max-softmax", "kde", "broken"}
+    assert set(board.scorer) == set(registry.available()) | {"broken"}
+
+
+def test_every_registered_scorer_runs_and_gives_finite_scores(finished_run):
+    _, out, _ = finished_run
+    for path in (out / "units").glob("*.npz"):
+        table = ScoreTable.load(path)
+        assert set(table.meta["failures"]) == {"broken"}
+        for spec in table.scorers:
+            for split, columns in table.splits.items():
+                assert np.isfinite(columns[spec]).all(), (spec, split)
 
 
 def test_every_auroc_in_the_csv_is_recomputed_from_the_score_files(finished_run):
     _, out, _ = finished_run
     board = read_csv(out / "leaderboard.csv")
-    checked = 0
+    checked, expected = 0, 0
     for path in (out / "units").glob("*.npz"):
         with np.load(path) as archive:  # plain numpy, as a user would
-            seed = str(int(__import__("json").loads(str(archive["meta"]))["seed"]))
+            meta = json.loads(str(archive["meta"]))
+            seed = str(meta["seed"])
+            expected += (len(meta["scorers"]) - len(meta["failures"])) * len(meta["ood_splits"])
             clean = {k.split("/", 1)[1]: archive[k] for k in archive.files if k.startswith("test/")}
             for key in archive.files:
                 split, _, scorer = key.partition("/")
@@ -68,11 +81,14 @@ def test_every_auroc_in_the_csv_is_recomputed_from_the_score_files(finished_run)
                 is_ood = np.r_[np.zeros(len(clean[scorer])), np.ones(len(archive[key]))]
                 rows = board[(board.scorer == scorer) & (board.split == split) & (board.seed == seed)]
                 values = dict(zip(rows.metric, rows.value))
+                checked += 1
+                if np.all(scores == scores[0]):  # e.g. forgetting with predicted labels: no label, no event
+                    assert np.isnan(values["auroc"]) and rows.note.str.contains("all scores are equal").all()
+                    continue
                 assert values["auroc"] == pytest.approx(roc_auc_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_out"] == pytest.approx(average_precision_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_in"] == pytest.approx(average_precision_score(1 - is_ood, -scores), abs=1e-6)
-                checked += 1
-    assert checked == 2 * 4 * len(CORRUPTIONS)  # seeds x scorers x corruptions
+    assert checked == expected == 2 * (len(registry.available()) - 1) * len(CORRUPTIONS)  # seeds x scorers x corruptions
 
 
 def test_aggregates_are_means_and_stds_of_the_per_seed_rows(finished_run):
@@ -95,7 +111,8 @@ def test_a_failing_plugin_is_a_nan_row_with_its_error_and_the_others_go_on(finis
     assert broken.value.isna().all()
     assert broken.note.str.contains("ValueError: this plugin is broken").all()
     others = board[(board.scorer != "broken") & board.metric.isin(["auroc", "fpr95"])]
-    assert others.value.notna().all()
+    assert not others.note.fillna("").str.contains("failed").any()
+    assert (others.value.notna() | others.note.str.contains("all scores are equal")).all()
 
 
 def test_second_run_reuses_every_unit(finished_run, monkeypatch):
@@ -138,3 +155,23 @@ def test_invalid_config_file_names_the_key_and_the_allowed_values(tmp_path, caps
     config.write_text('epoch = 3\n')
     assert main(["run", "--config", str(config), "--out", str(tmp_path)]) == 2
     assert "unknown config key 'epoch'; allowed keys:" in capsys.readouterr().err
+
+
+def test_run_on_an_unseen_idx_folder_with_label_noise(tmp_path):
+    from bench.data.digits import load_digits_c
+    from test_data import write_idx_folder
+
+    digits = load_digits_c()
+    folder = tmp_path / "handwriting"
+    write_idx_folder(folder, digits.train.inputs, digits.train.labels, digits.test.inputs, digits.test.labels)
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", f"idx:{folder}", "--data-dir", str(tmp_path / "data"), "--label-noise", "0.2",
+                 "--scorers", "loss,max-softmax", "--seeds", "1", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    board = read_csv(out / "leaderboard.csv")
+    assert set(board.dataset) == {"handwriting[label_noise=0.2]"}
+    [unit] = (out / "units").glob("*.npz")
+    with np.load(unit) as archive:
+        noisy, labels = archive["train/noisy"], archive["train/label"]
+    changed = labels != digits.train.labels
+    np.testing.assert_array_equal(noisy, changed)
+    assert 0.15 * len(labels) < changed.sum() <= 0.2 * len(labels) + 1

@@ -1,0 +1,86 @@
+"""Scores built on per-example parameter gradients of the cross-entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, Checkpoint, DynamicsScorer, SummedScorer
+from bench.gradients import last_layer_grad
+from bench.registry import register
+from scorers.dynamics import EpochChoice
+
+
+@register
+class GraNd(EpochChoice, SummedScorer):
+    """Norm of the gradient of the loss over all parameters, early in training (``epoch``) or averaged (``epoch=none``).
+
+    Computed for a whole batch with ``torch.func.vmap(grad)``, or a loop over examples for
+    models vmap cannot take.
+    """
+
+    name = "grand"
+    family = "gradient"
+    reference = "Paul, Ganguli & Dziugaite, NeurIPS 2021 (arXiv 2107.07075); mansheej/data_diet"
+    needs = frozenset({PARAM_GRAD_NORM})
+    average = True
+
+    def __init__(self, epoch: int | None = 1) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def term(self, batch: Batch) -> torch.Tensor:
+        return batch.param_grad_norm
+
+
+DETECTORS = ("iforest", "l1", "l2")
+
+
+@register
+class OGA(DynamicsScorer):
+    """Outlier Gradient Analysis: how much an example's last-layer gradient stands out.
+
+    The gradient of the final model's loss w.r.t. the last layer's weight, ``(p - onehot(y)) h^T``
+    in closed form. ``detector=iforest`` (the official choice) fits an Isolation Forest
+    (100 trees, seed 0) on the training split's gradients and scores every split with its
+    continuous anomaly score; ``l1`` and ``l2`` score the gradient's norm, which needs no fit.
+    """
+
+    name = "oga"
+    family = "gradient"
+    reference = "Chhabra et al., ICML 2025 (arXiv 2405.03869); anshuman23/outlier-gradient-analysis"
+    needs = frozenset({LOGITS, EMBEDDING})
+
+    def __init__(self, detector: str = "iforest") -> None:
+        if detector not in DETECTORS:
+            raise ValueError(f"oga: detector={detector!r} is not one of {', '.join(DETECTORS)}")
+        self.detector = detector
+        self._sizes: dict[str, int] = {}
+        self._features: dict[str, np.ndarray] = {}
+
+    def observes(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint.is_last
+
+    def start(self, split: str, size: int) -> None:
+        self._sizes[split] = size
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        grad = last_layer_grad(batch.logits, batch.target, batch.embedding).flatten(1)
+        if self.detector == "iforest":
+            values = grad.float()
+        else:
+            values = grad.abs().sum(1, keepdim=True) if self.detector == "l1" else grad.norm(dim=1, keepdim=True)
+        split = batch.split
+        if split not in self._features:
+            self._features[split] = np.zeros((self._sizes[split], values.shape[1]), dtype=np.float32 if
+                                             self.detector == "iforest" else np.float64)
+        self._features[split][batch.index.cpu().numpy()] = values.cpu().numpy()
+
+    def scores(self, split: str) -> np.ndarray:
+        if self.detector != "iforest":
+            return self._features[split][:, 0].astype(np.float64)
+        if not hasattr(self, "forest_"):
+            from sklearn.ensemble import IsolationForest
+
+            self.forest_ = IsolationForest(n_estimators=100, random_state=0).fit(self._features["train"])
+        return -self.forest_.score_samples(self._features[split])

@@ -1,0 +1,154 @@
+"""Every scorer family against a known answer: numpy formulas on given logits, autograd, blobs, planted outliers."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import softmax
+from scipy.stats import spearmanr
+from torch import nn
+
+from bench import registry
+from bench.api import Batch, Checkpoint
+from bench.gradients import last_layer_grad, param_grad_norms
+from bench.metrics import auroc
+from bench.models import MLP
+from conftest import train_and_probe
+
+
+def feed(scorer, logits, target):
+    """Give a scorer the logits (checkpoints, n, classes) one checkpoint at a time; return its scores."""
+    checkpoints, n, _ = logits.shape
+    scorer.start("train", n)
+    for k in range(checkpoints):
+        checkpoint = Checkpoint(index=k, epoch=k + 1, total=checkpoints)
+        if scorer.observes(checkpoint):
+            scorer.update(Batch("train", torch.arange(n), torch.as_tensor(target), torch.as_tensor(target),
+                                logits=torch.as_tensor(logits[k])), checkpoint)
+    return scorer.scores("train")
+
+
+@pytest.fixture
+def logits_case():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(5, 40, 4)) * 3, rng.integers(0, 4, 40)
+
+
+def other_max(values, target):
+    masked = values.copy()
+    masked[..., np.arange(len(target)), target] = -np.inf
+    return masked.max(axis=-1)
+
+
+def oracles(logits, target):
+    p = softmax(logits, axis=-1)
+    rows = np.arange(len(target))
+    p_y, z_y = p[:, rows, target], logits[:, rows, target]
+    ce = -np.log(p_y)
+    onehot = np.eye(logits.shape[-1])[target]
+    return {
+        "action-score": ce.sum(0),
+        "loss": ce.mean(0),
+        "el2n": np.linalg.norm(p[0] - onehot, axis=-1),
+        "el2n[epoch=none]": np.linalg.norm(p - onehot, axis=-1).mean(0),
+        "el2n[epoch=3]": np.linalg.norm(p[2] - onehot, axis=-1),
+        "aum": -(z_y - other_max(logits, target)).mean(0),
+        "margin": -(p_y - other_max(p, target)).mean(0),
+        "cartography-confidence": -p_y.mean(0),
+        "cartography-variability": p_y.std(0),
+        "max-softmax": -p[-1].max(-1),
+        "entropy": -(p[-1] * np.log(p[-1])).sum(-1),
+    }
+
+
+@pytest.mark.parametrize("spec", list(oracles(np.zeros((5, 2, 4)), np.zeros(2, int))))
+def test_logit_scores_equal_their_formulas(logits_case, spec):
+    logits, target = logits_case
+    np.testing.assert_allclose(feed(registry.create(spec), logits, target), oracles(logits, target)[spec], rtol=1e-5)
+
+
+def test_forgetting_counts_correct_to_wrong_and_ranks_never_learned_highest():
+    correct_at = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 1, 1]]).T  # (checkpoints, n)
+    logits = np.where(correct_at[..., None] == 1, [[5.0, 0.0]], [[0.0, 5.0]])  # class 0 predicted when correct
+    scores = feed(registry.create("forgetting"), logits, np.zeros(5, int))
+    np.testing.assert_array_equal(scores, [2, 4, 0, 1, 0])  # the never-learned example scores the checkpoint count
+
+
+def test_el2n_at_an_epoch_missing_from_the_schedule_fails_with_a_reason(logits_case):
+    logits, target = logits_case
+    with pytest.raises(ValueError, match="observed no checkpoint"):
+        feed(registry.create("el2n[epoch=9]"), logits, target)
+
+
+def test_closed_form_last_layer_gradient_equals_autograd():
+    torch.manual_seed(0)
+    model = MLP((6,), 4, hidden=(5,))
+    x, y = torch.randn(7, 6), torch.randint(0, 4, (7,))
+    embedding = model.embed(x)
+    closed = last_layer_grad(model.head(embedding), y, embedding)
+    for i in range(7):
+        loss = nn.functional.cross_entropy(model(x[i: i + 1]), y[i: i + 1])
+        (expected,) = torch.autograd.grad(loss, model.head.weight)
+        torch.testing.assert_close(closed[i], expected)
+
+
+def test_grand_vmap_equals_the_loop_and_autograd():
+    torch.manual_seed(0)
+    model = MLP((6,), 3, hidden=(8,)).eval()
+    x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
+    vectorised, looped = param_grad_norms(model, x, y, "vmap"), param_grad_norms(model, x, y, "loop")
+    torch.testing.assert_close(vectorised, looped)
+    loss = nn.functional.cross_entropy(model(x[:1]), y[:1])
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    torch.testing.assert_close(vectorised[0], torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+
+
+BOUNDARY_SCORERS = ["vog[target=prob]", "el2n", "loss", "margin", "aum"]
+
+
+def test_scores_rank_the_points_nearest_the_boundary_highest(two_blobs):
+    inputs, labels = two_blobs
+    table, probe = train_and_probe(inputs, labels, [registry.create(s) for s in BOUNDARY_SCORERS])
+    assert not probe.failures
+    distance = np.abs(inputs[:, 0])
+    for spec in BOUNDARY_SCORERS:
+        assert spearmanr(table["train"][spec], distance).statistic < -0.5, spec
+
+
+MISLABEL_SCORERS = ["loss", "aum", "el2n", "oga", "oga[detector=l2]", "forgetting", "grand"]
+
+
+def test_mislabel_scorers_find_flipped_labels(two_blobs):
+    inputs, labels = two_blobs
+    rng = np.random.default_rng(1)
+    flipped = np.zeros(len(labels), bool)
+    flipped[rng.choice(len(labels), len(labels) // 10, replace=False)] = True
+    noisy = np.where(flipped, 1 - labels, labels)
+    table, probe = train_and_probe(inputs, noisy, [registry.create(s) for s in MISLABEL_SCORERS])
+    assert not probe.failures
+    for spec in MISLABEL_SCORERS:
+        scores = table["train"][spec]
+        assert auroc(scores[flipped], scores[~flipped]) > 0.9, spec
+
+
+DETECTORS = ["kde", "pca", "kpca", "svdd", "mve", "docc", "ae", "aegan", "gaussian[features=pixels]"]
+
+
+@pytest.mark.parametrize("spec", DETECTORS)
+def test_detector_finds_planted_outliers_with_the_right_orientation(spec):
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 8)).astype(np.float32)
+    labels = (train[:, 0] > 0).astype(int)
+    inliers = rng.normal(size=(100, 8)).astype(np.float32)
+    outliers = rng.normal(0.0, 1.0, size=(20, 8)).astype(np.float32) + 6.0
+    detector = registry.create(spec).fit(train, labels)
+    scores_in, scores_out = detector.decision_function(inliers), detector.decision_function(outliers)
+    assert auroc(scores_out, scores_in) > 0.95
+    assert auroc(-scores_out, -scores_in) < 0.05  # a negated detector would fail
+
+
+def test_subsampling_and_projection_are_parameters_not_silent():
+    kde = registry.create("kde")
+    assert (kde.fit_size, kde.pca) == (1000, None)
+    assert registry.create("mve").pca == 30
+    spec = registry.create("kde[fit_size=none,pca=20]").spec
+    assert spec == "kde[fit_size=none,pca=20]" and registry.create(spec).spec == spec
