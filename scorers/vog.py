@@ -10,6 +10,9 @@ Class normalisation (``norm``) turns VoG into a z-score within its class, using 
 standard deviation of VoG over the *training* examples of that class: the in-distribution
 reference, so that normalising an OoD split does not erase its shift. ``abs-z`` takes |z|.
 The class of an example is its target class at the last checkpoint it was observed at.
+
+``window`` picks the checkpoints: ``all``, ``early`` (the first 3) or ``late`` (the last 3),
+the paper's VoG(early) and VoG(late) whose rankings flip during training.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from bench.api import INPUT_GRAD, INPUT_GRAD_PROB, Batch, Checkpoint, DynamicsSc
 from bench.registry import register
 
 NORMS = ("none", "z", "abs-z")
+WINDOWS = ("all", "early", "late")
+WINDOW_SIZE = 3
 TARGETS = {"logit": INPUT_GRAD, "prob": INPUT_GRAD_PROB}
 
 
@@ -29,11 +34,11 @@ class VoG(DynamicsScorer):
     name = "vog"
     family = "gradient"
     reference = "Agarwal, D'souza & Hooker, CVPR 2022 (arXiv 2008.11600); VoG row of Table 1"
-    def __init__(self, norm: str = "none", target: str = "logit") -> None:
-        if norm not in NORMS:
-            raise ValueError(f"vog: norm={norm!r} is not one of {', '.join(NORMS)}")
-        if target not in TARGETS:
-            raise ValueError(f"vog: target={target!r} is not one of {', '.join(TARGETS)}")
+    def __init__(self, window: str = "all", norm: str = "none", target: str = "logit") -> None:
+        for parameter, value, allowed in (("window", window, WINDOWS), ("norm", norm, NORMS), ("target", target, TARGETS)):
+            if value not in allowed:
+                raise ValueError(f"vog: {parameter}={value!r} is not one of {', '.join(allowed)}")
+        self.window = window
         self.norm = norm
         self.target = target
         self._state: dict[str, dict] = {}
@@ -42,8 +47,15 @@ class VoG(DynamicsScorer):
     def needs(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({TARGETS[self.target]})
 
+    def observes(self, checkpoint: Checkpoint) -> bool:
+        if self.window == "early":
+            return checkpoint.index < WINDOW_SIZE
+        if self.window == "late":
+            return checkpoint.index >= checkpoint.total - WINDOW_SIZE
+        return True
+
     def start(self, split: str, size: int) -> None:
-        self._state[split] = {"mean": None, "m2": None, "count": 0, "cls": np.zeros(size, dtype=np.int64)}
+        self._state[split] = {"mean": None, "m2": None, "seen": set(), "cls": np.zeros(size, dtype=np.int64)}
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         state = self._state[batch.split]
@@ -55,18 +67,18 @@ class VoG(DynamicsScorer):
             size = len(state["cls"])
             state["mean"] = torch.zeros(size, grad.shape[1], dtype=torch.float64, device=grad.device)
             state["m2"] = torch.zeros_like(state["mean"])
-        count = checkpoint.index + 1  # checkpoints this example has been seen at, this one included
+        state["seen"].add(checkpoint.index)
+        count = len(state["seen"])  # checkpoints this example has been seen at, this one included
         mean, m2 = state["mean"][batch.index], state["m2"][batch.index]
         delta = grad - mean
         mean += delta / count
         m2 += delta * (grad - mean)
         state["mean"][batch.index], state["m2"][batch.index] = mean, m2
-        state["count"] = count
         state["cls"][batch.index.cpu().numpy()] = batch.target.cpu().numpy()
 
     def _raw(self, split: str) -> np.ndarray:
         state = self._state[split]
-        return (state["m2"] / state["count"]).sqrt().mean(dim=1).cpu().numpy()
+        return (state["m2"] / len(state["seen"])).sqrt().mean(dim=1).cpu().numpy()
 
     def scores(self, split: str) -> np.ndarray:
         raw = self._raw(split)

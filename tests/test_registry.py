@@ -38,8 +38,8 @@ def test_unknown_scorer_suggests_the_closest_names():
 
 
 def test_unknown_parameter_lists_the_allowed_ones():
-    with pytest.raises(BenchError, match=r"no parameter window.*norm='none'"):
-        registry.create("vog[window=late]")
+    with pytest.raises(BenchError, match=r"no parameter windows.*window='all', norm='none'"):
+        registry.create("vog[windows=late]")
 
 
 def test_builtin_scorers_declare_their_metadata():

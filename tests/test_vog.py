@@ -53,6 +53,15 @@ def test_vog_of_a_linear_model_is_the_std_of_the_weight_rows(linear_case):
     np.testing.assert_allclose(table["train"]["vog"], expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("window, checkpoints", [("early", slice(0, 3)), ("late", slice(-3, None))])
+def test_vog_windows_use_the_first_or_last_three_checkpoints(linear_case, window, checkpoints):
+    weights, biases, inputs, labels = linear_case
+    split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
+    table = probe_linear_checkpoints(weights, biases, {"train": split}, [registry.create(f"vog[window={window}]")])
+    expected = weights[checkpoints][:, labels, :].std(axis=0).mean(axis=1)
+    np.testing.assert_allclose(table["train"][f"vog[window={window}]"], expected, rtol=1e-5)
+
+
 def test_vog_with_predicted_labels_follows_the_argmax_at_each_checkpoint(linear_case):
     weights, biases, inputs, labels = linear_case
     train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
