@@ -141,20 +141,24 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         config = load_preset(args.preset or "quick")
     config = config.updated(
-        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model, scorers=split_specs(args.scorers) if args.scorers else None,
-        seeds=args.seeds, epochs=args.epochs, label_mode=args.label_mode, device=args.device, out=args.out,
+        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model,
+        scorers=split_specs(args.scorers) if args.scorers else None, seeds=args.seeds, epochs=args.epochs,
+        label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
     result = run(config, progress=not args.no_progress)
     board = result.leaderboard
-    n_ood = board.loc[board.task == "ood", "split"].nunique() - 1
-    print(f"\nOoD detection on {config.dataset} ({config.model}, {len(config.seeds)} seeds, "
-          f"label mode {config.label_mode}): clean test vs {n_ood} corruptions")
-    print("mean ± std over corruptions (std over seeds); higher AUROC/AUPR and lower FPR@95 are better\n")
-    summary = ood_summary(board)
-    print(text_table(summary.reset_index()))
-    print("\nAUROC by corruption (mean over seeds)\n")
-    print(text_table(ood_by_corruption(board).reindex(summary.index).reset_index()))
+    n_ood = len(result.tables[0].meta["ood_splits"])
+    if n_ood:
+        print(f"\nOoD detection on {config.dataset} ({config.model}, {len(config.seeds)} seeds, "
+              f"label mode {config.label_mode}): clean test vs {n_ood} corruptions")
+        print("mean ± std over corruptions (std over seeds); higher AUROC/AUPR and lower FPR@95 are better\n")
+        summary = ood_summary(board)
+        print(text_table(summary.reset_index()))
+        print("\nAUROC by corruption (mean over seeds)\n")
+        print(text_table(ood_by_corruption(board).reindex(summary.index).reset_index()))
+    else:
+        print(f"\n{config.dataset} has no OoD splits, so the OoD task has nothing to measure; the score tables hold the scores")
     accuracy = sum(t.meta["accuracy"]["test"] for t in result.tables) / len(result.tables)
     print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
     print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
@@ -194,13 +198,14 @@ def command_data(args: argparse.Namespace) -> int:
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "scorers":
         from bench import registry
+        from bench.api import spec_value
 
         for plugin in args.plugin:
             registry.load_plugin_file(plugin)
         rows = []
         for name, cls in registry.available().items():
             scorer = cls()
-            params = ", ".join(f"{k}={v}" for k, v in cls.defaults().items()) or "-"
+            params = ", ".join(f"{k}={spec_value(v)}" for k, v in cls.defaults().items()) or "-"
             rows.append({"name": name, "family": cls.family, "needs": ", ".join(sorted(scorer.needs)),
                          "parameters": params, "reference": cls.reference})
         print(text_table(pd.DataFrame(rows)))

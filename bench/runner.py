@@ -69,8 +69,12 @@ def check_writable(directory: Path) -> None:
 
 def model_free_columns(table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
     """The columns of a score table that do not depend on the trained model: detectors on pixels."""
-    return {spec: {split: columns[spec] for split, columns in table.splits.items()}
-            for spec in table.scorers if isinstance(scorer := registry.create(spec), Detector) and scorer.features == PIXELS}
+    columns = {}
+    for spec in table.scorers:
+        scorer = registry.create(spec)
+        if isinstance(scorer, Detector) and scorer.features == PIXELS:
+            columns[spec] = {split: values[spec] for split, values in table.splits.items()}
+    return columns
 
 
 def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,

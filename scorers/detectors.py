@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from abc import abstractmethod
 from typing import Iterator
 
 import numpy as np
@@ -44,8 +45,9 @@ class PyODDetector(Detector):
         self.fit_size = fit_size
         self.pca = pca
 
-    def estimator(self):
-        raise NotImplementedError
+    @abstractmethod
+    def estimator(self, n_features: int):
+        """A new, unfitted PyOD detector for data of ``n_features`` columns."""
 
     def _reduce(self, X: np.ndarray) -> np.ndarray:
         return X if self.projection_ is None else self.projection_.transform(X)
@@ -58,14 +60,18 @@ class PyODDetector(Detector):
             from sklearn.decomposition import PCA
 
             self.projection_ = PCA(n_components=self.pca, svd_solver="full").fit(X)
+        X = self._reduce(X)
         with seeded(0):
-            self.estimator_ = self.estimator()
-            self.estimator_.fit(self._reduce(X))
+            self.estimator_ = self.estimator(X.shape[1])
+            self.estimator_.fit(X)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         with seeded(0):
             return np.asarray(self.estimator_.decision_function(self._reduce(X)), dtype=np.float64)
+
+
+ONE_LEAF = 2**31 - 1  # a tree leaf size larger than any dataset: every point in one leaf
 
 
 @register
@@ -87,27 +93,33 @@ class KDE(PyODDetector):
         super().__init__(features, fit_size, pca)
         self.bandwidth = bandwidth
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.kde import KDE as PyODKDE
 
-        return PyODKDE(bandwidth=self.bandwidth, leaf_size=self.n_train_)
-
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "KDE":
-        self.n_train_ = min(len(X), self.fit_size or len(X))
-        return super().fit(X, y)
+        return PyODKDE(bandwidth=self.bandwidth, leaf_size=ONE_LEAF)
 
 
 @register
 class PCADetector(PyODDetector):
-    """PyOD's PCA detector: distances to the eigenvectors, weighted by their explained variance (Shyu et al. 2003)."""
+    """PyOD's PCA detector: distances to the eigenvectors, weighted by their explained variance (Shyu et al. 2003).
+
+    ``n_components`` keeps the eigenvectors explaining that fraction of the variance (or that
+    many): PyOD divides by each one's variance, and images have pixels that never vary, whose
+    eigenvalues of exactly zero would make every score infinite.
+    """
 
     name = "pca"
     reference = "Ruff et al., Proc. IEEE 2021 (PCA row of VoG Table 1); pyod.models.pca.PCA"
 
-    def estimator(self):
+    def __init__(self, features: str = PIXELS, fit_size: int | None = None, pca: int | None = None,
+                 n_components: float = 0.99) -> None:
+        super().__init__(features, fit_size, pca)
+        self.n_components = n_components
+
+    def estimator(self, n_features: int):
         from pyod.models.pca import PCA
 
-        return PCA(random_state=0)
+        return PCA(n_components=self.n_components, svd_solver="full", random_state=0)
 
 
 @register
@@ -120,7 +132,7 @@ class KPCA(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 1000, pca: int | None = None) -> None:
         super().__init__(features, fit_size, pca)
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.kpca import KPCA as PyODKPCA
 
         return PyODKPCA(kernel="rbf", random_state=0)
@@ -136,7 +148,7 @@ class SVDD(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 2000, pca: int | None = None) -> None:
         super().__init__(features, fit_size, pca)
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.ocsvm import OCSVM
 
         return OCSVM(kernel="rbf")
@@ -156,7 +168,7 @@ class MVE(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 5000, pca: int | None = 30) -> None:
         super().__init__(features, fit_size, pca)
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.mcd import MCD
 
         return MCD(random_state=0)
@@ -174,15 +186,11 @@ class DOCC(PyODDetector):
         super().__init__(features, fit_size, pca)
         self.epochs = epochs
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.deep_svdd import DeepSVDD
 
-        return DeepSVDD(n_features=self.n_features_, hidden_neurons=[128, 64], epochs=self.epochs,
+        return DeepSVDD(n_features=n_features, hidden_neurons=[128, 64], epochs=self.epochs,
                         batch_size=128, verbose=0, random_state=0)
-
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "DOCC":
-        self.n_features_ = min(X.shape[1], self.pca or X.shape[1])
-        return super().fit(X, y)
 
 
 @register
@@ -197,7 +205,7 @@ class AE(PyODDetector):
         super().__init__(features, fit_size, pca)
         self.epochs = epochs
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.auto_encoder import AutoEncoder
 
         return AutoEncoder(hidden_neuron_list=[128, 64], epoch_num=self.epochs, batch_size=128, verbose=0,
@@ -221,7 +229,7 @@ class AEGAN(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 10000, pca: int | None = None) -> None:
         super().__init__(features, fit_size, pca)
 
-    def estimator(self):
+    def estimator(self, n_features: int):
         from pyod.models.so_gaal import SO_GAAL
 
         return SO_GAAL()

@@ -129,13 +129,15 @@ def test_second_run_reuses_every_unit(finished_run, monkeypatch):
 
 
 def test_same_config_and_seed_give_bit_identical_score_tables(finished_run, tmp_path):
-    _, out, args = finished_run
+    """Seed 1 alone, recomputed from scratch, equals seed 1 of the two-seed run, which took its
+    model-free detector columns from seed 0's unit."""
+    _, out, _ = finished_run
     again = tmp_path / "again"
-    assert main(["run", "--scorers", "vog,action-score,max-softmax,kde", "--seeds", "1", "--epochs", "2",
-                 "--out", str(again), "--no-progress"]) == 0
+    assert main(["run", "--scorers", "all", "--seeds", "1-1", "--epochs", "2", "--out", str(again), "--no-progress"]) == 0
     [fresh] = (again / "units").glob("*.npz")
-    first = ScoreTable.load(next(p for p in (out / "units").glob("*seed0*")))
+    first = ScoreTable.load(next(p for p in (out / "units").glob("*seed1*")))
     second = ScoreTable.load(fresh)
+    assert {"kde", "aegan", "vog"} <= set(second.scorers)
     for split, columns in second.splits.items():
         for column, values in columns.items():
             assert values.tobytes() == first.splits[split][column].tobytes(), (split, column)
@@ -175,3 +177,15 @@ def test_run_on_an_unseen_idx_folder_with_label_noise(tmp_path):
     changed = labels != digits.train.labels
     np.testing.assert_array_equal(noisy, changed)
     assert 0.15 * len(labels) < changed.sum() <= 0.2 * len(labels) + 1
+
+
+def test_a_dataset_without_ood_splits_gives_an_empty_ood_task():
+    from bench.leaderboard import attach_provenance
+    from bench.tasks.ood import ood
+
+    table = ScoreTable({"dataset": "mnist", "model": "lenet", "seed": 0, "label_mode": "predicted", "scorers": ["loss"],
+                        "failures": {}, "ood_splits": [], "provenance": dict.fromkeys(
+                            ["bench_version", "git_sha", "config_hash", "torch_version", "device", "created_at"], "x")},
+                       {"train": {"loss": np.ones(3)}, "test": {"loss": np.ones(2)}})
+    board = attach_provenance(ood([table]), [table])
+    assert board.empty and list(board.columns) == COLUMNS

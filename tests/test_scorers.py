@@ -146,6 +146,17 @@ def test_detector_finds_planted_outliers_with_the_right_orientation(spec):
     assert auroc(-scores_out, -scores_in) < 0.05  # a negated detector would fail
 
 
+@pytest.mark.parametrize("spec", DETECTORS)
+def test_detectors_give_finite_scores_on_features_that_never_vary(spec):
+    """Images have pixels that are always 0; no detector may divide by their zero variance."""
+    rng = np.random.default_rng(1)
+    train, test = rng.random((300, 12)).astype(np.float32), rng.random((50, 12)).astype(np.float32)
+    train[:, :4] = 0
+    test[:, :4] = 0
+    scores = registry.create(spec).fit(train, (train[:, 5] > 0.5).astype(int)).decision_function(test)
+    assert np.isfinite(scores).all()
+
+
 def test_subsampling_and_projection_are_parameters_not_silent():
     kde = registry.create("kde")
     assert (kde.fit_size, kde.pca) == (1000, None)

@@ -57,7 +57,9 @@ def _aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: i
 
 def ood(tables: list[ScoreTable]) -> pd.DataFrame:
     """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, corruption and seed."""
-    per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)])
+    per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=[*KEYS, "value", "note"])
+    if per_seed.empty:  # a dataset without OoD splits: nothing to measure
+        return per_seed
     over_seeds = _aggregate(per_seed, "seed", "all", "std_seeds", ddof=1)
     over_corruptions = _aggregate(per_seed, "split", "mean", "std_corruptions", ddof=0)
     seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS)]
