@@ -16,7 +16,7 @@ scoring method finds them best, and how far to trust the ranking.
 
 `bench run` trains the models itself, computes every score at every checkpoint, and writes
 per-example score tables and a leaderboard CSV. With no arguments it runs the quick
-benchmark on the embedded digits-c dataset (about a minute on two CPU cores)."""
+benchmark on the embedded digits-c dataset (about a minute and a half on two CPU cores)."""
 
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run(args: argparse.Namespace) -> int:
     from bench.config import RunConfig, load_preset, load_toml
-    from bench.leaderboard import ood_by_corruption, ood_summary
+    from bench.leaderboard import ood_by_corruption, ood_summary, ood_unmeasured
     from bench.registry import split_specs
     from bench.runner import run
 
@@ -155,6 +155,8 @@ def command_run(args: argparse.Namespace) -> int:
         print("mean ± std over corruptions (std over seeds); higher AUROC/AUPR and lower FPR@95 are better\n")
         summary = ood_summary(board)
         print(text_table(summary.reset_index()))
+        for scorer, reason in ood_unmeasured(board).items():
+            print(f"  {scorer}: nan because {reason}")
         print("\nAUROC by corruption (mean over seeds)\n")
         print(text_table(ood_by_corruption(board).reindex(summary.index).reset_index()))
     else:

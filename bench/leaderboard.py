@@ -48,11 +48,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def provenance(device: torch.device, config_hash: str) -> dict[str, str]:
-    """Where a unit's scores come from; stored in its score table."""
+def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:
+    """Where a unit's scores come from; stored in its score table. ``code`` is the git SHA read when the run began."""
     return {
         "bench_version": bench.__version__,
-        "git_sha": git_sha(),
+        "git_sha": code,
         "config_hash": config_hash,
         "torch_version": torch.__version__,
         "device": device_name(device),
@@ -113,3 +113,9 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFram
     table = rows.pivot_table(index="scorer", columns="split", values="value", dropna=False, aggfunc="first")
     order = list(dict.fromkeys(rows.split))
     return table[order].map(lambda v: f"{v:.3f}")
+
+
+def ood_unmeasured(board: pd.DataFrame) -> dict[str, str]:
+    """Scorers whose mean AUROC is NaN, with the reason."""
+    overall = board[(board.task == "ood") & (board.split == "mean") & (board.seed == "all") & (board.metric == "auroc")]
+    return {row.scorer: row.note for row in overall.itertuples() if np.isnan(row.value)}

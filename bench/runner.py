@@ -22,7 +22,7 @@ from bench.api import PIXELS, Detector
 from bench.config import RunConfig
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
-from bench.leaderboard import attach_provenance, provenance, write_csv
+from bench.leaderboard import attach_provenance, git_sha, provenance, write_csv
 from bench.models import build_model, resolve_device
 from bench.probe import Probe, ProbeSplit
 from bench.results import ScoreTable, write_atomically
@@ -78,10 +78,11 @@ def model_free_columns(table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
 
 
 def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
-             config_hash: str, progress: bool = True, known: dict | None = None) -> ScoreTable:
+             config_hash: str, progress: bool = True, known: dict | None = None, code: str = "unknown") -> ScoreTable:
     """Train one model, probing it at every checkpoint, and return its score table.
 
-    ``known`` passes on the model-free columns of another unit of the same run, which are the same.
+    ``known`` passes on the model-free columns of another unit of the same run, which are the same;
+    ``code`` is the git SHA of the harness when the run began (files edited during a run do not count).
     """
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
@@ -137,13 +138,14 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         "accuracy": accuracy,
         "final_train_loss": train_loss,
         "seconds": seconds,
-        "provenance": provenance(device, config_hash),
+        "provenance": provenance(device, config_hash, code),
     }
     return ScoreTable(meta, columns)
 
 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
     """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV."""
+    code = git_sha()  # before anything runs: the code this process imported
     specs = scorer_specs(config)
     device = resolve_device(config.device)
     check_writable(config.out_dir)
@@ -157,7 +159,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             if progress:
                 print(f"{dataset.name} {config.model} seed {seed}: reusing {path}", file=sys.stderr)
         else:
-            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, known)
+            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, known, code)
             table.save(path)
         known = known or model_free_columns(table)
         tables.append(table)
