@@ -22,6 +22,7 @@ def test_round_trip_and_plain_numpy_layout(tmp_path):
     assert loaded.meta == table.meta
     np.testing.assert_array_equal(loaded.splits["test"]["vog[norm=z]"], table.splits["test"]["vog[norm=z]"])
     assert loaded.scorers == ["vog[norm=z]"]
+    assert list(loaded.frame("test").columns) == ["id", "label", "vog[norm=z]"]
 
 
 def test_saving_is_deterministic(tmp_path):
