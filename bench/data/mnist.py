@@ -55,8 +55,9 @@ def check_file(path: Path) -> str:
     """Why ``path`` is not the published MNIST file, or "" when it is."""
     if not path.is_file():
         return "missing"
-    if md5(path) != MD5[path.name]:
-        return f"MD5 {md5(path)} differs from the published {MD5[path.name]}: the file is damaged or not the original"
+    digest = md5(path)
+    if digest != MD5[path.name]:
+        return f"MD5 {digest} differs from the published {MD5[path.name]}: the file is damaged or not the original"
     return ""
 
 
@@ -107,8 +108,9 @@ def _download(url: str, target: Path, progress: bool) -> None:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     handle.write(block)
                     bar.update(len(block))
-        if md5(temporary) != MD5[target.name]:
-            raise ValueError(f"MD5 {md5(temporary)} differs from the published {MD5[target.name]}")
+        digest = md5(temporary)
+        if digest != MD5[target.name]:
+            raise ValueError(f"MD5 {digest} differs from the published {MD5[target.name]}")
 
     write_atomically(target, write)
 
