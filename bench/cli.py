@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.leaderboard import text_table
 
 DESCRIPTION = """\
 difficulty-bench: which examples are hard, mislabeled or out of distribution, which
@@ -20,8 +21,11 @@ benchmark on the embedded digits-c dataset (about a minute and a half on two CPU
 
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
-chosen scorers, then evaluate the scores: clean test split against each corrupted split
-(AUROC, AUPR-In, AUPR-Out, FPR@95TPR), per corruption and seed, with means and spreads."""
+chosen scorers, then evaluate the scores on four tasks:
+  ood          clean test split against each corruption: AUROC, AUPR-In, AUPR-Out, FPR@95TPR
+  mislabel     with --label-noise: find the shuffled training labels (AUROC, AP, P@k, Welch t)
+  difficulty   test error by score decile, error AUROC, VoG's early/late training flip
+  consistency  agreement between seeds (split-half, Spearman-Brown) and between scorers"""
 
 RUN_EPILOG = """\
 examples:
@@ -39,7 +43,38 @@ results:
   <out>/leaderboard.csv     tidy rows: dataset, model, task, split, scorer, label_mode,
                             seed, metric, value, note, and the run's provenance
   <out>/units/*.npz         per-example scores of each unit (numpy.load; see README)
-  <out>/config.toml         the settings that produced them"""
+  <out>/config.toml         the settings that produced them
+
+then: `bench show <out>/leaderboard.csv`, `bench report <out>`, `bench compare A.csv B.csv`"""
+
+SHOW_DESCRIPTION = """\
+Print a leaderboard CSV as one table per task and protocol (dataset / model / label mode):
+a row per scorer, the task's headline metrics as mean ± std, best first, and why a value
+is NaN. OoD cells read "mean ± std over corruptions (std over seeds)".
+
+example:
+  bench show leaderboards/mnist-c.csv --task ood"""
+
+COMPARE_DESCRIPTION = """\
+Join two leaderboards on dataset, model, task, split, scorer, label mode, seed and metric,
+and print both values and the delta (B - A) of the headline metrics. Protocols (dataset,
+model, label mode) present in one file only are listed, never joined to another protocol;
+when the two share none, compare stops with an error."""
+
+COMPARE_EPILOG = """\
+examples:
+  bench compare leaderboards/digits-c.csv results/quick/leaderboard.csv
+  bench compare old.csv new.csv --fail-if-drops auroc=0.01 --fail-if-drops fpr95=0.02
+
+--fail-if-drops checks every joined row over all seeds (seed=all) with that metric, in
+every task and split that has it; "worse" means lower, except for fpr95, welch_p and
+runs_for_0.9, where it means higher. Exit status: 0 fine, 1 a drop, 2 an error."""
+
+REPORT_DESCRIPTION = """\
+Write one self-contained HTML file (images inline, no server needed) from a results folder:
+the summary tables, an AUROC heatmap of scorer x corruption, test error by score decile,
+VoG's early/late flip, the seed and scorer correlation heatmaps, and the test images of
+lowest and highest VoG for each class."""
 
 
 DATA_DESCRIPTION = """\
@@ -53,15 +88,6 @@ examples:
   bench data build mnist-c                    generate the 15 corrupted test splits
   bench data show mnist-c                     mnist-c-corruptions.png: digits under every corruption
   bench run --dataset idx:~/fashion-mnist     any folder of the four idx files is a dataset"""
-
-
-def text_table(frame: pd.DataFrame) -> str:
-    """Left-aligned columns separated by two spaces, with a header rule: readable in any terminal."""
-    cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -124,6 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (fetch, verify, build, show):
         action.add_argument("--data-dir", help="folder searched first for data files, and where bench writes them")
 
+    show = commands.add_parser("show", help="print a leaderboard CSV as tables: scorer x task metrics",
+                               description=SHOW_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("csv", type=Path, metavar="FILE.csv", help="a leaderboard written by `bench run`")
+    show.add_argument("--task", choices=["ood", "mislabel", "difficulty", "consistency"], help="only this task")
+
+    compare = commands.add_parser("compare", help="join two leaderboards and show the deltas; fail on regressions",
+                                  description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("a", type=Path, metavar="A.csv", help="the baseline")
+    compare.add_argument("b", type=Path, metavar="B.csv", help="the candidate; delta = B - A")
+    compare.add_argument("--fail-if-drops", action="append", default=[], metavar="METRIC=TOL",
+                         help="exit 1 if METRIC gets worse by more than TOL on any row over all seeds; repeatable")
+    compare.add_argument("--all", action="store_true", help="every joined row, not only the headline metrics")
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a results folder",
+                                 description=REPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("results", type=Path, metavar="RESULTS_DIR", help="a folder written by `bench run --out`")
+    report.add_argument("--out", type=Path, metavar="FILE.html", help="where to write it (default: RESULTS_DIR/report.html)")
+    report.add_argument("--data-dir", help="folder searched first for the data files (for the image grids)")
+
     listing = commands.add_parser("list", help="what is available: scorers, datasets, models, presets")
     listing.add_argument("what", choices=["scorers", "datasets", "models", "presets"])
     listing.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also list the scorers of a local file")
@@ -132,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run(args: argparse.Namespace) -> int:
     from bench.config import RunConfig, load_preset, load_toml
-    from bench.leaderboard import ood_by_corruption, ood_summary, ood_unmeasured
+    from bench.leaderboard import render
     from bench.registry import split_specs
     from bench.runner import run
 
@@ -148,23 +194,56 @@ def command_run(args: argparse.Namespace) -> int:
     )
     result = run(config, progress=not args.no_progress)
     board = result.leaderboard
-    n_ood = len(result.tables[0].meta["ood_splits"])
-    if n_ood:
-        print(f"\nOoD detection on {config.dataset} ({config.model}, {len(config.seeds)} seeds, "
-              f"label mode {config.label_mode}): clean test vs {n_ood} corruptions")
-        print("mean ± std over corruptions (std over seeds); higher AUROC/AUPR and lower FPR@95 are better\n")
-        summary = ood_summary(board)
-        print(text_table(summary.reset_index()))
-        for scorer, reason in ood_unmeasured(board).items():
-            print(f"  {scorer}: nan because {reason}")
-        print("\nAUROC by corruption (mean over seeds)\n")
-        print(text_table(ood_by_corruption(board).reindex(summary.index).reset_index()))
-    else:
-        print(f"\n{config.dataset} has no OoD splits, so the OoD task has nothing to measure; the score tables hold the scores")
+    print()
+    print(render(board) if not board.empty else f"{config.dataset} has nothing to measure: no OoD splits, no label noise")
     accuracy = sum(t.meta["accuracy"]["test"] for t in result.tables) / len(result.tables)
     print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
     print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
     print(f"score tables: {result.leaderboard_path.parent / 'units'}/ ({len(result.unit_paths)} files)")
+    return 0
+
+
+def command_show(args: argparse.Namespace) -> int:
+    from bench.leaderboard import read_csv, render
+
+    board = read_csv(args.csv)
+    if args.task:
+        board = board[board.task == args.task]
+        if board.empty:
+            raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(read_csv(args.csv).task)))}")
+    print(render(board))
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from bench.leaderboard import compare, headline_rows, parse_tolerances, read_csv
+
+    tolerances = parse_tolerances(args.fail_if_drops)
+    result = compare(read_csv(args.a), read_csv(args.b), tolerances)
+    for side, protocols in (("A", result.only_a), ("B", result.only_b)):
+        for protocol in protocols:
+            print(f"only in {side} ({args.a if side == 'A' else args.b}), not compared: " + " / ".join(map(str, protocol)))
+    shown = result.joined if args.all else headline_rows(result.joined)
+    shown = shown.rename(columns={"value_a": "A", "value_b": "B"})
+    for column in ("A", "B", "delta"):
+        shown[column] = shown[column].map(lambda v: f"{v:+.4f}" if column == "delta" else f"{v:.4f}")
+    print(f"A = {args.a}\nB = {args.b}\n{len(result.joined)} rows joined on the keys\n")
+    print(text_table(shown.drop(columns=["label_mode", "seed"])))
+    if not tolerances:
+        return 0
+    if result.drops.empty:
+        print(f"\nno drop beyond the tolerance: {', '.join(f'{m}={t:g}' for m, t in tolerances.items())}")
+        return 0
+    print(f"\n{len(result.drops)} rows got worse beyond the tolerance:\n")
+    print(text_table(result.drops.drop(columns=["label_mode", "seed"])))
+    return 1
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    out = write_report(args.results, args.out, args.data_dir)
+    print(f"wrote {out}; open it in a browser")
     return 0
 
 
@@ -232,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     try:
-        return {"run": command_run, "data": command_data, "list": command_list}[args.command](args)
+        commands = {"run": command_run, "show": command_show, "compare": command_compare, "report": command_report,
+                    "data": command_data, "list": command_list}
+        return commands[args.command](args)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import platform
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 import bench
+from bench.errors import BenchError
 from bench.results import ScoreTable, write_atomically
 
 KEYS = ["dataset", "model", "task", "split", "scorer", "label_mode", "seed", "metric"]
@@ -42,14 +43,18 @@ def git_sha() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: "torch.device") -> str:
+    import torch
+
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:
+def provenance(device: "torch.device", config_hash: str, code: str) -> dict[str, str]:
     """Where a unit's scores come from; stored in its score table. ``code`` is the git SHA read when the run began."""
+    import torch
+
     return {
         "bench_version": bench.__version__,
         "git_sha": code,
@@ -77,34 +82,110 @@ def write_csv(board: pd.DataFrame, path: Path) -> None:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"seed": str, "note": str}, keep_default_na=False, na_values=[""])
+    """A leaderboard CSV as written by ``write_csv``; a clear error for a file that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"no leaderboard at {path}; `bench run` writes one as <out>/leaderboard.csv")
+    try:
+        board = pd.read_csv(path, dtype={"seed": str, "note": str}, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise BenchError(f"{path} is not a readable CSV ({error}); is it a leaderboard written by `bench run`?") from None
+    missing = [column for column in KEYS + ["value"] if column not in board.columns]
+    if missing:
+        raise BenchError(f"{path} is not a bench leaderboard: it has no column {', '.join(missing)} "
+                         f"(see leaderboards/README.md for the schema)")
+    board["note"] = board["note"].fillna("") if "note" in board else ""
+    return board
 
 
-def _cell(mean: float, std: float | None = None, spread: float | None = None) -> str:
-    if np.isnan(mean):
-        return "nan"
-    text = f"{mean:.3f}"
-    if std is not None and not np.isnan(std):
+def text_table(frame: pd.DataFrame) -> str:
+    """Left-aligned columns separated by two spaces, with a header rule: readable in any terminal."""
+    cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric shown in summaries and checked by ``compare``: where it lives and which way is better."""
+
+    task: str
+    split: str
+    metric: str
+    header: str
+    better: int  # +1: higher is better, -1: lower is better
+    std: str = ""  # suffix of the metric shown after ±
+    spread: str = ""  # suffix of the metric shown in brackets
+    integer: bool = False
+
+
+HEADLINES = [
+    Headline("ood", "mean", "auroc", "AUROC", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_corruptions", "std_seeds"),
+    Headline("mislabel", "train", "auroc", "AUROC", +1, "std_seeds"),
+    Headline("mislabel", "train", "ap", "AP", +1, "std_seeds"),
+    Headline("mislabel", "train", "precision_at_k", "P@k", +1, "std_seeds"),
+    Headline("mislabel", "train", "welch_p", "Welch p", -1),
+    Headline("difficulty", "test", "error_auroc", "error AUROC", +1, "std_seeds"),
+    Headline("difficulty", "test", "error_ratio", "top/bottom error", +1, "std_seeds"),
+    Headline("difficulty", "test", "early_late_flip", "early/late flip", +1),
+    Headline("consistency", "test", "split_half", "split-half test", +1),
+    Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, integer=True),
+    Headline("consistency", "train", "split_half", "split-half train", +1),
+    Headline("consistency", "train", "runs_for_0.9", "seeds for 0.9 train", -1, integer=True),
+]
+BETTER = {h.metric: h.better for h in HEADLINES}
+CAPTIONS = {
+    "ood": "OoD detection, clean test vs each corruption: mean ± std over corruptions (std over seeds)",
+    "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean ± std over seeds",
+    "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error; over seeds",
+    "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"
+                   "(scorers that do not use the trained model, such as detectors on pixels, agree perfectly)",
+}
+PROTOCOL = ["dataset", "model", "label_mode"]
+
+
+def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: bool = False) -> str:
+    if np.isnan(mean) or np.isinf(mean):
+        return str(mean)
+    if integer:
+        text = f"{mean:.0f}"
+    else:
+        text = f"{mean:.3g}" if abs(mean) < 1e-3 and mean != 0 else f"{mean:.3f}"
+    if not np.isnan(std):
         text += f" ± {std:.3f}"
-    if spread is not None and not np.isnan(spread):
+    if not np.isnan(spread):
         text += f" ({spread:.3f})"
     return text
 
 
-OOD_HEADERS = {"auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "fpr95": "FPR@95"}
-
-
-def ood_summary(board: pd.DataFrame) -> pd.DataFrame:
-    """One row per scorer: each OoD metric as mean ± std over corruptions (std over seeds)."""
-    overall = board[(board.task == "ood") & (board.split == "mean") & (board.seed == "all")]
-    values = overall.pivot_table(index="scorer", columns="metric", values="value", dropna=False, aggfunc="first")
-    table = pd.DataFrame(index=values.index)
-    for metric, header in OOD_HEADERS.items():
-        table[header] = [
-            _cell(row[metric], row.get(f"{metric}_std_corruptions"), row.get(f"{metric}_std_seeds"))
-            for _, row in values.iterrows()
-        ]
-    return table.loc[values["auroc"].sort_values(ascending=False, na_position="last").index]
+def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Scorer x headline metrics of one task (over seeds), best first; and why NaN cells are NaN."""
+    headlines = [h for h in HEADLINES if h.task == task]
+    rows = board[(board.task == task) & (board.seed == "all")]
+    lookup = {(r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
+    scorers = list(dict.fromkeys(rows[rows.metric.isin([h.metric for h in headlines])].scorer))
+    table, reasons = pd.DataFrame(index=pd.Index(scorers, name="scorer")), {}
+    for h in headlines:
+        cells = []
+        for scorer in scorers:
+            mean, note = lookup.get((h.split, scorer, h.metric), (np.nan, ""))
+            std = lookup.get((h.split, scorer, f"{h.metric}_{h.std}"), (np.nan,))[0]
+            spread = lookup.get((h.split, scorer, f"{h.metric}_{h.spread}"), (np.nan,))[0]
+            cells.append("" if (h.split, scorer, h.metric) not in lookup else _cell(mean, std, spread, h.integer))
+            if (h.split, scorer, h.metric) in lookup and np.isnan(mean) and isinstance(note, str) and note:
+                reasons.setdefault(scorer, note)
+        table[h.header] = cells
+    if table.columns.size and (table != "").any().any():
+        first = headlines[0]
+        key = [lookup.get((first.split, s, first.metric), (np.nan,))[0] for s in scorers]
+        order = pd.Series(key, index=scorers).sort_values(ascending=first.better < 0, na_position="last").index
+        table = table.loc[order]
+    return table[(table != "").any(axis=1)], reasons
 
 
 def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
@@ -115,7 +196,70 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFram
     return table[order].map(lambda v: f"{v:.3f}")
 
 
-def ood_unmeasured(board: pd.DataFrame) -> dict[str, str]:
-    """Scorers whose mean AUROC is NaN, with the reason."""
-    overall = board[(board.task == "ood") & (board.split == "mean") & (board.seed == "all") & (board.metric == "auroc")]
-    return {row.scorer: row.note for row in overall.itertuples() if np.isnan(row.value)}
+def render(board: pd.DataFrame, by_corruption: bool = True) -> str:
+    """Every task's summary table per protocol (dataset, model, label mode), as text."""
+    parts = []
+    for protocol, rows in board.groupby(PROTOCOL, sort=False):
+        parts.append("== " + " / ".join(map(str, protocol)) + " ==")
+        for task in CAPTIONS:
+            if not (rows.task == task).any():
+                continue
+            table, reasons = task_summary(rows, task)
+            parts += ["", f"{task}: {CAPTIONS[task]}", "", text_table(table.reset_index())]
+            parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
+            if task == "ood" and by_corruption:
+                by_split = ood_by_corruption(rows).reindex([s for s in table.index if s in set(rows.scorer)])
+                parts += ["", "ood: AUROC by corruption (mean over seeds)", "", text_table(by_split.reset_index())]
+        parts.append("")
+    return "\n".join(parts)
+
+
+@dataclass
+class Comparison:
+    joined: pd.DataFrame  # keys, then value_a, value_b, delta
+    only_a: list[tuple]  # protocols measured in A alone
+    only_b: list[tuple]
+    drops: pd.DataFrame  # joined rows that got worse by more than their tolerance
+
+
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    """``["auroc=0.01", "fpr95=0.02"]`` -> {metric: tolerance}, for metrics with a better direction."""
+    tolerances = {}
+    for item in items:
+        metric, sep, tolerance = item.partition("=")
+        if metric not in BETTER:
+            raise BenchError(f"--fail-if-drops {item!r}: {metric!r} has no better direction to drop from; "
+                             f"use one of {', '.join(sorted(BETTER))}")
+        try:
+            tolerances[metric] = float(tolerance) if sep else 0.0
+        except ValueError:
+            raise BenchError(f"--fail-if-drops {item!r}: the tolerance must be a number, as in auroc=0.01") from None
+    return tolerances
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, tolerances: dict[str, float]) -> Comparison:
+    """Join two leaderboards on their keys, protocol by protocol; a protocol measured by one only is reported.
+
+    ``drops`` holds the rows over all seeds whose metric (a key of ``tolerances``) got worse
+    by more than the tolerance, or became NaN.
+    """
+    protocols_a = set(a[PROTOCOL].itertuples(index=False, name=None))
+    protocols_b = set(b[PROTOCOL].itertuples(index=False, name=None))
+    if not protocols_a & protocols_b:
+        raise BenchError(
+            f"the leaderboards measure different protocols (dataset, model, label mode): A has {sorted(protocols_a)}, "
+            f"B has {sorted(protocols_b)}; nothing is comparable, so nothing was joined"
+        )
+    joined = a[KEYS + ["value"]].merge(b[KEYS + ["value"]], on=KEYS, suffixes=("_a", "_b"))
+    joined["delta"] = joined.value_b - joined.value_a
+    checked = joined[(joined.seed == "all") & joined.metric.isin(list(tolerances))]
+    direction = checked.metric.map(BETTER)
+    tolerance = checked.metric.map(tolerances)
+    worse = (checked.delta * direction < -tolerance) | (checked.value_a.notna() & checked.value_b.isna())
+    return Comparison(joined, sorted(protocols_a - protocols_b), sorted(protocols_b - protocols_a), checked[worse])
+
+
+def headline_rows(joined: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a join that summaries show: headline metrics over all seeds."""
+    wanted = pd.DataFrame([(h.task, h.split, h.metric) for h in HEADLINES], columns=["task", "split", "metric"])
+    return joined[joined.seed == "all"].merge(wanted, on=["task", "split", "metric"])

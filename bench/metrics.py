@@ -1,4 +1,4 @@
-"""Detection metrics with the out-of-distribution (or mislabeled) class as the positive class.
+"""Detection and rank metrics; detection takes the out-of-distribution (or mislabeled) class as positive.
 
 Convention (hendrycks/outlier-exposure, and ``reference/methods.md`` section 1): scores are
 oriented higher = more anomalous, OoD examples are positives.
@@ -20,6 +20,17 @@ import numpy as np
 from scipy.stats import rankdata
 
 OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+def unusable(scores: np.ndarray) -> str:
+    """Why these scores cannot rank anything (empty, non-finite or all equal), or ``""`` if they can."""
+    if len(scores) == 0:
+        return "no examples"
+    if not np.isfinite(scores).all():
+        return f"{np.count_nonzero(~np.isfinite(scores))} scores are NaN or infinite"
+    if np.all(scores == scores[0]):
+        return "all scores are equal, so they rank nothing"
+    return ""
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -63,13 +74,7 @@ def ood_metrics(inlier: np.ndarray, outlier: np.ndarray) -> tuple[dict[str, floa
     """
     inlier, outlier = np.asarray(inlier, dtype=np.float64), np.asarray(outlier, dtype=np.float64)
     both = np.concatenate([inlier, outlier])
-    reason = ""
-    if len(inlier) == 0 or len(outlier) == 0:
-        reason = "no in-distribution or no OoD examples"
-    elif not np.isfinite(both).all():
-        reason = f"{np.count_nonzero(~np.isfinite(both))} scores are NaN or infinite"
-    elif np.all(both == both[0]):
-        reason = "all scores are equal, so they rank nothing"
+    reason = "no in-distribution or no OoD examples" if len(inlier) == 0 or len(outlier) == 0 else unusable(both)
     if reason:
         return dict.fromkeys(OOD_METRICS, float("nan")), reason
     is_ood = np.r_[np.zeros(len(inlier), bool), np.ones(len(outlier), bool)]
@@ -79,3 +84,38 @@ def ood_metrics(inlier: np.ndarray, outlier: np.ndarray) -> tuple[dict[str, floa
         "aupr_out": average_precision(both, is_ood),
         "fpr95": fpr_at_tpr(outlier, inlier),
     }, ""
+
+
+def precision_at_k(scores: np.ndarray, is_positive: np.ndarray) -> float:
+    """Precision among the k highest scores, k = the number of positives.
+
+    Scores tied at the k-th place are shared out by their positive fraction: the expected
+    precision under a random order of the ties, so the value does not depend on input order.
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    k = int(is_positive.sum())
+    threshold = np.sort(scores)[::-1][k - 1]
+    above, tied = scores > threshold, scores == threshold
+    from_ties = (k - above.sum()) * is_positive[tied].mean()
+    return float((is_positive[above].sum() + from_ties) / k)
+
+
+def spearman_matrix(rows: np.ndarray) -> np.ndarray:
+    """Spearman correlation between every pair of rows (ties get average ranks); NaN for a constant row."""
+    ranks = rankdata(rows, axis=1)
+    ranks -= ranks.mean(axis=1, keepdims=True)
+    norms = np.sqrt((ranks**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ranks @ ranks.T) / np.outer(norms, norms)
+
+
+def spearman_brown(rho: float, factor: float) -> float:
+    """Reliability of an average of ``factor`` times as many runs as those giving correlation ``rho``."""
+    return factor * rho / (1 + (factor - 1) * rho)
+
+
+def runs_for(target: float, rho_single: float) -> float:
+    """Runs to average for their mean to correlate ``target`` with another such mean (Spearman-Brown, inverted)."""
+    if rho_single <= 0:
+        return float("inf")
+    return float(max(1.0, np.ceil(target * (1 - rho_single) / (rho_single * (1 - target)) - 1e-9)))

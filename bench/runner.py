@@ -26,7 +26,7 @@ from bench.leaderboard import attach_provenance, git_sha, provenance, write_csv
 from bench.models import build_model, resolve_device
 from bench.probe import Probe, ProbeSplit
 from bench.results import ScoreTable, write_atomically
-from bench.tasks.ood import ood
+from bench.tasks import evaluate
 from bench.training import TrainSettings, train
 
 
@@ -164,7 +164,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         known = known or model_free_columns(table)
         tables.append(table)
         paths.append(path)
-    board = attach_provenance(ood(tables), tables)
+    board = attach_provenance(evaluate(tables), tables)
     leaderboard_path = config.out_dir / "leaderboard.csv"
     write_csv(board, leaderboard_path)
     write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))

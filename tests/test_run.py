@@ -36,7 +36,7 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     plugin = root / "broken_plugin.py"
     plugin.write_text(FAILING_PLUGIN)
-    args = ["run", "--scorers", "all", "--seeds", "0,1", "--epochs", "2", "--out", str(root / "out"),
+    args = ["run", "--scorers", "all,vog[window=early],vog[window=late]", "--seeds", "0,1", "--epochs", "2", "--out", str(root / "out"),
             "--plugin", str(plugin), "--no-progress"]
     code = main(args)
     yield code, root / "out", args
@@ -50,7 +50,10 @@ def test_run_succeeds_and_writes_the_documented_files(finished_run):
     assert len(list((out / "units").glob("*.npz"))) == 2
     board = read_csv(out / "leaderboard.csv")
     assert list(board.columns) == COLUMNS
-    assert set(board.scorer) == set(registry.available()) | {"broken"}
+    windows = {"vog[window=early]", "vog[window=late]"}
+    assert set(board[board.task == "ood"].scorer) == set(registry.available()) | {"broken"} | windows
+    assert set(board.task) == {"ood", "difficulty", "consistency"}  # no label noise, so no mislabel task
+    assert "vog[window=early] vs vog[window=late]" in set(board[board.task == "difficulty"].scorer)
 
 
 def test_every_registered_scorer_runs_and_gives_finite_scores(finished_run):
@@ -88,7 +91,8 @@ def test_every_auroc_in_the_csv_is_recomputed_from_the_score_files(finished_run)
                 assert values["auroc"] == pytest.approx(roc_auc_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_out"] == pytest.approx(average_precision_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_in"] == pytest.approx(average_precision_score(1 - is_ood, -scores), abs=1e-6)
-    assert checked == expected == 2 * (len(registry.available()) - 1) * len(CORRUPTIONS)  # seeds x scorers x corruptions
+    n_scorers = len(registry.available()) - 1 + 2  # every built-in and the two VoG windows, not the broken plugin
+    assert checked == expected == 2 * n_scorers * len(CORRUPTIONS)  # seeds x scorers x corruptions
 
 
 def test_aggregates_are_means_and_stds_of_the_per_seed_rows(finished_run):
@@ -113,6 +117,41 @@ def test_a_failing_plugin_is_a_nan_row_with_its_error_and_the_others_go_on(finis
     others = board[(board.scorer != "broken") & board.metric.isin(["auroc", "fpr95"])]
     assert not others.note.fillna("").str.contains("failed").any()
     assert (others.value.notna() | others.note.str.contains("all scores are equal")).all()
+
+
+def test_difficulty_and_consistency_rows_are_recomputed_from_the_score_files(finished_run):
+    from scipy.stats import spearmanr
+
+    _, out, _ = finished_run
+    board = read_csv(out / "leaderboard.csv")
+    tables = sorted((ScoreTable.load(p) for p in (out / "units").glob("*.npz")), key=lambda t: t.meta["seed"])
+    test = tables[0].splits["test"]
+    wrong = test["pred"] != test["label"]
+    row = board[(board.task == "difficulty") & (board.scorer == "loss") & (board.seed == "0") & (board.metric == "error_auroc")]
+    assert row.value.item() == pytest.approx(roc_auc_score(wrong, test["loss"]), abs=1e-6)
+    rho = spearmanr(tables[0].splits["train"]["margin"], tables[1].splits["train"]["margin"]).statistic
+    row = board[(board.task == "consistency") & (board.scorer == "margin") & (board.split == "train") & (board.metric == "split_half")]
+    assert row.value.item() == pytest.approx(rho, abs=1e-6)  # two seeds: each half is one seed
+
+
+def test_show_and_report_read_the_results_folder(finished_run, capsys):
+    import base64
+    import re
+
+    _, out, _ = finished_run
+    assert main(["show", str(out / "leaderboard.csv")]) == 0
+    shown = capsys.readouterr().out
+    for task in ("ood:", "difficulty:", "consistency:", "ood: AUROC by corruption"):
+        assert task in shown
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    from bench.report import SECTIONS
+
+    assert re.findall(r'<h2 id="([^"]+)">', page) == list(SECTIONS)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 7 and all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    assert "could not" not in page and "src=\"http" not in page  # every image inline, none missing
+    assert "flips on" in page and "vog averaged over 2 seeds" in page
 
 
 def test_second_run_reuses_every_unit(finished_run, monkeypatch):
@@ -171,6 +210,7 @@ def test_run_on_an_unseen_idx_folder_with_label_noise(tmp_path):
                  "--scorers", "loss,max-softmax", "--seeds", "1", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     board = read_csv(out / "leaderboard.csv")
     assert set(board.dataset) == {"handwriting[label_noise=0.2]"}
+    assert set(board.task) == {"ood", "mislabel", "difficulty", "consistency"}
     [unit] = (out / "units").glob("*.npz")
     with np.load(unit) as archive:
         noisy, labels = archive["train/noisy"], archive["train/label"]

@@ -16,56 +16,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.leaderboard import KEYS
 from bench.metrics import OOD_METRICS, ood_metrics
 from bench.results import ScoreTable
+from bench.tasks.rows import ROW_COLUMNS, aggregate, metric_rows, scorer_scores, unit_keys
 
 TASK = "ood"
 IN_DISTRIBUTION = "test"
 
 
 def per_seed_rows(table: ScoreTable) -> list[dict]:
-    meta = table.meta
-    keys = {"dataset": meta["dataset"], "model": meta["model"], "task": TASK,
-            "label_mode": meta["label_mode"], "seed": str(meta["seed"])}
+    keys = unit_keys(table, TASK)
     rows = []
-    for scorer in meta["scorers"]:
-        failure = meta["failures"].get(scorer)
-        for split in meta["ood_splits"]:
+    inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
+    for split in table.meta["ood_splits"]:
+        for spec, outlier, failure in scorer_scores(table, split):
             if failure:
-                values, note = dict.fromkeys(OOD_METRICS, np.nan), f"scorer failed: {failure}"
+                values, note = dict.fromkeys(OOD_METRICS, np.nan), failure
             else:
-                values, note = ood_metrics(table.splits[IN_DISTRIBUTION][scorer], table.splits[split][scorer])
-            rows += [{**keys, "split": split, "scorer": scorer, "metric": metric, "value": value, "note": note}
-                     for metric, value in values.items()]
+                values, note = ood_metrics(inlier[spec], outlier)
+            rows += metric_rows(keys, split, spec, values, note)
     return rows
-
-
-def _aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: int) -> pd.DataFrame:
-    """Mean (and std) of ``value`` over the ``over`` column, as new rows with ``over`` set to ``label``."""
-    group_keys = [k for k in KEYS if k != over]
-    out = []
-    for key, group in rows.groupby(group_keys, sort=False, dropna=False):
-        values = group["value"].to_numpy(dtype=np.float64)
-        notes = "; ".join(sorted(set(filter(None, group["note"]))))
-        base = dict(zip(group_keys, key), **{over: label})
-        std = values.std(ddof=ddof) if len(values) > ddof else np.nan
-        out.append({**base, "value": values.mean(), "note": notes})
-        out.append({**base, "metric": f"{base['metric']}_{std_name}", "value": std, "note": notes})
-    return pd.DataFrame(out)
 
 
 def ood(tables: list[ScoreTable]) -> pd.DataFrame:
     """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, corruption and seed."""
-    per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=[*KEYS, "value", "note"])
+    per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure
         return per_seed
-    over_seeds = _aggregate(per_seed, "seed", "all", "std_seeds", ddof=1)
-    over_corruptions = _aggregate(per_seed, "split", "mean", "std_corruptions", ddof=0)
+    over_seeds = aggregate(per_seed, "seed", "all", "std_seeds", ddof=1)
+    over_corruptions = aggregate(per_seed, "split", "mean", "std_corruptions", ddof=0)
     seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS)]
     corruption_means = over_corruptions[over_corruptions.metric.isin(OOD_METRICS)]
     overall = pd.concat([
-        _aggregate(seed_means, "split", "mean", "std_corruptions", ddof=0),
-        _aggregate(corruption_means, "seed", "all", "std_seeds", ddof=1).query("metric.str.endswith('_std_seeds')"),
+        aggregate(seed_means, "split", "mean", "std_corruptions", ddof=0),
+        aggregate(corruption_means, "seed", "all", "std_seeds", ddof=1).query("metric.str.endswith('_std_seeds')"),
     ])
     return pd.concat([per_seed, over_seeds, over_corruptions, overall], ignore_index=True)

@@ -1,0 +1,236 @@
+"""``bench report``: one self-contained HTML page of a results folder, with the papers' pictures.
+
+Everything is drawn from the leaderboard and the score tables; the images of the lowest- and
+highest-VoG test examples are read from the dataset the run used. Figures are PNGs inlined
+as base64, so the file opens in any browser without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.config import RunConfig, load_toml
+from bench.data import load_dataset
+from bench.errors import BenchError
+from bench.leaderboard import CAPTIONS, PROTOCOL, ood_by_corruption, read_csv, task_summary
+from bench.results import ScoreTable
+from bench.tasks.difficulty import DECILES, window_pairs
+
+SECTIONS = {
+    "summary": "Summary tables",
+    "ood-heatmap": "OoD: AUROC by scorer and corruption",
+    "deciles": "Test error by score decile",
+    "flip": "Early and late training: the VoG flip",
+    "correlations": "How far to trust a ranking: correlations",
+    "extremes": "Lowest and highest VoG test images per class",
+}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; white-space: nowrap; }
+img { max-width: 100%; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> str:
+    """The figure as an inline <img>; closes it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(figure)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def load_results(folder: Path) -> tuple[pd.DataFrame, list[ScoreTable], RunConfig]:
+    """The leaderboard, the score tables it was computed from, and the run's settings."""
+    folder = Path(folder)
+    board = read_csv(folder / "leaderboard.csv")
+    if not (folder / "config.toml").is_file():
+        raise BenchError(f"{folder} has no config.toml; pass the --out folder of a `bench run`")
+    config = load_toml(folder / "config.toml", RunConfig(name=folder.name))
+    hashes = {h for h in board.config_hash.dropna() if ";" not in h}
+    paths = sorted(p for p in (folder / "units").glob("*.npz") if p.stem.rsplit("_", 1)[-1] in hashes)
+    return board, [ScoreTable.load(p) for p in paths], config
+
+
+def summary_section(board: pd.DataFrame) -> str:
+    parts = []
+    for protocol, rows in board.groupby(PROTOCOL, sort=False):
+        parts.append(f"<h3>{html.escape(' / '.join(map(str, protocol)))}</h3>")
+        for task, caption in CAPTIONS.items():
+            if (rows.task == task).any():
+                table, reasons = task_summary(rows, task)
+                parts += [f"<h4>{task}</h4>", _note(caption), table.to_html()]
+                parts += [_note(f"{scorer}: nan because {reason}") for scorer, reason in reasons.items()]
+    return "\n".join(parts)
+
+
+def ood_heatmap_section(board: pd.DataFrame) -> str:
+    import seaborn as sns
+
+    table = ood_by_corruption(board).astype(float)
+    if table.empty:
+        return _note("no OoD splits in this run")
+    table = table.loc[table.mean(axis=1).sort_values(ascending=False).index]
+    figure, axes = _plt().subplots(figsize=(0.55 * table.shape[1] + 3, 0.32 * table.shape[0] + 1.5))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=axes, annot_kws={"size": 7},
+                cbar_kws={"label": "AUROC (mean over seeds)"})
+    axes.set(xlabel="corruption", ylabel="scorer")
+    return _png(figure)
+
+
+def decile_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed test error by decile, with the decile as a number."""
+    rows = board[(board.task == "difficulty") & (board.seed != "all") & board.metric.isin(DECILES)].copy()
+    rows["decile"] = rows.metric.str[-2:].astype(int)
+    return rows
+
+
+def deciles_section(board: pd.DataFrame) -> str:
+    import seaborn as sns
+
+    rows = decile_rows(board)
+    if rows.empty:
+        return _note("no difficulty rows in this leaderboard")
+    grid = sns.relplot(data=rows, x="decile", y="value", col="scorer", col_wrap=6, kind="line", marker="o",
+                       errorbar="sd", height=1.9, aspect=1.2, facet_kws={"sharey": False})
+    grid.set_titles("{col_name}", size=8).set_axis_labels("score decile (1 = lowest)", "test error")
+    return _note("Mean over seeds, band = std over seeds. A score that finds hard examples rises to the right "
+                 "(the VoG paper's Fig. 4).") + _png(grid.figure)
+
+
+def flip_section(board: pd.DataFrame) -> str:
+    rows = decile_rows(board)
+    pairs = window_pairs(list(dict.fromkeys(rows.scorer)))
+    if not pairs:
+        return _note("needs a scorer run with window=early and window=late, e.g. --scorers "
+                     "vog,vog[window=early],vog[window=late]")
+    plt = _plt()
+    figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.2), squeeze=False)
+    for ax, (early, late) in zip(axes[0], pairs):
+        for spec, label in ((early, "early (first 3 checkpoints)"), (late, "late (last 3 checkpoints)")):
+            curve = rows[rows.scorer == spec].groupby("decile").value.agg(["mean", "std"])
+            ax.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=label)
+        ax.set(title=f"{early} vs {late}", xlabel="score decile (1 = lowest)", ylabel="test error")
+        ax.legend(fontsize=8)
+    flips = board[(board.metric == "early_late_flip") & (board.seed == "all")]
+    text = "; ".join(f"{r.scorer}: flips on {r.value:.0%} of seeds" for r in flips.itertuples())
+    return _note("The paper (Figs. 5 and 8): early in training the top-VoG decile has the lowest error, late "
+                 f"in training the highest. Here: {text}.") + _png(figure)
+
+
+def correlations_section(board: pd.DataFrame) -> str:
+    import seaborn as sns
+
+    rows = board[(board.task == "consistency") & board.metric.str.startswith("spearman_with:")]
+    if rows.empty:
+        return _note("no consistency rows in this leaderboard")
+    parts = []
+    plt = _plt()
+    for split in dict.fromkeys(rows.split):
+        matrix = rows[rows.split == split].assign(other=lambda f: f.metric.str.removeprefix("spearman_with:"))
+        matrix = matrix.pivot_table(index="scorer", columns="other", values="value", aggfunc="first")
+        order = list(matrix.index)
+        values = matrix.reindex(index=order, columns=order).to_numpy(copy=True)
+        np.fill_diagonal(values, 1.0)
+        matrix = pd.DataFrame(values, index=order, columns=order)
+        figure, axes = plt.subplots(figsize=(0.4 * len(order) + 3, 0.35 * len(order) + 1.5))
+        sns.heatmap(matrix, cmap="vlag", vmin=-1, vmax=1, annot=len(order) <= 30, fmt=".1f", annot_kws={"size": 6},
+                    ax=axes, cbar_kws={"label": "Spearman (same seed, mean over seeds)"})
+        axes.set(title=f"scorer against scorer, {split} split", xlabel="", ylabel="")
+        parts.append(_png(figure))
+    seeds = board[(board.task == "consistency") & board.metric.isin(["spearman_seeds", "split_half"])]
+    if seeds.value.notna().any():
+        figure, axes = plt.subplots(figsize=(9, 0.3 * seeds.scorer.nunique() + 1.5))
+        sns.barplot(data=seeds, y="scorer", x="value", hue="split", ax=axes, errorbar=None,
+                    order=seeds[seeds.metric == "split_half"].sort_values("value", ascending=False).scorer.unique())
+        axes.set(xlabel="split-half Spearman between seed-averaged halves", ylabel="")
+        parts.append(_png(figure))
+    return "\n".join(parts)
+
+
+def _mosaic(images: np.ndarray, side: int = 5) -> np.ndarray:
+    """Up to side*side images tiled into one array, blank where there are fewer."""
+    height, width = images.shape[1:3]
+    tiles = np.full((side * side, height, width), np.nan)
+    tiles[:len(images)] = images[: side * side]
+    return tiles.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(side * height, side * width)
+
+
+def extremes_section(tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
+    specs = [s for s in (tables[0].scorers if tables else []) if s == "vog" or s.startswith("vog[")]
+    if not specs:
+        return _note("no VoG scores in this run")
+    spec = specs[0]
+    try:
+        dataset = load_dataset(config.dataset, data_dir or config.data_dir, config.label_noise)
+    except BenchError as error:
+        return _note(f"the images could not be read: {error}")
+    labels = tables[0].splits["test"]["label"]
+    if not np.array_equal(labels, dataset.test.labels):
+        return _note(f"the test split of {dataset.name} no longer matches the score tables, so no images are shown")
+    scores = np.mean([t.splits["test"][spec] for t in tables], axis=0)
+    classes = np.unique(labels)
+    plt = _plt()
+    figure, axes = plt.subplots(2, len(classes), figsize=(1.6 * len(classes), 3.8), squeeze=False)
+    for j, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        ranked = members[np.argsort(scores[members], kind="stable")]
+        for i, (chosen, name) in enumerate(((ranked[:25], "lowest"), (ranked[::-1][:25], "highest"))):
+            axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen].astype(float)), cmap="gray")
+            axes[i, j].set(xticks=[], yticks=[], title=f"class {label}" if i == 0 else "",
+                           ylabel=f"{name} VoG" if j == 0 else "")
+    return _note(f"{spec} averaged over {len(tables)} seeds, test split, the 25 lowest (top row) and highest "
+                 "(bottom row) per class. The paper (Figs. 2, 3 and 7): low VoG shows clear, prototypical "
+                 "digits; high VoG unusual, ambiguous or corrupted ones.") + _png(figure)
+
+
+def write_report(folder: Path, out: Path | None = None, data_dir: str | None = None) -> Path:
+    """Write the HTML report of a results folder and return its path."""
+    folder = Path(folder)
+    board, tables, config = load_results(folder)
+    body = {
+        "summary": summary_section(board),
+        "ood-heatmap": ood_heatmap_section(board),
+        "deciles": deciles_section(board),
+        "flip": flip_section(board),
+        "correlations": correlations_section(board),
+        "extremes": extremes_section(tables, config, data_dir),
+    }
+    provenance = board[["bench_version", "git_sha", "torch_version", "device"]].drop_duplicates().to_html(index=False)
+    accuracy = np.mean([t.meta["accuracy"]["test"] for t in tables]) if tables else np.nan
+    page = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>difficulty-bench report: {html.escape(config.name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>difficulty-bench report: {html.escape(str(folder))}</h1>",
+        _note(f"{config.dataset}, {config.model}, seeds {config.seeds}, {config.epochs} epochs, label mode "
+              f"{config.label_mode}; clean test accuracy {accuracy:.3f} (mean over seeds)"),
+        provenance,
+        "<ul>" + "".join(f'<li><a href="#{key}">{title}</a></li>' for key, title in SECTIONS.items()) + "</ul>",
+    ]
+    for key, title in SECTIONS.items():
+        page += [f'<h2 id="{key}">{title}</h2>', body[key]]
+    page.append(f"<h2>Settings</h2><pre>{html.escape((folder / 'config.toml').read_text())}</pre></body></html>")
+    out = Path(out) if out else folder / "report.html"
+    out.write_text("\n".join(page))
+    return out
+

@@ -1,0 +1,186 @@
+"""The four tasks on synthetic score tables whose answers are known by construction or by hand."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from bench.metrics import precision_at_k, runs_for, spearman_brown, spearman_matrix
+from bench.results import ScoreTable
+from bench.tasks import evaluate
+from bench.tasks.consistency import consistency
+from bench.tasks.difficulty import deciles, difficulty, window_pairs
+from bench.tasks.mislabel import mislabel
+from bench.tasks.ood import ood
+
+
+def make_table(seed, splits, failures=None, ood_splits=()):
+    """A score table with the given split -> column -> values; scorers are the non-reserved columns."""
+    scorers = [c for c in next(iter(splits.values())) if c not in ("id", "label", "pred", "noisy")]
+    meta = {"dataset": "toy", "model": "mlp", "seed": seed, "label_mode": "predicted",
+            "scorers": scorers, "failures": failures or {}, "ood_splits": list(ood_splits)}
+    return ScoreTable(meta, splits)
+
+
+def value(board, scorer, metric, seed="all", split=None):
+    rows = board[(board.scorer == scorer) & (board.metric == metric) & (board.seed == seed)]
+    if split is not None:
+        rows = rows[rows.split == split]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+# ---------- mislabel ----------
+
+def noisy_train(n=2000, fraction=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    noisy = np.zeros(n, bool)
+    noisy[rng.choice(n, int(fraction * n), replace=False)] = True
+    return rng, noisy
+
+
+def mislabel_table(seed=0, failures=None):
+    rng, noisy = noisy_train(seed=seed)
+    columns = {"noisy": noisy, "perfect": noisy + rng.uniform(0, 0.5, len(noisy)),
+               "random": rng.normal(size=len(noisy)), "constant": np.ones(len(noisy))}
+    return make_table(seed, {"train": columns}, failures)
+
+
+def test_mislabel_perfect_random_and_constant_scorers():
+    board = mislabel([mislabel_table(0), mislabel_table(1)])
+    for metric in ("auroc", "ap", "precision_at_k"):
+        assert value(board, "perfect", metric).value == 1.0
+        assert np.isnan(value(board, "constant", metric).value)
+    assert "all scores are equal" in value(board, "constant", "auroc").note
+    assert abs(value(board, "random", "auroc").value - 0.5) < 0.05
+    assert abs(value(board, "random", "precision_at_k").value - 0.2) < 0.05
+    assert value(board, "perfect", "welch_p").value < 1e-100
+    assert value(board, "random", "welch_p").value > 1e-3
+
+
+def test_mislabel_welch_t_by_hand():
+    table = mislabel_table(0)
+    train = table.splits["train"]
+    a, b = train["perfect"][train["noisy"]], train["perfect"][~train["noisy"]]
+    by_hand = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    board = mislabel([table])
+    assert value(board, "perfect", "welch_t", seed="0").value == pytest.approx(by_hand)
+
+
+def test_mislabel_needs_label_noise_and_reports_failed_scorers():
+    clean = make_table(0, {"train": {"noisy": np.zeros(10, bool), "s": np.arange(10.0)}})
+    assert mislabel([clean]).empty
+    board = mislabel([mislabel_table(0, failures={"random": "boom"})])
+    row = value(board, "random", "auroc", seed="0")
+    assert np.isnan(row.value) and "scorer failed: boom" in row.note
+
+
+def test_precision_at_k_shares_ties_out():
+    # k = 2; the top score is a positive, then one of two tied scores (one positive) fills place 2
+    assert precision_at_k(np.array([3.0, 2, 2, 1]), np.array([1, 1, 0, 0], bool)) == 0.75
+    assert precision_at_k(np.array([3.0, 2, 2, 1]), np.array([1, 0, 0, 1], bool)) == 0.5
+
+
+# ---------- difficulty ----------
+
+def test_deciles_by_rank_and_ties():
+    assert deciles(np.arange(20.0)).tolist() == [k // 2 for k in range(20)]
+    assert deciles(np.r_[np.zeros(10), np.arange(1.0, 11)]).tolist() == [2] * 10 + [5, 5, 6, 6, 7, 7, 8, 8, 9, 9]
+
+
+def difficulty_table(seed=0, n=1000):
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 10, n)
+    wrong = np.zeros(n, bool)
+    wrong[rng.choice(n, 100, replace=False)] = True
+    pred = np.where(wrong, (label + 1) % 10, label)
+    test = {"label": label, "pred": pred, "oracle": wrong + rng.uniform(0, 0.5, n),
+            "random": rng.normal(size=n), "constant": np.zeros(n),
+            "vog[window=early]": -1.0 * wrong + rng.uniform(0, 0.5, n), "vog[window=late]": wrong + rng.uniform(0, 0.5, n),
+            "vog[norm=z,window=early]": wrong + rng.uniform(0, 0.5, n),
+            "vog[norm=z,window=late]": wrong + rng.uniform(0, 0.5, n)}
+    return make_table(seed, {"test": test})
+
+
+def test_difficulty_error_by_decile_for_a_perfect_and_a_random_scorer():
+    board = difficulty([difficulty_table(0), difficulty_table(1)])
+    errors = [value(board, "oracle", f"error_decile_{k:02d}").value for k in range(1, 11)]
+    assert errors == [0.0] * 9 + [1.0]
+    assert value(board, "oracle", "error_auroc").value == 1.0
+    ratio = value(board, "oracle", "error_ratio", seed="0")
+    assert ratio.value == np.inf and "no errors in the bottom decile" in ratio.note
+    assert abs(value(board, "random", "error_auroc").value - 0.5) < 0.05
+    constant = value(board, "constant", "error_auroc")
+    assert np.isnan(constant.value) and "all scores are equal" in constant.note
+
+
+def test_difficulty_ratio_is_top_over_bottom_decile():
+    n = 100
+    scores = np.arange(n, dtype=float)
+    wrong = np.zeros(n, bool)
+    wrong[[0, 90, 91, 92]] = True  # bottom decile 1/10 wrong, top decile 3/10
+    table = make_table(0, {"test": {"label": np.zeros(n, int), "pred": wrong.astype(int), "s": scores}})
+    assert value(difficulty([table]), "s", "error_ratio", seed="0").value == pytest.approx(3.0)
+
+
+def test_early_late_flip_pairs_only_equal_parameters():
+    specs = ["vog", "vog[window=early]", "vog[window=late]", "vog[norm=z,window=early]",
+             "vog[norm=z,window=late]", "loss[window=early]"]
+    assert window_pairs(specs) == [("vog[window=early]", "vog[window=late]"),
+                                   ("vog[norm=z,window=early]", "vog[norm=z,window=late]")]
+    board = difficulty([difficulty_table(0), difficulty_table(1)])
+    assert value(board, "vog[window=early] vs vog[window=late]", "early_late_flip").value == 1.0
+    assert value(board, "vog[norm=z,window=early] vs vog[norm=z,window=late]", "early_late_flip").value == 0.0
+
+
+# ---------- consistency ----------
+
+def test_spearman_matrix_equals_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 5, (4, 50)).astype(float)
+    expected = spearmanr(rows, axis=1).statistic
+    np.testing.assert_allclose(spearman_matrix(rows), expected, atol=1e-12)
+    assert np.isnan(spearman_matrix(np.stack([np.ones(5), np.arange(5.0)]))[0, 1])
+
+
+def test_split_half_and_spearman_brown_by_hand():
+    # seeds 0 and 1 rank five examples 1..5; seeds 2 and 3 swap the last two. Halves average to
+    # those two rankings, whose Spearman is 1 - 6 * 2 / (5 * 24) = 0.9. One seed's reliability is
+    # 0.9 / (2 - 0.9) = 0.818..., and averaging 2 seeds gives 2 * 0.818 / 1.818 = 0.9: 2 runs.
+    first, second = np.arange(1.0, 6), np.array([1.0, 2, 3, 5, 4])
+    tables = [make_table(seed, {"train": {"s": s}, "test": {"s": s}}) for seed, s in enumerate([first, first, second, second])]
+    board = consistency(tables)
+    assert value(board, "s", "split_half", split="test").value == pytest.approx(0.9)
+    assert value(board, "s", "runs_for_0.9", split="test").value == 2
+    assert value(board, "s", "spearman_seeds", split="test").value == pytest.approx((2 * 1 + 4 * 0.9) / 6)
+    assert spearman_brown(0.9, 1 / 2) == pytest.approx(0.9 / 1.1)
+    assert runs_for(0.9, 0.5) == 9 and runs_for(0.9, 0.95) == 1 and runs_for(0.9, -0.1) == np.inf
+
+
+def test_consistency_cross_scorer_matrix_and_degenerate_cases():
+    rng = np.random.default_rng(0)
+    tables = []
+    for seed in range(3):
+        a = rng.normal(size=200)
+        tables.append(make_table(seed, {split: {"a": a, "neg": -a, "flat": np.zeros(200)} for split in ("train", "test")}))
+    board = consistency(tables)
+    assert value(board, "a", "spearman_with:neg", split="train").value == pytest.approx(-1.0)
+    assert abs(value(board, "a", "spearman_seeds", split="train").value) < 0.2
+    flat = value(board, "flat", "split_half", split="test")
+    assert np.isnan(flat.value) and "all scores are equal" in flat.note
+    one_seed = value(consistency(tables[:1]), "a", "split_half", split="test")
+    assert np.isnan(one_seed.value) and one_seed.note == "needs at least 2 seeds"
+
+
+# ---------- ood, and all tasks together ----------
+
+def test_ood_task_perfect_random_constant():
+    rng = np.random.default_rng(0)
+    def split(shift):
+        return {"label": np.zeros(500, int), "pred": np.zeros(500, int), "noisy": np.zeros(500, bool), "perfect": rng.uniform(size=500) + shift,
+                "random": rng.normal(size=500), "constant": np.ones(500)}
+    tables = [make_table(seed, {"train": split(0), "test": split(0), "blur": split(2)}, ood_splits=["blur"]) for seed in (0, 1)]
+    board = ood(tables)
+    assert value(board, "perfect", "auroc", split="mean").value == 1.0
+    assert abs(value(board, "random", "auroc", split="mean").value - 0.5) < 0.06
+    assert np.isnan(value(board, "constant", "auroc", split="mean").value)
+    assert set(evaluate(tables).task) == {"ood", "difficulty", "consistency"}
