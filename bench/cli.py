@@ -225,8 +225,8 @@ def command_compare(args: argparse.Namespace) -> int:
             print(f"only in {side} ({args.a if side == 'A' else args.b}), not compared: " + " / ".join(map(str, protocol)))
     shown = result.joined if args.all else headline_rows(result.joined)
     shown = shown.rename(columns={"value_a": "A", "value_b": "B"})
-    for column in ("A", "B", "delta"):
-        shown[column] = shown[column].map(lambda v: f"{v:+.4f}" if column == "delta" else f"{v:.4f}")
+    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}")):
+        shown[column] = shown[column].map(style.format)
     print(f"A = {args.a}\nB = {args.b}\n{len(result.joined)} rows joined on the keys\n")
     print(text_table(shown.drop(columns=["label_mode", "seed"])))
     if not tolerances:
@@ -248,8 +248,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_data(args: argparse.Namespace) -> int:
-    from bench.data import data_roots, load_dataset
-    from bench.data import mnist
+    from bench.data import data_roots, load_dataset, mnist
 
     roots = data_roots(args.data_dir)
     if args.action == "fetch":

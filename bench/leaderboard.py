@@ -13,6 +13,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ import pandas as pd
 import bench
 from bench.errors import BenchError
 from bench.results import ScoreTable, write_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 KEYS = ["dataset", "model", "task", "split", "scorer", "label_mode", "seed", "metric"]
 MEASUREMENT = ["value", "note"]
@@ -43,7 +47,7 @@ def git_sha() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def device_name(device: "torch.device") -> str:
+def device_name(device: torch.device) -> str:
     import torch
 
     if device.type == "cuda":
@@ -51,7 +55,7 @@ def device_name(device: "torch.device") -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def provenance(device: "torch.device", config_hash: str, code: str) -> dict[str, str]:
+def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:
     """Where a unit's scores come from; stored in its score table. ``code`` is the git SHA read when the run began."""
     import torch
 
@@ -196,18 +200,18 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFram
     return table[order].map(lambda v: f"{v:.3f}")
 
 
-def render(board: pd.DataFrame, by_corruption: bool = True) -> str:
+def render(board: pd.DataFrame) -> str:
     """Every task's summary table per protocol (dataset, model, label mode), as text."""
     parts = []
     for protocol, rows in board.groupby(PROTOCOL, sort=False):
         parts.append("== " + " / ".join(map(str, protocol)) + " ==")
-        for task in CAPTIONS:
+        for task, caption in CAPTIONS.items():
             if not (rows.task == task).any():
                 continue
             table, reasons = task_summary(rows, task)
-            parts += ["", f"{task}: {CAPTIONS[task]}", "", text_table(table.reset_index())]
+            parts += ["", f"{task}: {caption}", "", text_table(table.reset_index())]
             parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
-            if task == "ood" and by_corruption:
+            if task == "ood":
                 by_split = ood_by_corruption(rows).reindex([s for s in table.index if s in set(rows.scorer)])
                 parts += ["", "ood: AUROC by corruption (mean over seeds)", "", text_table(by_split.reset_index())]
         parts.append("")

@@ -18,7 +18,13 @@ import pandas as pd
 from bench.config import RunConfig, load_toml
 from bench.data import load_dataset
 from bench.errors import BenchError
-from bench.leaderboard import CAPTIONS, PROTOCOL, ood_by_corruption, read_csv, task_summary
+from bench.leaderboard import (
+    CAPTIONS,
+    PROTOCOL,
+    ood_by_corruption,
+    read_csv,
+    task_summary,
+)
 from bench.results import ScoreTable
 from bench.tasks.difficulty import DECILES, window_pairs
 

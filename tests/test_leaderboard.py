@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.leaderboard import COLUMNS, compare, parse_tolerances, read_csv, write_csv
 from bench.errors import BenchError
+from bench.leaderboard import COLUMNS, compare, parse_tolerances, read_csv, write_csv
 
 
 def board(values, dataset="mnist-c", label_mode="predicted"):

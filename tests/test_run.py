@@ -199,8 +199,9 @@ def test_invalid_config_file_names_the_key_and_the_allowed_values(tmp_path, caps
 
 
 def test_run_on_an_unseen_idx_folder_with_label_noise(tmp_path):
-    from bench.data.digits import load_digits_c
     from test_data import write_idx_folder
+
+    from bench.data.digits import load_digits_c
 
     digits = load_digits_c()
     folder = tmp_path / "handwriting"

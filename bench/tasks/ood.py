@@ -18,7 +18,13 @@ import pandas as pd
 
 from bench.metrics import OOD_METRICS, ood_metrics
 from bench.results import ScoreTable
-from bench.tasks.rows import ROW_COLUMNS, aggregate, metric_rows, scorer_scores, unit_keys
+from bench.tasks.rows import (
+    ROW_COLUMNS,
+    aggregate,
+    metric_rows,
+    scorer_scores,
+    unit_keys,
+)
 
 TASK = "ood"
 IN_DISTRIBUTION = "test"
