@@ -155,7 +155,7 @@ def test_show_and_report_read_the_results_folder(finished_run, capsys):
 
 
 def test_second_run_reuses_every_unit(finished_run, monkeypatch):
-    code, out, args = finished_run
+    _, out, args = finished_run
     before = read_csv(out / "leaderboard.csv")
 
     def no_training(*_, **__):
