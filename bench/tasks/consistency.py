@@ -35,9 +35,12 @@ def seed_metrics(runs: np.ndarray) -> tuple[dict[str, float], str]:
     n_seeds = len(runs)
     if n_seeds < 2:
         return dict.fromkeys(METRICS, np.nan), "needs at least 2 seeds"
-    reasons = {f"seed {i}: {reason}" for i, run in enumerate(runs) if (reason := unusable(run))}
+    reasons = {i: reason for i, run in enumerate(runs) if (reason := unusable(run))}
     if reasons:
-        return dict.fromkeys(METRICS, np.nan), "; ".join(sorted(reasons))
+        shared = set(reasons.values())
+        if len(reasons) == n_seeds and len(shared) == 1:
+            return dict.fromkeys(METRICS, np.nan), f"every seed: {shared.pop()}"
+        return dict.fromkeys(METRICS, np.nan), "; ".join(f"seed {i}: {reason}" for i, reason in reasons.items())
     pairwise = spearman_matrix(runs)[np.triu_indices(n_seeds, k=1)].mean()
     half = n_seeds // 2
     halves = np.stack([runs[:half].mean(axis=0), runs[half:2 * half].mean(axis=0)])
