@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.leaderboard import text_table
+from bench.leaderboard import CAPTIONS, text_table
 
 DESCRIPTION = """\
 difficulty-bench: which examples are hard, mislabeled or out of distribution, which
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a leaderboard CSV as tables: scorer x task metrics",
                                description=SHOW_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("csv", type=Path, metavar="FILE.csv", help="a leaderboard written by `bench run`")
-    show.add_argument("--task", choices=["ood", "mislabel", "difficulty", "consistency"], help="only this task")
+    show.add_argument("--task", choices=list(CAPTIONS), help="only this task")
 
     compare = commands.add_parser("compare", help="join two leaderboards and show the deltas; fail on regressions",
                                   description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG,
@@ -195,7 +195,7 @@ def command_run(args: argparse.Namespace) -> int:
     result = run(config, progress=not args.no_progress)
     board = result.leaderboard
     print()
-    print(render(board) if not board.empty else f"{config.dataset} has nothing to measure: no OoD splits, no label noise")
+    print(render(board))
     accuracy = sum(t.meta["accuracy"]["test"] for t in result.tables) / len(result.tables)
     print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
     print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
