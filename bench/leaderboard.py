@@ -172,24 +172,29 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
     headlines = [h for h in HEADLINES if h.task == task]
     rows = board[(board.task == task) & (board.seed == "all")]
     lookup = {(r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
-    scorers = list(dict.fromkeys(rows[rows.metric.isin([h.metric for h in headlines])].scorer))
-    table, reasons = pd.DataFrame(index=pd.Index(scorers, name="scorer")), {}
-    for h in headlines:
-        cells = []
-        for scorer in scorers:
-            mean, note = lookup.get((h.split, scorer, h.metric), (np.nan, ""))
-            std = lookup.get((h.split, scorer, f"{h.metric}_{h.std}"), (np.nan,))[0]
-            spread = lookup.get((h.split, scorer, f"{h.metric}_{h.spread}"), (np.nan,))[0]
-            cells.append("" if (h.split, scorer, h.metric) not in lookup else _cell(mean, std, spread, h.integer))
-            if (h.split, scorer, h.metric) in lookup and np.isnan(mean) and isinstance(note, str) and note:
-                reasons.setdefault(scorer, note)
-        table[h.header] = cells
-    if table.columns.size and (table != "").any().any():
-        first = headlines[0]
-        key = [lookup.get((first.split, s, first.metric), (np.nan,))[0] for s in scorers]
-        order = pd.Series(key, index=scorers).sort_values(ascending=first.better < 0, na_position="last").index
-        table = table.loc[order]
-    return table[(table != "").any(axis=1)], reasons
+
+    def value(h: Headline, scorer: str, suffix: str = "") -> float:
+        return lookup.get((h.split, scorer, f"{h.metric}_{suffix}" if suffix else h.metric), (np.nan, ""))[0]
+
+    def cell(h: Headline, scorer: str) -> str:
+        if (h.split, scorer, h.metric) not in lookup:
+            return ""
+        std = value(h, scorer, h.std) if h.std else np.nan
+        spread = value(h, scorer, h.spread) if h.spread else np.nan
+        return _cell(value(h, scorer), std, spread, h.integer)
+
+    scorers = [s for s in dict.fromkeys(rows.scorer) if any((h.split, s, h.metric) in lookup for h in headlines)]
+    first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)
+    scorers = list(first.sort_values(ascending=headlines[0].better < 0, na_position="last", kind="stable").index)
+    table = pd.DataFrame({h.header: [cell(h, s) for s in scorers] for h in headlines},
+                         index=pd.Index(scorers, name="scorer"))
+    reasons = {}
+    for s in scorers:
+        for h in headlines:
+            mean, note = lookup.get((h.split, s, h.metric), (0.0, ""))
+            if np.isnan(mean) and note:
+                reasons.setdefault(s, note)
+    return table, reasons
 
 
 def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
