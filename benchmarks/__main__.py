@@ -1,0 +1,26 @@
+"""``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all) and print their ratios."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "probe-floor": "benchmarks.probe_floor",
+    "per-example-gradients": "benchmarks.per_example_gradients",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {', '.join(BENCHMARKS)}")
+    names = parser.parse_args().names or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    for name in names:
+        importlib.import_module(BENCHMARKS[name]).run()
+
+
+if __name__ == "__main__":
+    main()
