@@ -8,6 +8,8 @@ import importlib
 BENCHMARKS = {
     "probe-floor": "benchmarks.probe_floor",
     "per-example-gradients": "benchmarks.per_example_gradients",
+    "vog-memory": "benchmarks.vog_memory",
+    "seeds-at-once": "benchmarks.seeds_at_once",
 }
 
 
