@@ -25,7 +25,7 @@ from bench.leaderboard import (
     read_csv,
     task_summary,
 )
-from bench.results import ScoreTable
+from bench.results import ScoreTable, write_atomically
 from bench.tasks.difficulty import DECILES, window_pairs
 
 SECTIONS = {
@@ -237,6 +237,6 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
         page += [f'<h2 id="{key}">{title}</h2>', body[key]]
     page.append(f"<h2>Settings</h2><pre>{html.escape((folder / 'config.toml').read_text())}</pre></body></html>")
     out = Path(out) if out else folder / "report.html"
-    out.write_text("\n".join(page))
+    write_atomically(out, lambda temporary: temporary.write_text("\n".join(page)))
     return out
 
