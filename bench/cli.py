@@ -53,7 +53,7 @@ a row per scorer, the task's headline metrics as mean ± std, best first, and wh
 is NaN. OoD cells read "mean ± std over corruptions (std over seeds)".
 
 example:
-  bench show leaderboards/mnist-c.csv --task ood"""
+  bench show leaderboards/mnist-c.csv.gz --task ood"""
 
 COMPARE_DESCRIPTION = """\
 Join two leaderboards on dataset, model, task, split, scorer, label mode, seed and metric,
@@ -63,7 +63,7 @@ when the two share none, compare stops with an error."""
 
 COMPARE_EPILOG = """\
 examples:
-  bench compare leaderboards/digits-c.csv results/quick/leaderboard.csv
+  bench compare leaderboards/digits-c.csv.gz results/quick/leaderboard.csv
   bench compare old.csv new.csv --fail-if-drops auroc=0.01 --fail-if-drops fpr95=0.02
 
 --fail-if-drops checks every joined row over all seeds (seed=all) with that metric, in

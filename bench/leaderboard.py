@@ -86,13 +86,13 @@ def write_csv(board: pd.DataFrame, path: Path) -> None:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """A leaderboard CSV as written by ``write_csv``; a clear error for a file that is not one."""
+    """A leaderboard CSV as written by ``write_csv``, plain or gzipped (``.csv.gz``); a clear error for a file that is not one."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}; `bench run` writes one as <out>/leaderboard.csv")
     try:
         board = pd.read_csv(path, dtype={"seed": str, "note": str}, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as error:
         raise BenchError(f"{path} is not a readable CSV ({error}); is it a leaderboard written by `bench run`?") from None
     missing = [column for column in KEYS + ["value"] if column not in board.columns]
     if missing:

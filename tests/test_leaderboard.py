@@ -79,6 +79,19 @@ def test_show_prints_mean_std_and_spread(tmp_path, capsys):
     assert main(["show", str(path), "--task", "consistency"]) == 2
 
 
+def test_read_csv_reads_a_gzipped_leaderboard_as_the_plain_one(tmp_path):
+    import gzip
+
+    plain = write(tmp_path, "a.csv", board(BASE))
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    pd.testing.assert_frame_equal(read_csv(packed), read_csv(plain))
+    broken = tmp_path / "b.csv.gz"
+    broken.write_bytes(gzip.compress(plain.read_bytes())[:100])
+    with pytest.raises(BenchError, match="is not a readable CSV"):
+        read_csv(broken)
+
+
 def test_read_csv_names_the_problem(tmp_path):
     with pytest.raises(BenchError, match="no leaderboard at"):
         read_csv(tmp_path / "missing.csv")
