@@ -208,9 +208,9 @@ def command_show(args: argparse.Namespace) -> int:
 
     board = read_csv(args.csv)
     if args.task:
+        if args.task not in set(board.task):
+            raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(board.task)))}")
         board = board[board.task == args.task]
-        if board.empty:
-            raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(read_csv(args.csv).task)))}")
     print(render(board))
     return 0
 

@@ -26,6 +26,7 @@ from bench.leaderboard import (
     task_summary,
 )
 from bench.results import ScoreTable, write_atomically
+from bench.runner import unit_path
 from bench.tasks.difficulty import DECILES, window_pairs
 
 SECTIONS = {
@@ -72,10 +73,14 @@ def load_results(folder: Path) -> tuple[pd.DataFrame, list[ScoreTable], RunConfi
     board = read_csv(folder / "leaderboard.csv")
     if not (folder / "config.toml").is_file():
         raise BenchError(f"{folder} has no config.toml; pass the --out folder of a `bench run`")
-    config = load_toml(folder / "config.toml", RunConfig(name=folder.name))
-    hashes = {h for h in board.config_hash.dropna() if ";" not in h}
-    paths = sorted(p for p in (folder / "units").glob("*.npz") if p.stem.rsplit("_", 1)[-1] in hashes)
-    return board, [ScoreTable.load(p) for p in paths], config
+    config = load_toml(folder / "config.toml", RunConfig(name=folder.name)).updated(out=str(folder))
+    units = board[board.seed != "all"][["dataset", "seed", "config_hash"]].drop_duplicates()
+    paths = [unit_path(config, unit.dataset, int(unit.seed), unit.config_hash) for unit in units.itertuples()]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise BenchError(f"the score tables behind {folder / 'leaderboard.csv'} are missing: {', '.join(missing)}; "
+                         "rerun `bench run` with the same settings to recreate them")
+    return board, [ScoreTable.load(path) for path in sorted(paths)], config
 
 
 def summary_section(board: pd.DataFrame) -> str:
@@ -111,10 +116,10 @@ def decile_rows(board: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def deciles_section(board: pd.DataFrame) -> str:
+def deciles_section(rows: pd.DataFrame) -> str:
+    """``rows``: the per-seed decile rows of ``decile_rows``."""
     import seaborn as sns
 
-    rows = decile_rows(board)
     if rows.empty:
         return _note("no difficulty rows in this leaderboard")
     grid = sns.relplot(data=rows, x="decile", y="value", col="scorer", col_wrap=6, kind="line", marker="o",
@@ -124,8 +129,8 @@ def deciles_section(board: pd.DataFrame) -> str:
                  "(the VoG paper's Fig. 4).") + _png(grid.figure)
 
 
-def flip_section(board: pd.DataFrame) -> str:
-    rows = decile_rows(board)
+def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """``rows``: the per-seed decile rows of ``decile_rows``."""
     pairs = window_pairs(list(dict.fromkeys(rows.scorer)))
     if not pairs:
         return _note("needs a scorer run with window=early and window=late, e.g. --scorers "
@@ -214,11 +219,12 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
     """Write the HTML report of a results folder and return its path."""
     folder = Path(folder)
     board, tables, config = load_results(folder)
+    deciles = decile_rows(board)
     body = {
         "summary": summary_section(board),
         "ood-heatmap": ood_heatmap_section(board),
-        "deciles": deciles_section(board),
-        "flip": flip_section(board),
+        "deciles": deciles_section(deciles),
+        "flip": flip_section(board, deciles),
         "correlations": correlations_section(board),
         "extremes": extremes_section(tables, config, data_dir),
     }

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.metrics import runs_for, spearman_brown, spearman_matrix, unusable
 from bench.results import ScoreTable
-from bench.tasks.rows import ROW_COLUMNS, metric_rows, unit_keys
+from bench.tasks.rows import ROW_COLUMNS, failure_note, metric_rows, unit_keys
 
 TASK = "consistency"
 SPLITS = ("train", "test")
@@ -74,7 +74,7 @@ def consistency(tables: list[ScoreTable]) -> pd.DataFrame:
     for split in SPLITS:
         scored = []
         for spec in specs:
-            failures = sorted({f"scorer failed: {t.meta['failures'][spec]}" for t in tables if spec in t.meta["failures"]})
+            failures = sorted(set(filter(None, (failure_note(t, spec) for t in tables))))
             if failures:
                 values, note = dict.fromkeys(METRICS, np.nan), "; ".join(failures)
             else:

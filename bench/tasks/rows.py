@@ -20,12 +20,18 @@ def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
             "label_mode": meta["label_mode"], "seed": str(meta["seed"])}
 
 
+def failure_note(table: ScoreTable, spec: str) -> str:
+    """``scorer failed: <error>`` if the scorer failed on this unit, else ``""``."""
+    failure = table.meta["failures"].get(spec)
+    return f"scorer failed: {failure}" if failure else ""
+
+
 def scorer_scores(table: ScoreTable, split: str) -> Iterator[tuple[str, np.ndarray | None, str]]:
     """(spec, scores, "") for each scorer of the unit, or (spec, None, why) for one that failed."""
     for spec in table.meta["scorers"]:
-        failure = table.meta["failures"].get(spec)
+        failure = failure_note(table, spec)
         if failure:
-            yield spec, None, f"scorer failed: {failure}"
+            yield spec, None, failure
         else:
             yield spec, np.asarray(table.splits[split][spec], dtype=np.float64), ""
 
