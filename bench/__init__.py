@@ -1,6 +1,6 @@
 """difficulty-bench: a benchmark harness for example-difficulty and out-of-distribution scores."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from bench.api import (  # noqa: E402  (the public API of a scorer plugin)
     EMBEDDING,

@@ -80,28 +80,37 @@ class RunConfig:
     def out_dir(self) -> Path:
         return Path(self.out or f"results/{self.name}")
 
-    def unit_config(self, scorer_specs: list[str], data_source: str) -> dict[str, Any]:
-        """What a unit's scores depend on, apart from the seed."""
+    def training_config(self, data_source: str) -> dict[str, Any]:
+        """What a trained model depends on, apart from the seed: its checkpoints are shared by every scorer."""
         return {
             "bench_version": bench.__version__,
             "dataset": self.dataset,
             "data_source": data_source,
             "label_noise": self.label_noise,
             "model": self.model,
-            "scorers": sorted(scorer_specs),
-            "label_mode": self.label_mode,
             **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
         }
 
+    def unit_config(self, scorer_specs: list[str], data_source: str) -> dict[str, Any]:
+        """What a unit's scores depend on, apart from the seed: the training, the label mode and the scorers."""
+        return {**self.training_config(data_source), "label_mode": self.label_mode, "scorers": sorted(scorer_specs)}
+
     def config_hash(self, scorer_specs: list[str], data_source: str) -> str:
-        text = json.dumps(self.unit_config(scorer_specs, data_source), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return digest(self.unit_config(scorer_specs, data_source))
+
+    def training_hash(self, data_source: str) -> str:
+        return digest(self.training_config(data_source))
 
     def to_toml(self) -> str:
         lines = []
         for key, value in dataclasses.asdict(self).items():
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
         return "\n".join(lines) + "\n"
+
+
+def digest(values: dict[str, Any]) -> str:
+    """A short, stable hash of a JSON-able mapping."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def check_keys(values: dict[str, Any], source: str) -> None:

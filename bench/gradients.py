@@ -2,7 +2,11 @@
 
 * The last linear layer's weight gradient has a closed form, ``(p - onehot(y)) h^T``: no
   backward pass at all (Outlier Gradient Analysis uses it).
-* The norm of the gradient over every parameter (GraNd) comes from ``torch.func``:
+* The norm of the gradient over every parameter (GraNd): for models whose parameters all
+  sit in ``Linear`` and stride-1 ``Conv2d`` layers, from each layer's input and output
+  gradient of one batched backward pass (a linear layer's per-example weight gradient is
+  the outer product ``g a^T``; a convolution's is the correlation of the example's input
+  with its output gradient, for the whole batch one grouped convolution); otherwise from ``torch.func``,
   ``vmap(grad(loss))`` over the batch, or a loop over examples for models vmap cannot take.
 """
 
@@ -29,12 +33,65 @@ def _example_loss(model: nn.Module, buffers: dict):
     return loss
 
 
-def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str = "vmap") -> torch.Tensor:
+def _layers(model: nn.Module) -> list[nn.Module] | None:
+    """The modules holding parameters, if each is a Linear or a plain stride-1 Conv2d layer; else None."""
+    layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    plain = all(isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.stride == (1, 1) and m.dilation == (1, 1)
+                                              and m.groups == 1 and m.padding_mode == "zeros"
+                                              and isinstance(m.padding, tuple)) for m in layers)
+    return layers if plain else None
+
+
+def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    inputs, outputs = {}, {}
+
+    def keep(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        inputs[module], outputs[module] = args[0].detach(), output
+
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    hooks = [layer.register_forward_hook(keep) for layer in layers]
+    try:
+        for p in frozen:  # the layers' outputs must be in the graph; no parameter gradient is computed
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            loss = functional.cross_entropy(model(x), target, reduction="sum")
+            grads = torch.autograd.grad(loss, [outputs[layer] for layer in layers])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p in frozen:
+            p.requires_grad_(False)
+    squared = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    for layer, grad in zip(layers, grads):
+        a = inputs[layer]
+        if isinstance(layer, nn.Linear):
+            if a.ndim != 2:
+                raise NotImplementedError("per-example norms of a Linear layer on sequences")
+            g = grad
+            squared += g.pow(2).sum(1) * a.pow(2).sum(1)
+        else:  # examples become groups: (in channels, n, h, w) correlated with (n * out channels, 1, h', w')
+            n, channels = a.shape[:2]
+            weight_grads = functional.conv2d(a.transpose(0, 1), grad.flatten(0, 1).unsqueeze(1), padding=layer.padding,
+                                             groups=n)
+            squared += weight_grads.pow(2).reshape(channels, n, -1).sum((0, 2))
+            g = grad.sum((2, 3))
+        if layer.bias is not None:
+            squared += g.pow(2).sum(1)
+    return squared.sqrt()
+
+
+def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str = "layers") -> torch.Tensor:
     """(n,) L2 norm over all parameters of the gradient of each example's cross-entropy.
 
-    ``method="vmap"`` vectorises over the batch; ``"loop"`` takes one example at a time.
-    The model must be in eval mode (no batch statistics couple the examples).
+    ``method="layers"`` reads them off one batched backward pass (Linear and Conv2d models
+    only); ``"vmap"`` vectorises ``torch.func.grad`` over the batch; ``"loop"`` takes one
+    example at a time. The model must be in eval mode (no batch statistics couple the examples).
     """
+    if method == "layers":
+        layers = _layers(model)
+        if layers is None:
+            raise NotImplementedError("the model has parameters outside plain Linear and Conv2d layers")
+        return _layer_norms(model, layers, x, target)
     params = {name: p.detach() for name, p in model.named_parameters()}
     loss = _example_loss(model, dict(model.named_buffers()))
     gradient = torch.func.grad(loss)
@@ -47,21 +104,25 @@ def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, me
             grads = gradient(params, xi, yi)
             norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads.values())))
         return torch.stack(norms)
-    raise ValueError(f"method must be vmap or loop, got {method!r}")
+    raise ValueError(f"method must be layers, vmap or loop, got {method!r}")
+
+
+METHODS = ("layers", "vmap", "loop")
 
 
 class GradNormComputer:
-    """Uses vmap, and falls back to the loop for good (with a warning) the first time vmap fails."""
+    """Uses the fastest method that works, falling back for good (with a warning) the first time one fails."""
 
     def __init__(self) -> None:
-        self.method = "vmap"
+        self.method = METHODS[0]
 
     def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.method == "vmap":
+        while self.method != METHODS[-1]:
             try:
-                return param_grad_norms(model, x, target, "vmap")
+                return param_grad_norms(model, x, target, self.method)
             except (RuntimeError, NotImplementedError) as error:
-                warnings.warn(f"per-example gradients: vmap failed ({error}); falling back to a loop over examples",
+                fallback = METHODS[METHODS.index(self.method) + 1]
+                warnings.warn(f"per-example gradients: {self.method} failed ({error}); falling back to {fallback}",
                               stacklevel=2)
-                self.method = "loop"
-        return param_grad_norms(model, x, target, "loop")
+                self.method = fallback
+        return param_grad_norms(model, x, target, self.method)

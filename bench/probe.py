@@ -46,13 +46,13 @@ class Probe:
         batch_size: int = 256,
         known: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> None:
-        """``known`` holds finished columns (spec -> split -> scores) of model-free detectors, which are not recomputed."""
+        """``known`` holds finished columns (spec -> split -> scores), whose scorers are not run again."""
         self.splits = splits
         self.input_shape = input_shape
         self.batch_size = batch_size
         self.known = known or {}
         self.grad_norms = GradNormComputer()
-        self.dynamics = [s for s in scorers if isinstance(s, DynamicsScorer)]
+        self.dynamics = [s for s in scorers if isinstance(s, DynamicsScorer) and s.spec not in self.known]
         self.detectors = [s for s in scorers if isinstance(s, Detector) and s.spec not in self.known]
         self.order = [s.spec for s in scorers]
         self.failures: dict[str, str] = {}

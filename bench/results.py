@@ -10,6 +10,11 @@ File format (read it with ``numpy.load``; nothing in it needs pickle):
   scorer specs, failures (spec -> error), OoD split names, accuracies, timings and provenance.
 
 Splits are ``train``, ``test`` (clean, in-distribution) and one per corruption.
+
+Model checkpoints (one .npz per trained model) hold ``<checkpoint index>/<parameter>``
+float arrays of the model's state at every checkpoint and a ``meta`` JSON string with the
+checkpoints' epochs and the training's config, loss and time: enough to probe the model
+again for new scorers without training it again.
 """
 
 from __future__ import annotations
@@ -55,26 +60,56 @@ class ScoreTable:
         """Specs of the scorers that produced scores (failed ones are in ``meta['failures']``)."""
         return [s for s in self.meta["scorers"] if s not in self.meta["failures"]]
 
+    def columns(self) -> dict[str, dict[str, np.ndarray]]:
+        """The scores by scorer: spec -> split -> values, for the scorers that produced scores and were read."""
+        return {spec: {split: values[spec] for split, values in self.splits.items()}
+                for spec in self.scorers if self.splits and all(spec in values for values in self.splits.values())}
+
     def frame(self, split: str) -> pd.DataFrame:
         return pd.DataFrame(self.splits[split])
 
     def save(self, path: Path) -> None:
         arrays = {f"{split}/{column}": values for split, table in self.splits.items() for column, values in table.items()}
-        arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True))
-
-        def write(temporary: Path) -> None:
-            with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays)
-
-        write_atomically(path, write)
+        save_archive(path, arrays, self.meta)
 
     @classmethod
-    def load(cls, path: Path) -> "ScoreTable":
+    def load(cls, path: Path, columns: Callable[[dict[str, Any]], set[str]] | None = None) -> "ScoreTable":
+        """The table at ``path``; with ``columns``, only the columns ``columns(meta)`` names are read."""
         splits: dict[str, dict[str, np.ndarray]] = {}
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
+            wanted = None if columns is None else columns(meta)
             for key in archive.files:
                 if key != "meta":
                     split, column = key.split("/", 1)
-                    splits.setdefault(split, {})[column] = archive[key]
+                    if wanted is None or column in wanted:
+                        splits.setdefault(split, {})[column] = archive[key]
         return cls(meta, splits)
+
+
+def save_archive(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write named arrays and a JSON ``meta`` string as one .npz, atomically."""
+    arrays = {**arrays, "meta": np.array(json.dumps(meta, sort_keys=True))}
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomically(path, write)
+
+
+def save_checkpoints(path: Path, states: list[dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
+    """Write the model's state at each checkpoint, in order, with ``meta``."""
+    save_archive(path, {f"{index}/{name}": array for index, state in enumerate(states) for name, array in state.items()}, meta)
+
+
+def load_checkpoints(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+    """The states and meta written by ``save_checkpoints``."""
+    states: dict[int, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        for key in archive.files:
+            if key != "meta":
+                index, name = key.split("/", 1)
+                states.setdefault(int(index), {})[name] = archive[key]
+    return [states[index] for index in sorted(states)], meta

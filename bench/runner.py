@@ -18,14 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import registry
-from bench.api import PIXELS, Detector
+from bench.api import PIXELS, Checkpoint, Detector
 from bench.config import RunConfig
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.leaderboard import attach_provenance, git_sha, provenance, write_csv
 from bench.models import build_model, resolve_device
 from bench.probe import Probe, ProbeSplit
-from bench.results import ScoreTable, write_atomically
+from bench.results import ScoreTable, load_checkpoints, save_checkpoints, write_atomically
 from bench.tasks import evaluate
 from bench.training import TrainSettings, train
 
@@ -52,9 +52,16 @@ def scorer_specs(config: RunConfig) -> list[str]:
     return list(dict.fromkeys(registry.create(spec).spec for spec in names))
 
 
+def _stem(config: RunConfig, dataset: str, seed: int, suffix: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}_{config.model}_seed{seed}_{suffix}")
+
+
 def unit_path(config: RunConfig, dataset: str, seed: int, config_hash: str) -> Path:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}_{config.model}_seed{seed}_{config_hash}")
-    return config.out_dir / "units" / f"{stem}.npz"
+    return config.out_dir / "units" / f"{_stem(config, dataset, seed, config_hash)}.npz"
+
+
+def checkpoints_path(config: RunConfig, dataset: str, seed: int, training_hash: str) -> Path:
+    return config.out_dir / "checkpoints" / f"{_stem(config, dataset, seed, training_hash)}.npz"
 
 
 def check_writable(directory: Path) -> None:
@@ -69,20 +76,37 @@ def check_writable(directory: Path) -> None:
 
 def model_free_columns(table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
     """The columns of a score table that do not depend on the trained model: detectors on pixels."""
-    columns = {}
-    for spec in table.scorers:
-        scorer = registry.create(spec)
-        if isinstance(scorer, Detector) and scorer.features == PIXELS:
-            columns[spec] = {split: values[spec] for split, values in table.splits.items()}
-    return columns
+    return {spec: columns for spec, columns in table.columns().items()
+            if isinstance(scorer := registry.create(spec), Detector) and scorer.features == PIXELS}
+
+
+def reusable_columns(config: RunConfig, specs: list[str], dataset: Dataset, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Columns of ``specs`` (spec -> split -> scores) that units of other runs computed for this seed
+    under the same training and label mode: a changed scorer list recomputes only what is new."""
+    context = {key: value for key, value in config.unit_config(specs, dataset.source).items() if key != "scorers"}
+    found: dict[str, dict[str, np.ndarray]] = {}
+
+    def wanted(meta: dict) -> set[str]:
+        same = {key: value for key, value in meta["config"].items() if key != "scorers"} == context
+        return set(specs) - set(found) - set(meta["failures"]) if same else set()
+
+    for path in sorted((config.out_dir / "units").glob(f"{_stem(config, dataset.name, seed, '')}*.npz")):
+        for spec, columns in ScoreTable.load(path, wanted).columns().items():
+            found.setdefault(spec, columns)
+    return found
+
+
+def _states(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
 
 
 def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
              config_hash: str, progress: bool = True, known: dict | None = None, code: str = "unknown") -> ScoreTable:
-    """Train one model, probing it at every checkpoint, and return its score table.
+    """Train one model (or replay its stored checkpoints), probing it at every checkpoint; return its score table.
 
-    ``known`` passes on the model-free columns of another unit of the same run, which are the same;
-    ``code`` is the git SHA of the harness when the run began (files edited during a run do not count).
+    ``known`` holds columns already computed elsewhere for this unit (model-free detectors of
+    another seed, scores of an earlier run), which are not recomputed; ``code`` is the git SHA
+    of the harness when the run began (files edited during a run do not count).
     """
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
@@ -97,10 +121,41 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         for name, split in dataset.splits().items()
     }
     probe = Probe(splits, scorers, dataset.input_shape, known=known)
+    stored = checkpoints_path(config, dataset.name, seed, config.training_hash(dataset.source))
+    description = f"{dataset.name} {config.model} seed {seed}"
+    seconds = {"train": 0.0, "probe": 0.0}  # then "finish": detectors and final scores
+    if stored.exists():
+        states, training = load_checkpoints(stored)
+        started = time.perf_counter()
+        for checkpoint, state in zip(tqdm(checkpoints_of(training), desc=f"{description}: probing stored checkpoints",
+                                          unit="checkpoint", disable=not progress, file=sys.stderr), states):
+            model.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})
+            probe.observe(model, checkpoint)
+        seconds["probe"] = time.perf_counter() - started
+    else:
+        training, states = train_and_probe(config, model, splits, dataset, seed, probe, seconds, description, progress)
+        save_checkpoints(stored, states, training)
+    started = time.perf_counter()
+    columns = probe.finish()
+    seconds["finish"] = time.perf_counter() - started
+    for spec, error in probe.failures.items():
+        print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
+    return ScoreTable(unit_meta(config, specs, dataset, seed, config_hash, columns, probe.failures, training,
+                                seconds, sorted(known or {}), provenance(device, config_hash, code)), columns)
+
+
+def checkpoints_of(training: dict) -> list[Checkpoint]:
+    epochs = training["checkpoint_epochs"]
+    return [Checkpoint(index=index, epoch=epoch, total=len(epochs)) for index, epoch in enumerate(epochs)]
+
+
+def train_and_probe(config: RunConfig, model: torch.nn.Module, splits: dict[str, ProbeSplit], dataset: Dataset,
+                    seed: int, probe: Probe, seconds: dict[str, float], description: str,
+                    progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
+    """Train, probing at every checkpoint; returns the training record and the model's state at each checkpoint."""
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum,
                              config.weight_decay, config.checkpoint_every)
-    bar = tqdm(total=config.epochs, desc=f"{dataset.name} {config.model} seed {seed}", unit="epoch",
-               disable=not progress, file=sys.stderr, leave=True)
+    bar = tqdm(total=config.epochs, desc=description, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
     train_loss = float("nan")
 
     def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
@@ -109,23 +164,29 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
         bar.update()
 
-    seconds = {"train": 0.0, "probe": 0.0}  # then "finish": detectors and final scores
+    states, epochs = [], []
     checkpoints = train(model, splits["train"].inputs, splits["train"].labels, settings,
                         torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch)
     started = time.perf_counter()
     for checkpoint in checkpoints:  # the time spent inside the generator is training
         trained = time.perf_counter()
         seconds["train"] += trained - started
+        states.append(_states(model))
+        epochs.append(checkpoint.epoch)
         probe.observe(model, checkpoint)
         started = time.perf_counter()
         seconds["probe"] += started - trained
-    columns = probe.finish()
-    seconds["finish"] = time.perf_counter() - started
     bar.close()
-    for spec, error in probe.failures.items():
-        print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
-    accuracy = {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()}
-    meta = {
+    training = {"training": config.training_config(dataset.source), "seed": seed, "checkpoint_epochs": epochs,
+                "final_train_loss": train_loss, "train_seconds": seconds["train"]}
+    return training, states
+
+
+def unit_meta(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, config_hash: str, columns: dict,
+              failures: dict[str, str], training: dict, seconds: dict[str, float], reused: list[str],
+              provenance: dict) -> dict:
+    """The ``meta`` of a unit's score table (see ``bench.results``)."""
+    return {
         "dataset": dataset.name,
         "model": config.model,
         "seed": seed,
@@ -133,14 +194,14 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         "config_hash": config_hash,
         "config": config.unit_config(specs, dataset.source),
         "scorers": specs,
-        "failures": probe.failures,
+        "failures": failures,
+        "reused": reused,
         "ood_splits": list(dataset.ood),
-        "accuracy": accuracy,
-        "final_train_loss": train_loss,
+        "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
+        "final_train_loss": training["final_train_loss"],
         "seconds": seconds,
-        "provenance": provenance(device, config_hash, code),
+        "provenance": provenance,
     }
-    return ScoreTable(meta, columns)
 
 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
@@ -151,7 +212,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     check_writable(config.out_dir)
     dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
     config_hash = config.config_hash(specs, dataset.source)
-    tables, paths, known = [], [], {}
+    tables, paths, model_free = [], [], {}
     for seed in config.seeds:
         path = unit_path(config, dataset.name, seed, config_hash)
         if path.exists():
@@ -159,9 +220,14 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             if progress:
                 print(f"{dataset.name} {config.model} seed {seed}: reusing {path}", file=sys.stderr)
         else:
-            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, known, code)
+            reused = {**model_free, **reusable_columns(config, specs, dataset, seed)}
+            if progress and reused:
+                computing = [spec for spec in specs if spec not in reused]
+                print(f"{dataset.name} {config.model} seed {seed}: {len(reused)} of {len(specs)} scores already computed; "
+                      f"computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
+            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, reused, code)
             table.save(path)
-        known = known or model_free_columns(table)
+        model_free = model_free or model_free_columns(table)
         tables.append(table)
         paths.append(path)
     board = attach_provenance(evaluate(tables), tables)

@@ -10,12 +10,14 @@ BENCHMARKS = {
     "per-example-gradients": "benchmarks.per_example_gradients",
     "vog-memory": "benchmarks.vog_memory",
     "seeds-at-once": "benchmarks.seeds_at_once",
+    "end-to-end": "benchmarks.end_to_end",
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {', '.join(BENCHMARKS)}")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {', '.join(BENCHMARKS)} "
+                        "(end-to-end needs MNIST and takes about 15 minutes on two CPU cores)")
     names = parser.parse_args().names or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:

@@ -9,9 +9,9 @@ from torch import nn
 
 from bench import registry
 from bench.api import Batch, Checkpoint
-from bench.gradients import last_layer_grad, param_grad_norms
+from bench.gradients import GradNormComputer, last_layer_grad, param_grad_norms
 from bench.metrics import auroc
-from bench.models import MLP
+from bench.models import MLP, build_model
 from conftest import train_and_probe
 
 
@@ -91,15 +91,32 @@ def test_closed_form_last_layer_gradient_equals_autograd():
         torch.testing.assert_close(closed[i], expected)
 
 
-def test_grand_vmap_equals_the_loop_and_autograd():
+def autograd_norm(model, x, y):
+    grads = torch.autograd.grad(nn.functional.cross_entropy(model(x[None]), y[None]), list(model.parameters()))
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads))
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (6,)), ("lenet", (1, 28, 28))])
+def test_grand_every_method_equals_autograd_one_example_at_a_time(name, shape):
     torch.manual_seed(0)
-    model = MLP((6,), 3, hidden=(8,)).eval()
-    x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
-    vectorised, looped = param_grad_norms(model, x, y, "vmap"), param_grad_norms(model, x, y, "loop")
-    torch.testing.assert_close(vectorised, looped)
-    loss = nn.functional.cross_entropy(model(x[:1]), y[:1])
-    grads = torch.autograd.grad(loss, list(model.parameters()))
-    torch.testing.assert_close(vectorised[0], torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+    model = build_model(name, shape, 3).eval()
+    x, y = torch.rand(9, *shape), torch.randint(0, 3, (9,))
+    expected = torch.stack([autograd_norm(model, xi, yi) for xi, yi in zip(x, y)])
+    model.requires_grad_(False)  # as in the probe
+    for method in ("layers", "vmap", "loop"):
+        torch.testing.assert_close(param_grad_norms(model, x, y, method), expected, msg=method)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_grand_falls_back_to_vmap_for_layers_it_cannot_read():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)).eval()
+    x, y = torch.rand(5, 1, 7, 7), torch.randint(0, 3, (5,))
+    computer = GradNormComputer()
+    with pytest.warns(UserWarning, match="layers failed"):
+        norms = computer(model, x, y)
+    assert computer.method == "vmap"
+    torch.testing.assert_close(norms, torch.stack([autograd_norm(model, xi, yi) for xi, yi in zip(x, y)]))
 
 
 BOUNDARY_SCORERS = ["vog[target=prob]", "el2n", "loss", "margin", "aum"]

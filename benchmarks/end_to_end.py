@@ -1,0 +1,71 @@
+"""End to end: the ``mnist-c`` preset with every default scorer, against the same training without any scorer.
+
+One seed (``SEEDS``): the pixel-space detectors are fitted once per run whatever the number
+of seeds, so one seed is the least favourable case for the ratio. The unit cache is then
+exercised: the same run again (every unit reused, tasks recomputed), and the run with one
+scorer's parameter changed (only that scorer recomputed, on the stored checkpoints).
+Needs MNIST (``bench data fetch mnist``); takes about 15 minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import torch
+
+from bench import runner
+from bench.config import load_preset
+from bench.data import load_dataset
+from bench.models import build_model, resolve_device
+from bench.training import TrainSettings, train
+from benchmarks.common import report
+
+PRESET = "mnist-c"
+SEEDS = [0]
+CHANGED = ("vog[window=late]", "vog[norm=z,window=late]")  # one scorer's parameter, before and after
+
+
+def training_alone(config, dataset, seed: int) -> float:
+    """Seconds to train the unit's model with no probe at all."""
+    device = resolve_device(config.device)
+    torch.manual_seed(seed)
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
+    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum, config.weight_decay,
+                             config.checkpoint_every)
+    inputs, labels = (torch.as_tensor(array, device=device) for array in (dataset.train.inputs, dataset.train.labels))
+    started = time.perf_counter()
+    for _ in train(model, inputs, labels, settings, torch.Generator().manual_seed(seed), dataset.input_shape):
+        pass
+    return time.perf_counter() - started
+
+
+def timed(work) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory() as out:
+        config = load_preset(PRESET).updated(seeds=SEEDS, out=out)
+        dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
+        full, result = timed(lambda: runner.run(config, progress=False))
+        baseline = sum(training_alone(config, dataset, seed) for seed in config.seeds)  # after: the process is warm
+        again, _ = timed(lambda: runner.run(config, progress=False))
+        changed_config = config.updated(scorers=[CHANGED[1] if spec == CHANGED[0] else spec for spec in config.scorers])
+        changed, _ = timed(lambda: runner.run(changed_config, progress=False))
+    seconds = [table.meta["seconds"] for table in result.tables]
+    parts = {part: sum(s[part] for s in seconds) for part in ("train", "probe", "finish")}
+    report("end to end", full / baseline, "at most 1.6", {
+        "run": f"preset {PRESET}, seeds {config.seeds}, {len(result.tables[0].scorers)} scorer specs, "
+               f"{sum(len(s['id']) for s in result.tables[0].splits.values())} examples scored per checkpoint",
+        "training alone": f"{baseline:.1f} s",
+        "ratio against the run's own training time": f"{full / parts['train']:.2f}",
+        "bench run": f"{full:.1f} s: training {parts['train']:.1f} s, probe at the checkpoints {parts['probe']:.1f} s, "
+                     f"detectors and final scores {parts['finish']:.1f} s, data and tasks "
+                     f"{full - sum(parts.values()):.1f} s",
+        "the same run again (cache)": f"{again:.1f} s",
+        f"with {CHANGED[0]} changed to {CHANGED[1]}": f"{changed:.1f} s (the model is not trained again)",
+        "device": f"{resolve_device(config.device)}, {torch.get_num_threads()} threads",
+    })
