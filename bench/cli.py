@@ -34,15 +34,19 @@ examples:
   bench run --scorers "vog[norm=z],max-softmax" --epochs 10
   bench run --config my-study.toml --out results/my-study
   bench run --plugin my_scorer.py --scorers my-score
+  bench run --preset mnist-c --executor ray   each seed a Ray task (pip install -e ".[ray]")
 
 Settings are read in this order, later ones winning: the defaults, the preset (or the
 --config file), then the flags. Finished units (one per seed) are reused from the results
-folder, so a second run with the same settings only recomputes the tables.
+folder, so a second run with the same settings only recomputes the tables, a run with other
+scorers trains nothing (the stored checkpoints are probed for the new scorers alone), and an
+interrupted run started again redoes only the unfinished unit.
 
 results:
   <out>/leaderboard.csv     tidy rows: dataset, model, task, split, scorer, label_mode,
                             seed, metric, value, note, and the run's provenance
   <out>/units/*.npz         per-example scores of each unit (numpy.load; see README)
+  <out>/checkpoints/*.npz   the model at every checkpoint of each seed's training
   <out>/config.toml         the settings that produced them
 
 then: `bench show <out>/leaderboard.csv`, `bench report <out>`, `bench compare A.csv B.csv`"""
@@ -132,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     run.add_argument("--out", help="results folder (default: results/<preset>)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: units one after another in this process (default); ray: each unit as a Ray task")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="with --executor ray: join this Ray cluster (e.g. ray://head:10001); default: start a local one")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     data = commands.add_parser("data", help="get, check, build and look at datasets",
@@ -192,7 +200,9 @@ def command_run(args: argparse.Namespace) -> int:
         label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
-    result = run(config, progress=not args.no_progress)
+    if args.ray_address and args.executor != "ray":
+        raise BenchError("--ray-address is for the Ray executor; add --executor ray")
+    result = run(config, progress=not args.no_progress, executor=args.executor, ray_address=args.ray_address)
     board = result.leaderboard
     print()
     print(render(board))

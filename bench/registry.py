@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,14 @@ def load_plugin_file(path: str | Path) -> list[str]:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code: any error, reported before anything is computed
+        del sys.modules[module_name]
+        frames = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
+        line = error.lineno if isinstance(error, SyntaxError) else (frames or ["?"])[-1]
+        raise BenchError(f"plugin file {path} could not be imported ({type(error).__name__} at line {line}: {error}); "
+                         f"fix it, or run without --plugin {path}") from None
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if obj.__module__ == module_name and issubclass(obj, (DynamicsScorer, Detector)) and hasattr(obj, "name"):
             register(obj)

@@ -1,7 +1,10 @@
 """The runner: a plan of units (dataset x model x seed), each trained, probed and saved, then the tasks.
 
 A unit is a pure function of its config and seed, so a finished unit is never recomputed:
-its score table is found by name (which includes the config hash) and reused.
+its score table is found by name (which includes the config hash) and reused. Below a unit,
+work is cached too: the model's state at every checkpoint is stored under the hash of the
+training settings, and the scores of earlier units with the same training and label mode
+are reused, so a changed scorer list trains nothing and computes only the new scorers.
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from __future__ import annotations
 import re
 import sys
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +34,9 @@ from bench.probe import Probe, ProbeSplit
 from bench.results import ScoreTable, load_checkpoints, save_checkpoints, write_atomically
 from bench.tasks import evaluate
 from bench.training import TrainSettings, train
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,9 +100,21 @@ def reusable_columns(config: RunConfig, specs: list[str], dataset: Dataset, seed
         return set(specs) - set(found) - set(meta["failures"]) if same else set()
 
     for path in sorted((config.out_dir / "units").glob(f"{_stem(config, dataset.name, seed, '')}*.npz")):
-        for spec, columns in ScoreTable.load(path, wanted).columns().items():
+        table = readable(lambda path: ScoreTable.load(path, wanted), path)
+        for spec, columns in (table.columns() if table else {}).items():
             found.setdefault(spec, columns)
     return found
+
+
+def readable(load: Callable[[Path], T], path: Path) -> T | None:
+    """``load(path)``, or None when the file is missing or damaged (with a warning: it is computed again)."""
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        print(f"warning: {path} is damaged ({type(error).__name__}: {error}); computing it again", file=sys.stderr)
+        return None
 
 
 def _states(model: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -124,8 +145,8 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
     stored = checkpoints_path(config, dataset.name, seed, config.training_hash(dataset.source))
     description = f"{dataset.name} {config.model} seed {seed}"
     seconds = {"train": 0.0, "probe": 0.0}  # then "finish": detectors and final scores
-    if stored.exists():
-        states, training = load_checkpoints(stored)
+    if (checkpoints := readable(load_checkpoints, stored)) is not None:
+        states, training = checkpoints
         started = time.perf_counter()
         for checkpoint, state in zip(tqdm(checkpoints_of(training), desc=f"{description}: probing stored checkpoints",
                                           unit="checkpoint", disable=not progress, file=sys.stderr), states):
@@ -204,34 +225,59 @@ def unit_meta(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, 
     }
 
 
-def run(config: RunConfig, progress: bool = True) -> RunResult:
-    """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV."""
+def compute_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
+                 config_hash: str, progress: bool, model_free: dict, code: str) -> ScoreTable:
+    """A unit that is not on disk: what earlier runs computed for it is reused, the rest is computed."""
+    reused = {**model_free, **reusable_columns(config, specs, dataset, seed)}
+    if progress and reused:
+        computing = [spec for spec in specs if spec not in reused]
+        print(f"{dataset.name} {config.model} seed {seed}: {len(reused)} of {len(specs)} scores already computed; "
+              f"computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
+    return run_unit(config, specs, dataset, seed, device, config_hash, progress, reused, code)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def run(config: RunConfig, progress: bool = True, executor: str = "local", ray_address: str | None = None) -> RunResult:
+    """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV.
+
+    ``executor="local"`` runs the units one after another in this process, the pixel-space
+    detectors computed by the first and shared; ``"ray"`` runs each as a Ray task
+    (``bench.executors``), on a local Ray instance or the cluster at ``ray_address``.
+    """
+    if executor not in EXECUTORS:
+        raise BenchError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     code = git_sha()  # before anything runs: the code this process imported
     specs = scorer_specs(config)
     device = resolve_device(config.device)
     check_writable(config.out_dir)
     dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
     config_hash = config.config_hash(specs, dataset.source)
-    tables, paths, model_free = [], [], {}
-    for seed in config.seeds:
-        path = unit_path(config, dataset.name, seed, config_hash)
-        if path.exists():
-            table = ScoreTable.load(path)
-            if progress:
-                print(f"{dataset.name} {config.model} seed {seed}: reusing {path}", file=sys.stderr)
-        else:
-            reused = {**model_free, **reusable_columns(config, specs, dataset, seed)}
-            if progress and reused:
-                computing = [spec for spec in specs if spec not in reused]
-                print(f"{dataset.name} {config.model} seed {seed}: {len(reused)} of {len(specs)} scores already computed; "
-                      f"computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
-            table = run_unit(config, specs, dataset, seed, device, config_hash, progress, reused, code)
-            table.save(path)
-        model_free = model_free or model_free_columns(table)
-        tables.append(table)
-        paths.append(path)
-    board = attach_provenance(evaluate(tables), tables)
+    paths = {seed: unit_path(config, dataset.name, seed, config_hash) for seed in config.seeds}
+    tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
+    if progress:
+        for seed in tables:
+            print(f"{dataset.name} {config.model} seed {seed}: reusing {paths[seed]}", file=sys.stderr)
+    model_free = next((model_free_columns(table) for table in tables.values()), {})
+    pending = [seed for seed in config.seeds if seed not in tables]
+
+    def finished(seed: int, table: ScoreTable) -> None:  # saved at once: a killed run loses no finished unit
+        table.save(paths[seed])
+        tables[seed] = table
+
+    if executor == "ray":
+        from bench.executors import run_on_ray
+
+        for seed, table in run_on_ray(config, specs, dataset, pending, config_hash, code, model_free, ray_address, progress):
+            finished(seed, table)
+    else:
+        for seed in pending:
+            finished(seed, compute_unit(config, specs, dataset, seed, device, config_hash, progress, model_free, code))
+            model_free = model_free or model_free_columns(tables[seed])
+    ordered = [tables[seed] for seed in config.seeds]
+    board = attach_provenance(evaluate(ordered), ordered)
     leaderboard_path = config.out_dir / "leaderboard.csv"
     write_csv(board, leaderboard_path)
     write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
-    return RunResult(config, tables, board, leaderboard_path, paths)
+    return RunResult(config, ordered, board, leaderboard_path, [paths[seed] for seed in config.seeds])

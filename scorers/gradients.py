@@ -15,8 +15,8 @@ from scorers.dynamics import EpochChoice
 class GraNd(EpochChoice, SummedScorer):
     """Norm of the gradient of the loss over all parameters, early in training (``epoch``) or averaged (``epoch=none``).
 
-    Computed for a whole batch with ``torch.func.vmap(grad)``, or a loop over examples for
-    models vmap cannot take.
+    Computed for a whole batch (``bench.gradients``): read off one backward pass for models
+    made of Linear and Conv2d layers, else with ``torch.func.vmap(grad)``, else one example at a time.
     """
 
     name = "grand"

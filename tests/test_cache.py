@@ -4,8 +4,10 @@ import numpy as np
 
 from bench import runner
 from bench.cli import main
+from bench.leaderboard import read_csv
 from bench.results import ScoreTable, load_checkpoints
 
+VALUES = ["task", "scorer", "split", "seed", "metric", "value", "note"]
 RUN = ["run", "--dataset", "digits-c", "--model", "mlp", "--seeds", "1", "--epochs", "3", "--no-progress"]
 
 

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from bench.metrics import ood_metrics
+from bench.metrics import auroc, ood_metrics
 
 
 def sklearn_metrics(inlier, outlier):
@@ -55,3 +57,32 @@ def test_degenerate_scores_give_nan_with_a_reason(inlier, outlier, reason):
     values, note = ood_metrics(inlier, outlier)
     assert all(np.isnan(v) for v in values.values())
     assert reason in note
+
+
+# Multiples of 1/8 in [-1000, 1000]: many ties, and no two values a float transform could merge.
+scores = st.lists(st.integers(-20, 20) | st.integers(-8000, 8000), min_size=1, max_size=40).map(lambda v: np.array(v) / 8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores, scores)
+def test_auroc_is_unchanged_by_a_strictly_increasing_transform(positive, negative):
+    """Ties stay ties and order stays order under exp(x / 100) + x^3, so AUROC cannot move."""
+    def increasing(s):
+        return np.exp(s / 100) + s**3
+
+    assert auroc(increasing(positive), increasing(negative)) == pytest.approx(auroc(positive, negative), abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores, scores)
+def test_auroc_of_negated_scores_is_one_minus_auroc(positive, negative):
+    assert auroc(-positive, -negative) == pytest.approx(1 - auroc(positive, negative), abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores, scores)
+def test_auroc_counts_ties_as_half_like_scikit_learn(positive, negative):
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    values = np.r_[positive, negative]
+    assume(0 < labels.sum() < len(labels))
+    assert auroc(positive, negative) == pytest.approx(roc_auc_score(labels, values), abs=1e-12)

@@ -97,3 +97,15 @@ def test_plugin_file_registers_its_scorers(isolated_registry):
 def test_missing_plugin_file_is_a_clear_error(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         registry.load_plugin_file(tmp_path / "nope.py")
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def broken(:\n", r"\(SyntaxError at line 1: .*\); fix it, or run without --plugin"),
+    ("import math\n\nmath.sqrt(-1)\n", r"\(ValueError at line 3: math domain error\); fix it, or run without --plugin"),
+])
+def test_a_plugin_file_that_fails_to_import_is_named_with_its_line(tmp_path, isolated_registry, source, expected):
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(source)
+    with pytest.raises(BenchError, match=expected):
+        registry.load_plugin_file(plugin)
+    assert "bench_plugin_mine" not in sys.modules

@@ -1,0 +1,34 @@
+"""The Ray executor gives the local executor's leaderboard, value for value."""
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.leaderboard import read_csv
+from bench.results import ScoreTable
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: pip install -e '.[ray]'")
+
+ARGS = ["run", "--dataset", "digits-c", "--model", "mlp", "--scorers", "loss,vog,kde,gaussian", "--seeds", "2",
+        "--epochs", "2", "--no-progress"]
+
+
+def test_ray_and_local_executors_give_the_same_leaderboard_and_score_files(tmp_path):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main([*ARGS, "--out", str(local)]) == 0
+    assert main([*ARGS, "--out", str(on_ray), "--executor", "ray"]) == 0
+    assert not ray.is_initialized()  # the local instance it started is shut down
+    columns = ["task", "dataset", "scorer", "split", "seed", "metric", "value", "note"]
+    a, b = read_csv(local / "leaderboard.csv")[columns], read_csv(on_ray / "leaderboard.csv")[columns]
+    assert len(a) > 100 and a.equals(b)
+    for path in (local / "units").glob("*.npz"):
+        first, second = ScoreTable.load(path), ScoreTable.load(on_ray / "units" / path.name)
+        for split, values in first.splits.items():
+            for column, array in values.items():
+                np.testing.assert_array_equal(array, second.splits[split][column], err_msg=f"{path.name} {split} {column}")
+
+
+def test_ray_address_without_the_ray_executor_is_refused(tmp_path, capsys):
+    assert main([*ARGS, "--out", str(tmp_path), "--ray-address", "auto"]) == 2
+    assert "--ray-address is for the Ray executor; add --executor ray" in capsys.readouterr().err
