@@ -32,6 +32,7 @@ examples:
   bench run                                   the quick preset: digits-c, LeNet-5, 3 seeds
   bench run --scorers vog,kde --seeds 5       five seeds, two scorers
   bench run --scorers "vog[norm=z],max-softmax" --epochs 10
+  bench run --scorers "vog[window=early|late,norm=none|z]"   a grid: four VoG variants
   bench run --config my-study.toml --out results/my-study
   bench run --plugin my_scorer.py --scorers my-score
   bench run --preset mnist-c --executor ray   each seed a Ray task (pip install -e ".[ray]")
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
     run.add_argument("--model", help="mlp or lenet")
-    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", or all')
+    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
     run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
     run.add_argument("--label-mode", choices=["predicted", "true"],

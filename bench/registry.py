@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import itertools
 import pkgutil
 import sys
 import traceback
@@ -151,6 +152,26 @@ def _literal(text: str) -> Any:
         except ValueError:
             pass
     return text.strip("'\"")
+
+
+def expand_grid(spec: str) -> list[str]:
+    """Every combination of the parameter values a spec lists with ``|``, in the order written.
+
+    ``vog[window=early|late,norm=none|z]`` -> ``vog[window=early,norm=none]``,
+    ``vog[window=early,norm=z]``, ``vog[window=late,norm=none]``, ``vog[window=late,norm=z]``.
+    """
+    spec = spec.strip()
+    if "|" not in spec:
+        return [spec]
+    if "[" not in spec or not spec.endswith("]") or "|" in spec.split("[", 1)[0]:
+        raise BenchError(f"scorer spec {spec!r}: '|' separates the values of one parameter inside the brackets, "
+                         "as in vog[window=early|late]; list different scorers with commas")
+    name, body = spec[:-1].split("[", 1)
+    choices = []
+    for item in filter(None, (part.strip() for part in body.split(","))):
+        key, _, values = item.partition("=")
+        choices.append([f"{key.strip()}={value.strip()}" for value in values.split("|")])
+    return [f"{name.strip()}[{','.join(combination)}]" for combination in itertools.product(*choices)]
 
 
 def split_specs(text: str) -> list[str]:

@@ -49,7 +49,7 @@ class RunResult:
 
 
 def scorer_specs(config: RunConfig) -> list[str]:
-    """The canonical specs of the configured scorers; builds each once, so bad names fail before any training."""
+    """The canonical specs of the configured scorers, grids expanded; builds each once, so bad names fail before any training."""
     for plugin in config.plugins:
         registry.load_plugin_file(plugin)
     names = []
@@ -57,7 +57,7 @@ def scorer_specs(config: RunConfig) -> list[str]:
         if spec == "all":
             names += list(registry.available())
         else:
-            names.append(spec)
+            names += registry.expand_grid(spec)
     return list(dict.fromkeys(registry.create(spec).spec for spec in names))
 
 

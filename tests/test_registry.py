@@ -1,6 +1,7 @@
 """The registry and the three ways in: built-in modules, entry points of installed distributions, plugin files."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,43 @@ def test_a_plugin_file_that_fails_to_import_is_named_with_its_line(tmp_path, iso
     with pytest.raises(BenchError, match=expected):
         registry.load_plugin_file(plugin)
     assert "bench_plugin_mine" not in sys.modules
+
+
+def test_a_grid_spec_expands_into_every_combination_named_by_its_non_default_parameters(tmp_path):
+    from bench.config import RunConfig, load_toml
+    from bench.runner import scorer_specs
+
+    grid = "vog[window=early|late|all,norm=none|z|abs-z]"
+    specs = scorer_specs(RunConfig(scorers=[grid, "loss"]))
+    assert len(specs) == 10 and specs[-1] == "loss"
+    assert specs[:4] == ["vog[window=early]", "vog[window=early,norm=z]", "vog[window=early,norm=abs-z]", "vog[window=late]"]
+    assert "vog" in specs and "vog[norm=abs-z]" in specs  # window=all, the default, is not named
+    from_cli = scorer_specs(RunConfig(scorers=registry.split_specs(f"{grid},loss")))
+    config = tmp_path / "grid.toml"
+    config.write_text(f'scorers = ["{grid}", "loss"]\n')
+    assert from_cli == specs == scorer_specs(load_toml(config))
+
+
+@pytest.mark.parametrize("grid, expected", [
+    ("grand[epoch=1|2|none]", ["grand", "grand[epoch=2]", "grand[epoch=none]"]),
+    ("kde[fit_size=500|1000,features=pixels|embedding]",
+     ["kde[fit_size=500]", "kde[features=embedding,fit_size=500]", "kde", "kde[features=embedding]"]),
+    ("oga[detector=l1|l2]", ["oga[detector=l1]", "oga[detector=l2]"]),
+])
+def test_grids_work_for_any_scorers_parameters(grid, expected):
+    from bench.config import RunConfig
+    from bench.runner import scorer_specs
+
+    assert scorer_specs(RunConfig(scorers=[grid])) == expected
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("vog|kde", "'|' separates the values of one parameter inside the brackets"),
+    ("vog[window=early|middle]", "window='middle' is not one of all, early, late"),
+])
+def test_bad_grids_are_refused_with_the_fix(grid, message):
+    from bench.config import RunConfig
+    from bench.runner import scorer_specs
+
+    with pytest.raises(BenchError, match=re.escape(message)):
+        scorer_specs(RunConfig(scorers=[grid]))
