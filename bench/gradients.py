@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from bench.models import is_plain_convolution
+
 
 def last_layer_grad(logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
     """(n, classes, d): the gradient of CE(logits, target) w.r.t. the last layer's weight, per example."""
@@ -36,10 +38,7 @@ def _example_loss(model: nn.Module, buffers: dict):
 def _layers(model: nn.Module) -> list[nn.Module] | None:
     """The modules holding parameters, if each is a Linear or a plain stride-1 Conv2d layer; else None."""
     layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-    plain = all(isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.stride == (1, 1) and m.dilation == (1, 1)
-                                              and m.groups == 1 and m.padding_mode == "zeros"
-                                              and isinstance(m.padding, tuple)) for m in layers)
-    return layers if plain else None
+    return layers if all(isinstance(m, nn.Linear) or is_plain_convolution(m) for m in layers) else None
 
 
 def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,12 @@ class _InputGradientConvolution(torch.autograd.Function):
         return grad_input, None, None, None
 
 
+def is_plain_convolution(layer: nn.Module) -> bool:
+    """A ``Conv2d`` with stride 1, no dilation, one group and zero padding given as sizes: the case the fast paths handle."""
+    return (isinstance(layer, nn.Conv2d) and isinstance(layer.padding, tuple) and layer.stride == (1, 1)
+            and layer.dilation == (1, 1) and layer.groups == 1 and layer.padding_mode == "zeros")
+
+
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` that takes the fast input-gradient path when only the input needs a gradient.
 
@@ -52,8 +58,7 @@ class Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        simple = isinstance(self.padding, tuple) and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"
-        if simple and x.requires_grad and not self.weight.requires_grad and torch.is_grad_enabled():
+        if x.requires_grad and not self.weight.requires_grad and torch.is_grad_enabled() and is_plain_convolution(self):
             return _InputGradientConvolution.apply(x, self.weight, self.bias, self.padding)
         return super().forward(x)
 

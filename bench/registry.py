@@ -126,21 +126,27 @@ def get(name: str) -> type[Scorer]:
     return scorers[name]
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``name[a=1,b=x]`` into the name and its parameters (TOML-like literals)."""
+def _items(spec: str) -> tuple[str, list[tuple[str, str]]]:
+    """Split ``name[a=1,b=x]`` into the name and its (key, value text) pairs."""
     spec = spec.strip()
     if "[" not in spec:
-        return spec, {}
+        return spec, []
     if not spec.endswith("]"):
         raise BenchError(f"scorer spec {spec!r} must end with ']', as in vog[norm=z]")
     name, body = spec[:-1].split("[", 1)
-    params = {}
+    items = []
     for item in filter(None, (part.strip() for part in body.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
             raise BenchError(f"scorer spec {spec!r}: {item!r} is not key=value")
-        params[key.strip()] = _literal(value.strip())
-    return name.strip(), params
+        items.append((key.strip(), value.strip()))
+    return name.strip(), items
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``name[a=1,b=x]`` into the name and its parameters (TOML-like literals)."""
+    name, items = _items(spec)
+    return name, {key: _literal(value) for key, value in items}
 
 
 def _literal(text: str) -> Any:
@@ -163,15 +169,12 @@ def expand_grid(spec: str) -> list[str]:
     spec = spec.strip()
     if "|" not in spec:
         return [spec]
-    if "[" not in spec or not spec.endswith("]") or "|" in spec.split("[", 1)[0]:
+    name, items = _items(spec)
+    if "|" in name:
         raise BenchError(f"scorer spec {spec!r}: '|' separates the values of one parameter inside the brackets, "
                          "as in vog[window=early|late]; list different scorers with commas")
-    name, body = spec[:-1].split("[", 1)
-    choices = []
-    for item in filter(None, (part.strip() for part in body.split(","))):
-        key, _, values = item.partition("=")
-        choices.append([f"{key.strip()}={value.strip()}" for value in values.split("|")])
-    return [f"{name.strip()}[{','.join(combination)}]" for combination in itertools.product(*choices)]
+    choices = [[f"{key}={value.strip()}" for value in values.split("|")] for key, values in items]
+    return [f"{name}[{','.join(combination)}]" for combination in itertools.product(*choices)]
 
 
 def split_specs(text: str) -> list[str]:

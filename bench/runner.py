@@ -165,6 +165,11 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
                                 seconds, sorted(known or {}), provenance(device, config_hash, code)), columns)
 
 
+def train_settings(config: RunConfig) -> TrainSettings:
+    return TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum, config.weight_decay,
+                         config.checkpoint_every)
+
+
 def checkpoints_of(training: dict) -> list[Checkpoint]:
     epochs = training["checkpoint_epochs"]
     return [Checkpoint(index=index, epoch=epoch, total=len(epochs)) for index, epoch in enumerate(epochs)]
@@ -174,8 +179,7 @@ def train_and_probe(config: RunConfig, model: torch.nn.Module, splits: dict[str,
                     seed: int, probe: Probe, seconds: dict[str, float], description: str,
                     progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
     """Train, probing at every checkpoint; returns the training record and the model's state at each checkpoint."""
-    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum,
-                             config.weight_decay, config.checkpoint_every)
+    settings = train_settings(config)
     bar = tqdm(total=config.epochs, desc=description, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
     train_loss = float("nan")
 

@@ -18,7 +18,7 @@ from bench import runner
 from bench.config import load_preset
 from bench.data import load_dataset
 from bench.models import build_model, resolve_device
-from bench.training import TrainSettings, train
+from bench.training import train
 from benchmarks.common import report
 
 PRESET = "mnist-c"
@@ -31,8 +31,7 @@ def training_alone(config, dataset, seed: int) -> float:
     device = resolve_device(config.device)
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
-    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.momentum, config.weight_decay,
-                             config.checkpoint_every)
+    settings = runner.train_settings(config)
     inputs, labels = (torch.as_tensor(array, device=device) for array in (dataset.train.inputs, dataset.train.labels))
     started = time.perf_counter()
     for _ in train(model, inputs, labels, settings, torch.Generator().manual_seed(seed), dataset.input_shape):
