@@ -27,9 +27,13 @@ LOGITS = "logits"  # (n, classes) pre-softmax outputs
 EMBEDDING = "embedding"  # (n, d) penultimate activations, the input of the last linear layer
 INPUT_GRAD = "input_grad"  # (n, *input_shape) gradient of the target logit w.r.t. the input
 INPUT_GRAD_PROB = "input_grad_prob"  # (n, *input_shape) gradient of the target's softmax probability w.r.t. the input
+INPUT_GRAD_FINAL = "input_grad_final"  # as INPUT_GRAD, for the final target (see Batch)
+INPUT_GRAD_PROB_FINAL = "input_grad_prob_final"  # as INPUT_GRAD_PROB, for the final target
 PIXELS = "pixels"  # (n, *input_shape) the input itself, scaled to [0, 1]
 PARAM_GRAD_NORM = "param_grad_norm"  # (n,) L2 norm of the cross-entropy's gradient over all parameters
-SIGNALS = (LOGITS, EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, PIXELS, PARAM_GRAD_NORM)
+SIGNALS = (LOGITS, EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL, PIXELS, PARAM_GRAD_NORM)
+# The signals that refer to the final target rather than to this checkpoint's.
+FINAL_TARGET_SIGNALS = frozenset({INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL})
 
 # Columns every split of a score table has; no scorer may take these names.
 RESERVED_COLUMNS = ("id", "label", "pred", "noisy")
@@ -54,17 +58,22 @@ class Batch:
 
     ``target`` is the class every label-dependent signal refers to: the split's label when
     labels are trusted (the training split, or any split in the oracle label mode), otherwise
-    the class the model predicts at this checkpoint.
+    the class the model predicts at this checkpoint. ``final_target`` is the same with the
+    prediction of the final model instead (the last checkpoint's), fixed for the whole
+    training; it is given only when a scorer needs a signal of ``FINAL_TARGET_SIGNALS``.
     """
 
     split: str
     index: torch.Tensor  # (n,) positions of the examples in their split
     label: torch.Tensor  # (n,) the split's own labels (training labels may be noisy)
     target: torch.Tensor  # (n,) see above
+    final_target: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     embedding: torch.Tensor | None = None
     input_grad: torch.Tensor | None = None
     input_grad_prob: torch.Tensor | None = None
+    input_grad_final: torch.Tensor | None = None
+    input_grad_prob_final: torch.Tensor | None = None
     pixels: torch.Tensor | None = None
     param_grad_norm: torch.Tensor | None = None
 
@@ -113,7 +122,28 @@ class Scorer(ABC):
 
 
 class DynamicsScorer(Scorer):
-    """A scorer that observes the model at checkpoints during training."""
+    """A scorer that observes the model at checkpoints during training.
+
+    ``state_params`` names the parameters the running state depends on, when not all do
+    (VoG's normalisation is applied to the finished state): the probe then updates one state
+    for all scorers of the class that agree on those parameters, so a grid of variants costs
+    the memory and time of the distinct states only.
+    """
+
+    state_params: ClassVar[tuple[str, ...] | None] = None  # None: every parameter
+
+    @property
+    def state_key(self) -> tuple | None:
+        """Scorers with the same key, not None, can share one running state."""
+        if self.state_params is None:
+            return None
+        return type(self), tuple(self.params[name] for name in self.state_params)
+
+    def share_state(self, other: "DynamicsScorer") -> None:
+        """Take the running state of ``other``, a scorer with the same ``state_key``: every attribute but the parameters."""
+        for attribute, value in vars(other).items():
+            if attribute not in self.defaults():
+                setattr(self, attribute, value)
 
     def observes(self, checkpoint: Checkpoint) -> bool:
         """Whether this checkpoint matters to the scorer; the probe skips passes nobody needs."""

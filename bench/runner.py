@@ -123,11 +123,13 @@ def _states(model: torch.nn.Module) -> dict[str, np.ndarray]:
 
 def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, device: torch.device,
              config_hash: str, progress: bool = True, known: dict | None = None, code: str = "unknown") -> ScoreTable:
-    """Train one model (or replay its stored checkpoints), probing it at every checkpoint; return its score table.
+    """Train one model (or load its stored checkpoints), then probe it at every checkpoint; return its score table.
 
     ``known`` holds columns already computed elsewhere for this unit (model-free detectors of
     another seed, scores of an earlier run), which are not recomputed; ``code`` is the git SHA
-    of the harness when the run began (files edited during a run do not count).
+    of the harness when the run began (files edited during a run do not count). The probe
+    comes after the training, so that scorers may use the final model's predictions at every
+    checkpoint (``Probe.use_final_model``).
     """
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
@@ -144,18 +146,23 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
     probe = Probe(splits, scorers, dataset.input_shape, known=known)
     stored = checkpoints_path(config, dataset.name, seed, config.training_hash(dataset.source))
     description = f"{dataset.name} {config.model} seed {seed}"
-    seconds = {"train": 0.0, "probe": 0.0}  # then "finish": detectors and final scores
+    seconds = {"train": 0.0}  # then "probe", and "finish": detectors and final scores
     if (checkpoints := readable(load_checkpoints, stored)) is not None:
         states, training = checkpoints
-        started = time.perf_counter()
-        for checkpoint, state in zip(tqdm(checkpoints_of(training), desc=f"{description}: probing stored checkpoints",
-                                          unit="checkpoint", disable=not progress, file=sys.stderr), states):
-            model.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})
-            probe.observe(model, checkpoint)
-        seconds["probe"] = time.perf_counter() - started
     else:
-        training, states = train_and_probe(config, model, splits, dataset, seed, probe, seconds, description, progress)
+        started = time.perf_counter()
+        training, states = train_checkpoints(config, model, splits["train"], dataset, seed, description, progress)
+        seconds["train"] = time.perf_counter() - started
         save_checkpoints(stored, states, training)
+    started = time.perf_counter()
+    if probe.needs_final_model:
+        model.load_state_dict(as_state(states[-1]))
+        probe.use_final_model(model)
+    for checkpoint, state in zip(tqdm(checkpoints_of(training), desc=f"{description}: probing", unit="checkpoint",
+                                      disable=not progress, file=sys.stderr), states):
+        model.load_state_dict(as_state(state))
+        probe.observe(model, checkpoint)
+    seconds["probe"] = time.perf_counter() - started
     started = time.perf_counter()
     columns = probe.finish()
     seconds["finish"] = time.perf_counter() - started
@@ -163,6 +170,10 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
     return ScoreTable(unit_meta(config, specs, dataset, seed, config_hash, columns, probe.failures, training,
                                 seconds, sorted(known or {}), provenance(device, config_hash, code)), columns)
+
+
+def as_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
 def train_settings(config: RunConfig) -> TrainSettings:
@@ -175,11 +186,9 @@ def checkpoints_of(training: dict) -> list[Checkpoint]:
     return [Checkpoint(index=index, epoch=epoch, total=len(epochs)) for index, epoch in enumerate(epochs)]
 
 
-def train_and_probe(config: RunConfig, model: torch.nn.Module, splits: dict[str, ProbeSplit], dataset: Dataset,
-                    seed: int, probe: Probe, seconds: dict[str, float], description: str,
-                    progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
-    """Train, probing at every checkpoint; returns the training record and the model's state at each checkpoint."""
-    settings = train_settings(config)
+def train_checkpoints(config: RunConfig, model: torch.nn.Module, train_split: ProbeSplit, dataset: Dataset, seed: int,
+                      description: str, progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
+    """Train; returns the training record and the model's state at every checkpoint."""
     bar = tqdm(total=config.epochs, desc=description, unit="epoch", disable=not progress, file=sys.stderr, leave=True)
     train_loss = float("nan")
 
@@ -190,20 +199,13 @@ def train_and_probe(config: RunConfig, model: torch.nn.Module, splits: dict[str,
         bar.update()
 
     states, epochs = [], []
-    checkpoints = train(model, splits["train"].inputs, splits["train"].labels, settings,
-                        torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch)
-    started = time.perf_counter()
-    for checkpoint in checkpoints:  # the time spent inside the generator is training
-        trained = time.perf_counter()
-        seconds["train"] += trained - started
+    for checkpoint in train(model, train_split.inputs, train_split.labels, train_settings(config),
+                            torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch):
         states.append(_states(model))
         epochs.append(checkpoint.epoch)
-        probe.observe(model, checkpoint)
-        started = time.perf_counter()
-        seconds["probe"] += started - trained
     bar.close()
     training = {"training": config.training_config(dataset.source), "seed": seed, "checkpoint_epochs": epochs,
-                "final_train_loss": train_loss, "train_seconds": seconds["train"]}
+                "final_train_loss": train_loss}
     return training, states
 
 

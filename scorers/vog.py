@@ -6,13 +6,21 @@ deviation of S_t over the checkpoints, as in the official code (chirag126/VOG): 
 root is taken per pixel, before the pixel mean. The variance is accumulated with Welford's
 update in float64, so memory does not grow with the number of checkpoints.
 
-Class normalisation (``norm``) turns VoG into a z-score within its class, using the mean and
-standard deviation of VoG over the *training* examples of that class: the in-distribution
-reference, so that normalising an OoD split does not erase its shift. ``abs-z`` takes |z|.
-The class of an example is its target class at the last checkpoint it was observed at.
+Class normalisation (``norm``) turns VoG into a z-score within its class. ``z`` uses the mean
+and standard deviation of VoG over the *training* examples of that class: the in-distribution
+reference, so that normalising an OoD split does not erase its shift. ``split-z`` uses the
+scored split's own examples of the class, as the official toy code does for the one split it
+scores. ``abs-z`` and ``split-abs-z`` take |z|. The class of an example is its target class
+at the last checkpoint it was observed at.
 
 ``window`` picks the checkpoints: ``all``, ``early`` (the first 3) or ``late`` (the last 3),
 the paper's VoG(early) and VoG(late) whose rankings flip during training.
+
+``label`` says whose class the gradient is taken for where labels are not trusted (test and
+OoD splits in the predicted label mode): the class predicted at each checkpoint, or the one
+the final model predicts, the same at every checkpoint. Labelled splits use their labels.
+
+The running state depends on window, target and label only: a grid over ``norm`` keeps one.
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.api import INPUT_GRAD, INPUT_GRAD_PROB, Batch, Checkpoint, DynamicsScorer
+from bench.api import INPUT_GRAD, INPUT_GRAD_FINAL, INPUT_GRAD_PROB, INPUT_GRAD_PROB_FINAL, Batch, Checkpoint, DynamicsScorer
 from bench.registry import register
 
-NORMS = ("none", "z", "abs-z")
+NORMS = ("none", "z", "abs-z", "split-z", "split-abs-z")
 WINDOWS = ("all", "early", "late")
 WINDOW_SIZE = 3
-TARGETS = {"logit": INPUT_GRAD, "prob": INPUT_GRAD_PROB}
+TARGETS = ("logit", "prob")
+LABELS = ("checkpoint", "final")
+SIGNAL = {("logit", "checkpoint"): INPUT_GRAD, ("prob", "checkpoint"): INPUT_GRAD_PROB,
+          ("logit", "final"): INPUT_GRAD_FINAL, ("prob", "final"): INPUT_GRAD_PROB_FINAL}
 
 
 @register
@@ -34,18 +45,26 @@ class VoG(DynamicsScorer):
     name = "vog"
     family = "gradient"
     reference = "Agarwal, D'souza & Hooker, CVPR 2022 (arXiv 2008.11600); VoG row of Table 1"
-    def __init__(self, window: str = "all", norm: str = "none", target: str = "logit") -> None:
-        for parameter, value, allowed in (("window", window, WINDOWS), ("norm", norm, NORMS), ("target", target, TARGETS)):
+    state_params = ("window", "target", "label")
+
+    def __init__(self, window: str = "all", norm: str = "none", target: str = "logit", label: str = "checkpoint") -> None:
+        for parameter, value, allowed in (("window", window, WINDOWS), ("norm", norm, NORMS), ("target", target, TARGETS),
+                                          ("label", label, LABELS)):
             if value not in allowed:
                 raise ValueError(f"vog: {parameter}={value!r} is not one of {', '.join(allowed)}")
         self.window = window
         self.norm = norm
         self.target = target
+        self.label = label
         self._state: dict[str, dict] = {}
 
     @property
+    def signal(self) -> str:
+        return SIGNAL[self.target, self.label]
+
+    @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]
-        return frozenset({TARGETS[self.target]})
+        return frozenset({self.signal})
 
     def observes(self, checkpoint: Checkpoint) -> bool:
         if self.window == "early":
@@ -59,7 +78,7 @@ class VoG(DynamicsScorer):
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         state = self._state[batch.split]
-        grad = getattr(batch, TARGETS[self.target])
+        grad = getattr(batch, self.signal)
         if grad.ndim == 4:  # images: average the gradient over colour channels
             grad = grad.mean(dim=1)
         grad = grad.flatten(1).to(torch.float64)
@@ -74,7 +93,8 @@ class VoG(DynamicsScorer):
         mean += delta / count
         m2 += delta * (grad - mean)
         state["mean"][batch.index], state["m2"][batch.index] = mean, m2
-        state["cls"][batch.index.cpu().numpy()] = batch.target.cpu().numpy()
+        classes = batch.target if self.label == "checkpoint" else batch.final_target
+        state["cls"][batch.index.cpu().numpy()] = classes.cpu().numpy()
 
     def _raw(self, split: str) -> np.ndarray:
         state = self._state[split]
@@ -84,11 +104,12 @@ class VoG(DynamicsScorer):
         raw = self._raw(split)
         if self.norm == "none":
             return raw
-        reference, reference_cls = self._raw("train"), self._state["train"]["cls"]
+        cls = self._state[split]["cls"]
+        reference, reference_cls = (raw, cls) if self.norm.startswith("split") else (self._raw("train"), self._state["train"]["cls"])
         z = np.full_like(raw, np.nan)
-        for cls in np.unique(self._state[split]["cls"]):
-            members = self._state[split]["cls"] == cls
-            ref = reference[reference_cls == cls]
+        for c in np.unique(cls):
+            members = cls == c
+            ref = reference[reference_cls == c]
             if len(ref) > 1 and ref.std() > 0:
                 z[members] = (raw[members] - ref.mean()) / ref.std()
-        return np.abs(z) if self.norm == "abs-z" else z
+        return np.abs(z) if self.norm.endswith("abs-z") else z

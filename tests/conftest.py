@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,8 @@ def two_blobs():
 
 
 def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=None, lr=0.05):
-    """Train a one-hidden-layer MLP on (inputs, labels) and return the probe's score table."""
+    """Train a one-hidden-layer MLP on (inputs, labels), then probe its checkpoints as the runner does;
+    returns the score table and the probe."""
     torch.manual_seed(seed)
     shape = inputs.shape[1:]
     model = MLP(shape, int(labels.max()) + 1, hidden=(16,))
@@ -25,8 +28,13 @@ def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=Non
     splits.update(extra_splits or {})
     probe = Probe(splits, scorers, shape)
     settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, momentum=0.9, weight_decay=0.0, checkpoint_every=1)
-    for checkpoint in train(model, splits["train"].inputs, splits["train"].labels, settings,
-                            torch.Generator().manual_seed(seed), shape):
+    states = [(checkpoint, copy.deepcopy(model.state_dict()))
+              for checkpoint in train(model, splits["train"].inputs, splits["train"].labels, settings,
+                                      torch.Generator().manual_seed(seed), shape)]
+    if probe.needs_final_model:
+        probe.use_final_model(model)
+    for checkpoint, state in states:
+        model.load_state_dict(state)
         probe.observe(model, checkpoint)
     return probe.finish(), probe
 

@@ -88,3 +88,20 @@ def test_detectors_fit_on_training_features_of_the_final_model(two_blobs):
     np.testing.assert_array_equal(pixels.fitted_on[1], labels)
     assert embedding.fitted_on[0].shape == (len(inputs), 16)  # the MLP's hidden layer
     np.testing.assert_array_equal(table["train"]["recorder"], inputs[:, 0])
+
+
+def test_scorers_sharing_a_failed_state_fail_with_it(two_blobs):
+    class Shared(Spy):
+        state_params = ("needs",)
+
+        def __init__(self, needs=frozenset({LOGITS}), last_only=False, fail_on_split=None, offset=0):
+            super().__init__(needs, last_only, fail_on_split)
+            self.offset = offset
+
+    inputs, labels = two_blobs
+    owner, follower, other = Shared(fail_on_split="train"), Shared(fail_on_split="train", offset=1), Spy()
+    table, probe = train_and_probe(inputs, labels, [owner, follower, other], epochs=1)
+    assert probe.sharing == {follower: owner}
+    assert "RuntimeError: boom" in probe.failures[owner.spec]
+    assert probe.failures[follower.spec].startswith(f"shares the running state of {owner.spec}, which failed")
+    assert "spy" in table["train"] and owner.spec not in table["train"] and follower.spec not in table["train"]

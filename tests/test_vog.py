@@ -24,13 +24,25 @@ class Linear(Classifier):
 def probe_linear_checkpoints(weights, biases, splits, scorers):
     """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]."""
     model = Linear(weights.shape[2], weights.shape[1])
-    probe = Probe(splits, scorers, (weights.shape[2],))
-    for k in range(len(weights)):
+
+    def load(k):
         with torch.no_grad():
             model.head.weight.copy_(torch.as_tensor(weights[k]))
             model.head.bias.copy_(torch.as_tensor(biases[k]))
+
+    probe = Probe(splits, scorers, (weights.shape[2],))
+    if probe.needs_final_model:
+        load(-1)
+        probe.use_final_model(model)
+    for k in range(len(weights)):
+        load(k)
         probe.observe(model, Checkpoint(index=k, epoch=k + 1, total=len(weights)))
     return probe.finish()
+
+
+def predicted_classes(weights, biases, inputs):
+    """(checkpoints, n): the class a linear model predicts for each input at each checkpoint."""
+    return np.argmax(np.einsum("kcd,nd->knc", weights, inputs) + biases[:, None, :], axis=2)
 
 
 @pytest.fixture
@@ -67,30 +79,80 @@ def test_vog_with_predicted_labels_follows_the_argmax_at_each_checkpoint(linear_
     train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
     unlabeled = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
     table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [registry.create("vog")])
-    predicted = np.argmax(np.einsum("kcd,nd->knc", weights, inputs) + biases[:, None, :], axis=2)  # (k, n)
+    predicted = predicted_classes(weights, biases, inputs)  # (k, n)
+    assert (predicted != predicted[-1]).any()  # the case tells the two label sources apart
     rows = weights[np.arange(len(weights))[:, None], predicted]  # (k, n, d): w of the predicted class
     np.testing.assert_allclose(table["ood"]["vog"], rows.std(axis=0).mean(axis=1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("trusted", [True, False])
-def test_class_normalisation_uses_training_statistics_per_class(two_blobs, trusted):
+def test_vog_with_the_final_label_follows_the_final_models_class_at_every_checkpoint(linear_case):
+    weights, biases, inputs, labels = linear_case
+    train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
+    unlabeled = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
+    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [registry.create("vog[label=final]")])
+    final = predicted_classes(weights, biases, inputs)[-1]
+    np.testing.assert_allclose(table["ood"]["vog[label=final]"], weights[:, final, :].std(axis=0).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(table["train"]["vog[label=final]"], weights[:, labels, :].std(axis=0).mean(axis=1), rtol=1e-5)
+
+
+def test_a_final_label_signal_needs_the_final_model_first(linear_case):
+    weights, biases, inputs, labels = linear_case
+    split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
+    probe = Probe({"train": split}, [registry.create("vog[label=final]")], (weights.shape[2],))
+    with pytest.raises(RuntimeError, match="use_final_model"):
+        probe.observe(Linear(weights.shape[2], weights.shape[1]), Checkpoint(index=0, epoch=1, total=2))
+
+
+def test_a_grid_over_norm_keeps_one_running_state_and_equals_each_variant_alone(linear_case):
+    weights, biases, inputs, labels = linear_case
+    # Predicted classes on both splits, so that raw VoG varies within a class and every z is finite.
+    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False),
+              "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
+    scorers = [registry.create(spec) for spec in registry.expand_grid("vog[norm=none|z|abs-z|split-z|split-abs-z,window=all|late]")]
+    probe = Probe(splits, scorers, (weights.shape[2],))
+    assert [s.spec for s in probe.dynamics] == ["vog", "vog[window=late]"]  # one state per window
+    together = probe_linear_checkpoints(weights, biases, splits, scorers)
+    for scorer in scorers:
+        alone = probe_linear_checkpoints(weights, biases, splits, [registry.create(scorer.spec)])
+        for split in splits:
+            assert np.isfinite(alone[split][scorer.spec]).all()
+            assert together[split][scorer.spec].tobytes() == alone[split][scorer.spec].tobytes(), (scorer.spec, split)
+
+
+def test_split_normalisation_uses_the_scored_splits_own_class_statistics(linear_case):
+    weights, biases, inputs, labels = linear_case
+    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
+              "ood": ProbeSplit(torch.as_tensor(2 * inputs), torch.as_tensor(labels), trusted_labels=False)}
+    specs = ["vog", "vog[norm=split-z]", "vog[norm=split-abs-z]"]
+    table = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in specs])
+    raw, classes = table["ood"]["vog"], predicted_classes(weights, biases, 2 * inputs)[-1]
+    expected = np.array([(raw[i] - raw[classes == c].mean()) / raw[classes == c].std() for i, c in enumerate(classes)])
+    np.testing.assert_allclose(table["ood"]["vog[norm=split-z]"], expected, rtol=1e-9)
+    np.testing.assert_allclose(table["ood"]["vog[norm=split-abs-z]"], np.abs(expected), rtol=1e-9)
+    for c in np.unique(classes):  # within each class the split's own z-scores are standardised
+        assert abs(table["ood"]["vog[norm=split-z]"][classes == c].mean()) < 1e-9
+
+
+@pytest.mark.parametrize("trusted, label", [(True, "checkpoint"), (False, "checkpoint"), (False, "final")])
+def test_class_normalisation_uses_training_statistics_per_class(two_blobs, trusted, label):
     inputs, labels = two_blobs
     rng = np.random.default_rng(5)
     test_labels = rng.integers(0, 2, 200)
     test_inputs = (np.array([[-1.5, 0.0], [1.5, 0.0]])[test_labels] + rng.normal(size=(200, 2))).astype(np.float32)
     test = ProbeSplit(torch.as_tensor(test_inputs), torch.as_tensor(test_labels), trusted_labels=trusted)
-    specs = ["vog", "vog[norm=z]", "vog[norm=abs-z]"]
-    table, _ = train_and_probe(inputs, labels, [registry.create(s) for s in specs], extra_splits={"test": test})
-    raw_train, raw_test = table["train"]["vog"], table["test"]["vog"]
-    # The class of a test example: its label, or without trusted labels the final model's prediction.
+    raw, z, abs_z = (registry.create(f"vog[norm={norm},label={label}]") for norm in ("none", "z", "abs-z"))
+    table, _ = train_and_probe(inputs, labels, [raw, z, abs_z], extra_splits={"test": test})
+    raw_train, raw_test = table["train"][raw.spec], table["test"][raw.spec]
+    # The class of a test example: its label, or without trusted labels the final model's prediction
+    # (for label=checkpoint, the prediction at the last checkpoint: the same).
     test_classes = test_labels if trusted else table["test"]["pred"]
     expected = np.empty_like(raw_test)
     for cls in (0, 1):
         reference = raw_train[labels == cls]
         assert reference.std() > 0
         expected[test_classes == cls] = (raw_test[test_classes == cls] - reference.mean()) / reference.std()
-    np.testing.assert_allclose(table["test"]["vog[norm=z]"], expected, rtol=1e-9)
-    np.testing.assert_allclose(table["test"]["vog[norm=abs-z]"], np.abs(expected), rtol=1e-9)
+    np.testing.assert_allclose(table["test"][z.spec], expected, rtol=1e-9)
+    np.testing.assert_allclose(table["test"][abs_z.spec], np.abs(expected), rtol=1e-9)
 
 
 def test_toy_blobs_vog_is_highest_near_the_decision_boundary(two_blobs):
