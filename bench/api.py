@@ -161,6 +161,9 @@ class DynamicsScorer(Scorer):
     def scores(self, split: str) -> np.ndarray:
         """One score per example of the split, higher = harder / more anomalous."""
 
+    def close(self, split: str) -> None:
+        """The split has been observed at every checkpoint: free what ``scores`` will not need (optional)."""
+
 
 class SummedScorer(DynamicsScorer):
     """A score that adds up one value per example at each checkpoint it observes.

@@ -125,8 +125,8 @@ class Probe:
             ])
         model.train(was_training)
 
-    def observe(self, model: nn.Module, checkpoint: Checkpoint) -> None:
-        """One pass over every split with the model as it is at ``checkpoint``."""
+    def observe(self, model: nn.Module, checkpoint: Checkpoint, splits: list[str] | None = None) -> None:
+        """One pass over every split (or over ``splits``) with the model as it is at ``checkpoint``."""
         active = self._active(self.dynamics, checkpoint)
         needs = set().union(*(s.needs for s in active))
         if needs & FINAL_TARGET_SIGNALS and self.final_targets is None:
@@ -141,14 +141,21 @@ class Probe:
         for parameter in trainable:  # the input gradient alone is wanted; weight gradients would cost a third more
             parameter.requires_grad_(False)
         try:
-            self._pass(model, checkpoint, active, needs, feature_spaces)
+            self._pass(model, checkpoint, active, needs, feature_spaces, splits or list(self.splits))
         finally:
             for parameter in trainable:
                 parameter.requires_grad_(True)
             model.train(was_training)
 
-    def _pass(self, model: nn.Module, checkpoint: Checkpoint, active: list, needs: set[str], feature_spaces: set[str]) -> None:
-        for name, split in self.splits.items():
+    def close(self, split: str) -> None:
+        """``split`` has been observed at every checkpoint: the scorers may free what their scores do not need."""
+        for scorer in self._active(self.dynamics):
+            self._call(scorer, scorer.close, split)
+
+    def _pass(self, model: nn.Module, checkpoint: Checkpoint, active: list, needs: set[str], feature_spaces: set[str],
+              names: list[str]) -> None:
+        for name in names:
+            split = self.splits[name]
             predictions, features = [], {space: [] for space in feature_spaces}
             for start in range(0, len(split), self.batch_size):
                 batch = self._signals(model, name, split, start, needs | feature_spaces)

@@ -158,10 +158,14 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
     if probe.needs_final_model:
         model.load_state_dict(as_state(states[-1]))
         probe.use_final_model(model)
-    for checkpoint, state in zip(tqdm(checkpoints_of(training), desc=f"{description}: probing", unit="checkpoint",
-                                      disable=not progress, file=sys.stderr), states):
-        model.load_state_dict(as_state(state))
-        probe.observe(model, checkpoint)
+    with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="checkpoint",
+              disable=not progress, file=sys.stderr) as bar:
+        for name in splits:  # one split at a time: the running states of one split are in memory at once
+            for checkpoint, state in zip(checkpoints_of(training), states):
+                model.load_state_dict(as_state(state))
+                probe.observe(model, checkpoint, [name])
+                bar.update()
+            probe.close(name)
     seconds["probe"] = time.perf_counter() - started
     started = time.perf_counter()
     columns = probe.finish()

@@ -96,8 +96,16 @@ class VoG(DynamicsScorer):
         classes = batch.target if self.label == "checkpoint" else batch.final_target
         state["cls"][batch.index.cpu().numpy()] = classes.cpu().numpy()
 
+    def close(self, split: str) -> None:
+        """Keep raw VoG alone: the per-pixel state is 16 bytes per pixel of every example."""
+        state = self._state[split]
+        state["raw"] = self._raw(split)
+        state["mean"] = state["m2"] = None
+
     def _raw(self, split: str) -> np.ndarray:
         state = self._state[split]
+        if "raw" in state:
+            return state["raw"]
         return (state["m2"] / len(state["seen"])).sqrt().mean(dim=1).cpu().numpy()
 
     def scores(self, split: str) -> np.ndarray:

@@ -21,8 +21,9 @@ class Linear(Classifier):
         self.head = nn.Linear(dim, classes)
 
 
-def probe_linear_checkpoints(weights, biases, splits, scorers):
-    """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]."""
+def probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_time=False):
+    """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]: every split
+    at each checkpoint, or (as the runner does) every checkpoint for each split."""
     model = Linear(weights.shape[2], weights.shape[1])
 
     def load(k):
@@ -34,9 +35,12 @@ def probe_linear_checkpoints(weights, biases, splits, scorers):
     if probe.needs_final_model:
         load(-1)
         probe.use_final_model(model)
-    for k in range(len(weights)):
-        load(k)
-        probe.observe(model, Checkpoint(index=k, epoch=k + 1, total=len(weights)))
+    for names in ([[name] for name in splits] if one_split_at_a_time else [list(splits)]):
+        for k in range(len(weights)):
+            load(k)
+            probe.observe(model, Checkpoint(index=k, epoch=k + 1, total=len(weights)), names)
+        if one_split_at_a_time:
+            probe.close(names[0])
     return probe.finish()
 
 
@@ -169,3 +173,17 @@ def test_toy_blobs_vog_is_highest_near_the_decision_boundary(two_blobs):
     assert rho < -0.8
     nearest, farthest = np.argsort(distance_to_boundary)[:50], np.argsort(distance_to_boundary)[-50:]
     assert table["train"]["vog[target=prob]"][nearest].min() > table["train"]["vog[target=prob]"][farthest].max()
+
+
+def test_probing_one_split_at_a_time_gives_the_same_scores_and_frees_the_pixel_state(linear_case):
+    weights, biases, inputs, labels = linear_case
+    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
+              "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
+    specs = ["vog", "vog[norm=z]", "vog[window=late,label=final]"]
+    together = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in specs])
+    scorers = [registry.create(s) for s in specs]
+    split_by_split = probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_time=True)
+    assert all(scorers[0]._state[name]["m2"] is None for name in splits)
+    for name in splits:
+        for spec in specs:
+            assert split_by_split[name][spec].tobytes() == together[name][spec].tobytes(), (name, spec)
