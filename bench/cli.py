@@ -75,6 +75,15 @@ examples:
 every task and split that has it; "worse" means lower, except for fpr95, welch_p and
 runs_for_0.9, where it means higher. Exit status: 0 fine, 1 a drop, 2 an error."""
 
+MERGE_DESCRIPTION = """\
+Stack leaderboards into one CSV, e.g. the two label modes of one study, or several datasets:
+every row is kept as it is, with its provenance; a row measured in two of the files (the same
+dataset, model, task, split, scorer, label mode, seed and metric) is an error.
+
+example:
+  bench merge results/vog-protocol/leaderboard.csv results/vog-protocol-true/leaderboard.csv \\
+      --out vog-protocol.csv"""
+
 REPORT_DESCRIPTION = """\
 Write one self-contained HTML file (images inline, no server needed) from a results folder:
 the summary tables, an AUROC heatmap of scorer x corruption, test error by score decile,
@@ -173,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit 1 if METRIC gets worse by more than TOL on any row over all seeds; repeatable")
     compare.add_argument("--all", action="store_true", help="every joined row, not only the headline metrics")
 
+    merge = commands.add_parser("merge", help="stack leaderboards of different protocols into one CSV",
+                                description=MERGE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    merge.add_argument("csvs", type=Path, nargs="+", metavar="FILE.csv", help="leaderboards written by `bench run`")
+    merge.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="the merged leaderboard to write")
+
     report = commands.add_parser("report", help="write a self-contained HTML report of a results folder",
                                  description=REPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("results", type=Path, metavar="RESULTS_DIR", help="a folder written by `bench run --out`")
@@ -250,6 +264,15 @@ def command_compare(args: argparse.Namespace) -> int:
     return 1
 
 
+def command_merge(args: argparse.Namespace) -> int:
+    from bench.leaderboard import merge, read_csv, write_csv
+
+    merged = merge([(str(path), read_csv(path)) for path in args.csvs])
+    write_csv(merged, args.out)
+    print(f"wrote {args.out}: {len(merged)} rows from {len(args.csvs)} files")
+    return 0
+
+
 def command_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
@@ -321,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     try:
-        commands = {"run": command_run, "show": command_show, "compare": command_compare, "report": command_report,
+        commands = {"run": command_run, "show": command_show, "compare": command_compare, "merge": command_merge,
+                    "report": command_report,
                     "data": command_data, "list": command_list}
         return commands[args.command](args)
     except BenchError as error:

@@ -91,7 +91,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}; `bench run` writes one as <out>/leaderboard.csv")
     try:
-        board = pd.read_csv(path, dtype={"seed": str, "note": str}, keep_default_na=False, na_values=[""])
+        board = pd.read_csv(path, dtype={**dict.fromkeys(KEYS, str), "note": str}, keep_default_na=False,
+                            na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as error:
         raise BenchError(f"{path} is not a readable CSV ({error}); is it a leaderboard written by `bench run`?") from None
     missing = [column for column in KEYS + ["value"] if column not in board.columns]
@@ -266,6 +267,24 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, tolerances: dict[str, float]) -> C
     tolerance = checked.metric.map(tolerances)
     worse = (checked.delta * direction < -tolerance) | (checked.value_a.notna() & checked.value_b.isna())
     return Comparison(joined, sorted(protocols_a - protocols_b), sorted(protocols_b - protocols_a), checked[worse])
+
+
+def merge(boards: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Stack leaderboards ((name, board) pairs) into one, e.g. the runs of one study in two label modes.
+
+    A measurement present in two of them (the same keys) is refused: the merged file must hold
+    one value per key, and which of the two is meant cannot be guessed.
+    """
+    stacked = pd.concat([board.assign(_source=name) for name, board in boards], ignore_index=True)
+    repeated = stacked[stacked.duplicated(KEYS, keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise BenchError(
+            f"{len(repeated.drop_duplicates(KEYS))} measurements are in more than one file, e.g. {' / '.join(str(first[k]) for k in KEYS)} "
+            f"in {' and '.join(sorted(set(repeated[(repeated[KEYS] == first[KEYS]).all(axis=1)]._source)))}; "
+            "merge leaderboards of different protocols or scorers only (`bench compare` joins the same rows)"
+        )
+    return stacked.drop(columns="_source")
 
 
 def headline_rows(joined: pd.DataFrame) -> pd.DataFrame:

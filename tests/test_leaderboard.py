@@ -99,3 +99,18 @@ def test_read_csv_names_the_problem(tmp_path):
     wrong.write_text("a,b\n1,2\n")
     with pytest.raises(BenchError, match="not a bench leaderboard: it has no column dataset"):
         read_csv(wrong)
+
+
+def test_merge_stacks_label_modes_and_refuses_a_row_measured_twice(tmp_path, capsys):
+    predicted = write(tmp_path, "predicted.csv", board(BASE))
+    oracle = write(tmp_path, "true.csv", board(BASE, label_mode="true"))
+    out = tmp_path / "merged.csv"
+    assert main(["merge", str(predicted), str(oracle), "--out", str(out)]) == 0
+    merged = read_csv(out)
+    assert len(merged) == 2 * len(BASE)
+    for mode, path in (("predicted", predicted), ("true", oracle)):
+        pd.testing.assert_frame_equal(merged[merged.label_mode == mode].reset_index(drop=True), read_csv(path))
+    assert main(["merge", str(predicted), str(predicted), "--out", str(tmp_path / "twice.csv")]) == 2
+    error = capsys.readouterr().err
+    assert "7 measurements are in more than one file" in error and "predicted.csv" in error
+    assert not (tmp_path / "twice.csv").exists()
