@@ -120,6 +120,11 @@ class Scorer(ABC):
         changed = [f"{k}={spec_value(v)}" for k, v in self.params.items() if v != self.defaults()[k]]
         return f"{self.name}[{','.join(changed)}]" if changed else self.name
 
+    @property
+    def full_spec(self) -> str:
+        """``name`` plus every parameter, defaults included: the same scorer whatever the defaults of the day."""
+        return f"{self.name}[{','.join(f'{k}={spec_value(v)}' for k, v in self.params.items())}]" if self.params else self.name
+
 
 class DynamicsScorer(Scorer):
     """A scorer that observes the model at checkpoints during training.

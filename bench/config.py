@@ -91,12 +91,13 @@ class RunConfig:
             **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
         }
 
-    def unit_config(self, scorer_specs: list[str], data_source: str) -> dict[str, Any]:
-        """What a unit's scores depend on, apart from the seed: the training, the label mode and the scorers."""
-        return {**self.training_config(data_source), "label_mode": self.label_mode, "scorers": sorted(scorer_specs)}
+    def unit_config(self, scorers: dict[str, str], data_source: str) -> dict[str, Any]:
+        """What a unit's scores depend on, apart from the seed: the training, the label mode and the
+        scorers (spec -> full spec, every parameter named: a changed default is another scorer)."""
+        return {**self.training_config(data_source), "label_mode": self.label_mode, "scorers": dict(sorted(scorers.items()))}
 
-    def config_hash(self, scorer_specs: list[str], data_source: str) -> str:
-        return digest(self.unit_config(scorer_specs, data_source))
+    def config_hash(self, scorers: dict[str, str], data_source: str) -> str:
+        return digest(self.unit_config(scorers, data_source))
 
     def training_hash(self, data_source: str) -> str:
         return digest(self.training_config(data_source))

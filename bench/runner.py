@@ -61,6 +61,11 @@ def scorer_specs(config: RunConfig) -> list[str]:
     return list(dict.fromkeys(registry.create(spec).spec for spec in names))
 
 
+def full_specs(specs: list[str]) -> dict[str, str]:
+    """Spec -> full spec (every parameter named): what identifies a score across runs and defaults."""
+    return {spec: registry.create(spec).full_spec for spec in specs}
+
+
 def _stem(config: RunConfig, dataset: str, seed: int, suffix: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}_{config.model}_seed{seed}_{suffix}")
 
@@ -91,18 +96,28 @@ def model_free_columns(table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
 
 def reusable_columns(config: RunConfig, specs: list[str], dataset: Dataset, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Columns of ``specs`` (spec -> split -> scores) that units of other runs computed for this seed
-    under the same training and label mode: a changed scorer list recomputes only what is new."""
-    context = {key: value for key, value in config.unit_config(specs, dataset.source).items() if key != "scorers"}
+    under the same training and label mode, found by full spec: a changed scorer list recomputes
+    only what is new, and a changed default only the scorers whose parameters it changes."""
+    wanted_specs = {full: spec for spec, full in full_specs(specs).items()}  # full spec -> spec in this run
+    context = {key: value for key, value in config.unit_config({}, dataset.source).items() if key != "scorers"}
     found: dict[str, dict[str, np.ndarray]] = {}
 
-    def wanted(meta: dict) -> set[str]:
+    def recorded(meta: dict) -> dict[str, str]:
+        """Spec -> full spec of a unit's scores, if they are of this training and label mode (units written
+        before full specs were recorded name their scorers by spec alone, which a changed default makes
+        ambiguous: they are not reused)."""
         same = {key: value for key, value in meta["config"].items() if key != "scorers"} == context
-        return set(specs) - set(found) - set(meta["failures"]) if same else set()
+        scorers = meta["config"]["scorers"]
+        return scorers if same and isinstance(scorers, dict) else {}
+
+    def wanted(meta: dict) -> set[str]:
+        return {spec for spec, full in recorded(meta).items()
+                if wanted_specs.get(full) not in found and full in wanted_specs and spec not in meta["failures"]}
 
     for path in sorted((config.out_dir / "units").glob(f"{_stem(config, dataset.name, seed, '')}*.npz")):
         table = readable(lambda path: ScoreTable.load(path, wanted), path)
         for spec, columns in (table.columns() if table else {}).items():
-            found.setdefault(spec, columns)
+            found.setdefault(wanted_specs[recorded(table.meta)[spec]], columns)
     return found
 
 
@@ -223,7 +238,7 @@ def unit_meta(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, 
         "seed": seed,
         "label_mode": config.label_mode,
         "config_hash": config_hash,
-        "config": config.unit_config(specs, dataset.source),
+        "config": config.unit_config(full_specs(specs), dataset.source),
         "scorers": specs,
         "failures": failures,
         "reused": reused,
@@ -263,7 +278,7 @@ def run(config: RunConfig, progress: bool = True, executor: str = "local", ray_a
     device = resolve_device(config.device)
     check_writable(config.out_dir)
     dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
-    config_hash = config.config_hash(specs, dataset.source)
+    config_hash = config.config_hash(full_specs(specs), dataset.source)
     paths = {seed: unit_path(config, dataset.name, seed, config_hash) for seed in config.seeds}
     tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
     if progress:

@@ -49,3 +49,25 @@ def test_units_of_another_training_or_label_mode_are_not_reused(tmp_path):
     units = [ScoreTable.load(path) for path in (out / "units").glob("*.npz")]
     assert len(units) == 3 and not any(table.meta["reused"] for table in units)
     assert len(list((out / "checkpoints").glob("*.npz"))) == 2  # the label mode does not change the training
+
+
+def test_a_changed_default_reuses_scores_by_their_full_parameters(tmp_path, monkeypatch):
+    from scorers.vog import VoG
+
+    out = tmp_path / "out"
+    assert main([*RUN, "--scorers", "vog[norm=none|z]", "--out", str(out)]) == 0
+    before = unit(out, ["vog", "vog[norm=z]"])
+    monkeypatch.setattr(VoG.__init__, "__defaults__", ("all", "z", "logit", "checkpoint"))  # the default is now norm=z
+    assert runner.registry.create("vog").full_spec == "vog[window=all,norm=z,target=logit,label=checkpoint]"
+
+    def nothing_computed(*_, **__):
+        raise AssertionError("a score was computed again")
+
+    monkeypatch.setattr(runner, "train", nothing_computed)
+    monkeypatch.setattr(VoG, "update", nothing_computed)
+    assert main([*RUN, "--scorers", "vog[norm=none|z]", "--out", str(out)]) == 0
+    after = unit(out, ["vog[norm=none]", "vog"])
+    assert after.meta["reused"] == ["vog", "vog[norm=none]"]
+    for split, columns in after.splits.items():
+        assert columns["vog"].tobytes() == before.splits[split]["vog[norm=z]"].tobytes()
+        assert columns["vog[norm=none]"].tobytes() == before.splits[split]["vog"].tobytes()

@@ -45,11 +45,12 @@ def test_unknown_preset_lists_the_available_ones():
 
 def test_config_hash_ignores_seeds_and_output_but_not_training():
     base = RunConfig()
-    specs, source = ["vog"], "digits"
+    specs, source = {"vog": "vog[window=all,norm=none]"}, "digits"
     assert base.config_hash(specs, source) == RunConfig(seeds=[5], out="elsewhere", device="cpu").config_hash(specs, source)
     assert base.config_hash(specs, source) != RunConfig(epochs=3).config_hash(specs, source)
     assert base.config_hash(specs, source) != RunConfig(label_noise=0.1).config_hash(specs, source)
-    assert base.config_hash(specs, source) != base.config_hash(["vog[norm=z]"], source)
+    assert base.config_hash(specs, source) != base.config_hash({"vog[norm=z]": "vog[window=all,norm=z]"}, source)
+    assert base.config_hash(specs, source) != base.config_hash({"vog": "vog[window=all,norm=z]"}, source)  # a new default
     assert base.config_hash(specs, source) != base.config_hash(specs, "other data")
 
 
