@@ -134,7 +134,7 @@ def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
     pairs = window_pairs(list(dict.fromkeys(rows.scorer)))
     if not pairs:
         return _note("needs a scorer run with window=early and window=late, e.g. --scorers "
-                     "vog,vog[window=early],vog[window=late]")
+                     "vog,vog[window=early] (VoG's default window is late)")
     plt = _plt()
     figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.2), squeeze=False)
     for ax, (early, late) in zip(axes[0], pairs):

@@ -21,6 +21,13 @@ OoD splits in the predicted label mode): the class predicted at each checkpoint,
 the final model predicts, the same at every checkpoint. Labelled splits use their labels.
 
 The running state depends on window, target and label only: a grid over ``norm`` keeps one.
+
+The defaults (last 3 checkpoints, the softmax probability's gradient, the class predicted at
+each checkpoint, no normalisation) are the variant with the highest mean AUROC on MNIST-C in
+the VoG protocol study (``bench run --preset vog-protocol``; README): 82.4 ± 10.2 over the 15
+corruptions against the paper's 85.42 ± 10.28, where the paper's logit target gives at best
+69.4. The last 3 checkpoints are also what the paper calls sufficient, and cost a third of
+all 10.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ class VoG(DynamicsScorer):
     reference = "Agarwal, D'souza & Hooker, CVPR 2022 (arXiv 2008.11600); VoG row of Table 1"
     state_params = ("window", "target", "label")
 
-    def __init__(self, window: str = "all", norm: str = "none", target: str = "logit", label: str = "checkpoint") -> None:
+    def __init__(self, window: str = "late", norm: str = "none", target: str = "prob", label: str = "checkpoint") -> None:
         for parameter, value, allowed in (("window", window, WINDOWS), ("norm", norm, NORMS), ("target", target, TARGETS),
                                           ("label", label, LABELS)):
             if value not in allowed:

@@ -57,8 +57,9 @@ def test_a_changed_default_reuses_scores_by_their_full_parameters(tmp_path, monk
     out = tmp_path / "out"
     assert main([*RUN, "--scorers", "vog[norm=none|z]", "--out", str(out)]) == 0
     before = unit(out, ["vog", "vog[norm=z]"])
-    monkeypatch.setattr(VoG.__init__, "__defaults__", ("all", "z", "logit", "checkpoint"))  # the default is now norm=z
-    assert runner.registry.create("vog").full_spec == "vog[window=all,norm=z,target=logit,label=checkpoint]"
+    window, _, target, label = VoG.__init__.__defaults__
+    monkeypatch.setattr(VoG.__init__, "__defaults__", (window, "z", target, label))  # the default is now norm=z
+    assert runner.registry.create("vog").full_spec == f"vog[window={window},norm=z,target={target},label={label}]"
 
     def nothing_computed(*_, **__):
         raise AssertionError("a score was computed again")

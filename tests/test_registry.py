@@ -30,7 +30,7 @@ def test_none_is_none_only_for_parameters_that_are_not_strings():
 
 def test_spec_names_only_non_default_parameters_in_constructor_order():
     assert registry.create("vog[norm=none]").spec == "vog"
-    assert registry.create("vog[target=prob,norm=z]").spec == "vog[norm=z,target=prob]"
+    assert registry.create("vog[target=logit,norm=z]").spec == "vog[norm=z,target=logit]"
 
 
 def test_unknown_scorer_suggests_the_closest_names():
@@ -39,7 +39,7 @@ def test_unknown_scorer_suggests_the_closest_names():
 
 
 def test_unknown_parameter_lists_the_allowed_ones():
-    with pytest.raises(BenchError, match=r"no parameter windows.*window='all', norm='none'"):
+    with pytest.raises(BenchError, match=r"no parameter windows.*window='late', norm='none'"):
         registry.create("vog[windows=late]")
 
 
@@ -119,8 +119,8 @@ def test_a_grid_spec_expands_into_every_combination_named_by_its_non_default_par
     grid = "vog[window=early|late|all,norm=none|z|abs-z]"
     specs = scorer_specs(RunConfig(scorers=[grid, "loss"]))
     assert len(specs) == 10 and specs[-1] == "loss"
-    assert specs[:4] == ["vog[window=early]", "vog[window=early,norm=z]", "vog[window=early,norm=abs-z]", "vog[window=late]"]
-    assert "vog" in specs and "vog[norm=abs-z]" in specs  # window=all, the default, is not named
+    assert specs[:4] == ["vog[window=early]", "vog[window=early,norm=z]", "vog[window=early,norm=abs-z]", "vog"]
+    assert "vog[window=all]" in specs and "vog[norm=abs-z]" in specs  # window=late, the default, is not named
     from_cli = scorer_specs(RunConfig(scorers=registry.split_specs(f"{grid},loss")))
     config = tmp_path / "grid.toml"
     config.write_text(f'scorers = ["{grid}", "loss"]\n')

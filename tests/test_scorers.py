@@ -119,7 +119,7 @@ def test_grand_falls_back_to_vmap_for_layers_it_cannot_read():
     torch.testing.assert_close(norms, torch.stack([autograd_norm(model, xi, yi) for xi, yi in zip(x, y)]))
 
 
-BOUNDARY_SCORERS = ["vog[target=prob]", "el2n", "loss", "margin", "aum"]
+BOUNDARY_SCORERS = ["vog[window=all]", "el2n", "loss", "margin", "aum"]
 
 
 def test_scores_rank_the_points_nearest_the_boundary_highest(two_blobs):

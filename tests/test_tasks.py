@@ -122,7 +122,10 @@ def test_difficulty_ratio_is_top_over_bottom_decile():
     assert value(difficulty([table]), "s", "error_ratio", seed="0").value == pytest.approx(3.0)
 
 
-def test_early_late_flip_pairs_only_equal_parameters():
+def test_early_late_flip_pairs_only_equal_parameters(monkeypatch):
+    from scorers.vog import VoG
+
+    monkeypatch.setattr(VoG.__init__, "__defaults__", ("all", "none", "logit", "checkpoint"))
     specs = ["vog", "vog[window=early]", "vog[window=late]", "vog[norm=z,window=early]",
              "vog[norm=z,window=late]", "loss[window=early]"]
     assert window_pairs(specs) == [("vog[window=early]", "vog[window=late]"),
@@ -130,6 +133,9 @@ def test_early_late_flip_pairs_only_equal_parameters():
     board = difficulty([difficulty_table(0), difficulty_table(1)])
     assert value(board, "vog[window=early] vs vog[window=late]", "early_late_flip").value == 1.0
     assert value(board, "vog[norm=z,window=early] vs vog[norm=z,window=late]", "early_late_flip").value == 0.0
+    # With a default window of late, the late spec names no window.
+    monkeypatch.setattr(VoG.__init__, "__defaults__", ("late", "none", "logit", "checkpoint"))
+    assert window_pairs(["vog", "vog[window=early]", "vog[window=all]"]) == [("vog[window=early]", "vog")]
 
 
 # ---------- consistency ----------

@@ -44,6 +44,12 @@ def probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_ti
     return probe.finish()
 
 
+def logit_vog(**params):
+    """VoG of the logit's gradient over every checkpoint unless told otherwise: the closed forms here are for it."""
+    params = {"window": "all", "target": "logit", **params}
+    return registry.create(f"vog[{','.join(f'{key}={value}' for key, value in params.items())}]")
+
+
 def predicted_classes(weights, biases, inputs):
     """(checkpoints, n): the class a linear model predicts for each input at each checkpoint."""
     return np.argmax(np.einsum("kcd,nd->knc", weights, inputs) + biases[:, None, :], axis=2)
@@ -63,40 +69,44 @@ def linear_case():
 def test_vog_of_a_linear_model_is_the_std_of_the_weight_rows(linear_case):
     weights, biases, inputs, labels = linear_case
     split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
-    table = probe_linear_checkpoints(weights, biases, {"train": split}, [registry.create("vog")])
+    vog = logit_vog()
+    table = probe_linear_checkpoints(weights, biases, {"train": split}, [vog])
     # Gradient of logit y is w_y at every checkpoint: VoG = mean over pixels of the population std over checkpoints.
     expected = weights[:, labels, :].std(axis=0, ddof=0).mean(axis=1)
-    np.testing.assert_allclose(table["train"]["vog"], expected, rtol=1e-5)
+    np.testing.assert_allclose(table["train"][vog.spec], expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("window, checkpoints", [("early", slice(0, 3)), ("late", slice(-3, None))])
 def test_vog_windows_use_the_first_or_last_three_checkpoints(linear_case, window, checkpoints):
     weights, biases, inputs, labels = linear_case
     split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
-    table = probe_linear_checkpoints(weights, biases, {"train": split}, [registry.create(f"vog[window={window}]")])
+    vog = logit_vog(window=window)
+    table = probe_linear_checkpoints(weights, biases, {"train": split}, [vog])
     expected = weights[checkpoints][:, labels, :].std(axis=0).mean(axis=1)
-    np.testing.assert_allclose(table["train"][f"vog[window={window}]"], expected, rtol=1e-5)
+    np.testing.assert_allclose(table["train"][vog.spec], expected, rtol=1e-5)
 
 
 def test_vog_with_predicted_labels_follows_the_argmax_at_each_checkpoint(linear_case):
     weights, biases, inputs, labels = linear_case
     train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
     unlabeled = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
-    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [registry.create("vog")])
+    vog = logit_vog()
+    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [vog])
     predicted = predicted_classes(weights, biases, inputs)  # (k, n)
     assert (predicted != predicted[-1]).any()  # the case tells the two label sources apart
     rows = weights[np.arange(len(weights))[:, None], predicted]  # (k, n, d): w of the predicted class
-    np.testing.assert_allclose(table["ood"]["vog"], rows.std(axis=0).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(table["ood"][vog.spec], rows.std(axis=0).mean(axis=1), rtol=1e-5)
 
 
 def test_vog_with_the_final_label_follows_the_final_models_class_at_every_checkpoint(linear_case):
     weights, biases, inputs, labels = linear_case
     train = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)
     unlabeled = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
-    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [registry.create("vog[label=final]")])
+    vog = logit_vog(label="final")
+    table = probe_linear_checkpoints(weights, biases, {"train": train, "ood": unlabeled}, [vog])
     final = predicted_classes(weights, biases, inputs)[-1]
-    np.testing.assert_allclose(table["ood"]["vog[label=final]"], weights[:, final, :].std(axis=0).mean(axis=1), rtol=1e-5)
-    np.testing.assert_allclose(table["train"]["vog[label=final]"], weights[:, labels, :].std(axis=0).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(table["ood"][vog.spec], weights[:, final, :].std(axis=0).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(table["train"][vog.spec], weights[:, labels, :].std(axis=0).mean(axis=1), rtol=1e-5)
 
 
 def test_a_final_label_signal_needs_the_final_model_first(linear_case):
@@ -114,7 +124,7 @@ def test_a_grid_over_norm_keeps_one_running_state_and_equals_each_variant_alone(
               "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
     scorers = [registry.create(spec) for spec in registry.expand_grid("vog[norm=none|z|abs-z|split-z|split-abs-z,window=all|late]")]
     probe = Probe(splits, scorers, (weights.shape[2],))
-    assert [s.spec for s in probe.dynamics] == ["vog", "vog[window=late]"]  # one state per window
+    assert [s.spec for s in probe.dynamics] == ["vog[window=all]", "vog"]  # one state per window
     together = probe_linear_checkpoints(weights, biases, splits, scorers)
     for scorer in scorers:
         alone = probe_linear_checkpoints(weights, biases, splits, [registry.create(scorer.spec)])
@@ -127,14 +137,14 @@ def test_split_normalisation_uses_the_scored_splits_own_class_statistics(linear_
     weights, biases, inputs, labels = linear_case
     splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
               "ood": ProbeSplit(torch.as_tensor(2 * inputs), torch.as_tensor(labels), trusted_labels=False)}
-    specs = ["vog", "vog[norm=split-z]", "vog[norm=split-abs-z]"]
-    table = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in specs])
-    raw, classes = table["ood"]["vog"], predicted_classes(weights, biases, 2 * inputs)[-1]
-    expected = np.array([(raw[i] - raw[classes == c].mean()) / raw[classes == c].std() for i, c in enumerate(classes)])
-    np.testing.assert_allclose(table["ood"]["vog[norm=split-z]"], expected, rtol=1e-9)
-    np.testing.assert_allclose(table["ood"]["vog[norm=split-abs-z]"], np.abs(expected), rtol=1e-9)
+    raw, z, abs_z = (logit_vog(norm=norm).spec for norm in ("none", "split-z", "split-abs-z"))
+    table = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in (raw, z, abs_z)])
+    scores, classes = table["ood"][raw], predicted_classes(weights, biases, 2 * inputs)[-1]
+    expected = np.array([(scores[i] - scores[classes == c].mean()) / scores[classes == c].std() for i, c in enumerate(classes)])
+    np.testing.assert_allclose(table["ood"][z], expected, rtol=1e-9)
+    np.testing.assert_allclose(table["ood"][abs_z], np.abs(expected), rtol=1e-9)
     for c in np.unique(classes):  # within each class the split's own z-scores are standardised
-        assert abs(table["ood"]["vog[norm=split-z]"][classes == c].mean()) < 1e-9
+        assert abs(table["ood"][z][classes == c].mean()) < 1e-9
 
 
 @pytest.mark.parametrize("trusted, label", [(True, "checkpoint"), (False, "checkpoint"), (False, "final")])
@@ -144,7 +154,7 @@ def test_class_normalisation_uses_training_statistics_per_class(two_blobs, trust
     test_labels = rng.integers(0, 2, 200)
     test_inputs = (np.array([[-1.5, 0.0], [1.5, 0.0]])[test_labels] + rng.normal(size=(200, 2))).astype(np.float32)
     test = ProbeSplit(torch.as_tensor(test_inputs), torch.as_tensor(test_labels), trusted_labels=trusted)
-    raw, z, abs_z = (registry.create(f"vog[norm={norm},label={label}]") for norm in ("none", "z", "abs-z"))
+    raw, z, abs_z = (logit_vog(norm=norm, label=label) for norm in ("none", "z", "abs-z"))
     table, _ = train_and_probe(inputs, labels, [raw, z, abs_z], extra_splits={"test": test})
     raw_train, raw_test = table["train"][raw.spec], table["test"][raw.spec]
     # The class of a test example: its label, or without trusted labels the final model's prediction
@@ -167,19 +177,20 @@ def test_toy_blobs_vog_is_highest_near_the_decision_boundary(two_blobs):
     the boundary.)
     """
     inputs, labels = two_blobs
-    table, _ = train_and_probe(inputs, labels, [registry.create("vog[target=prob]")])
+    vog = registry.create("vog[window=all,target=prob]")
+    table, _ = train_and_probe(inputs, labels, [vog])
     distance_to_boundary = np.abs(inputs[:, 0])
-    rho = spearmanr(table["train"]["vog[target=prob]"], distance_to_boundary).statistic
+    rho = spearmanr(table["train"][vog.spec], distance_to_boundary).statistic
     assert rho < -0.8
     nearest, farthest = np.argsort(distance_to_boundary)[:50], np.argsort(distance_to_boundary)[-50:]
-    assert table["train"]["vog[target=prob]"][nearest].min() > table["train"]["vog[target=prob]"][farthest].max()
+    assert table["train"][vog.spec][nearest].min() > table["train"][vog.spec][farthest].max()
 
 
 def test_probing_one_split_at_a_time_gives_the_same_scores_and_frees_the_pixel_state(linear_case):
     weights, biases, inputs, labels = linear_case
     splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
               "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
-    specs = ["vog", "vog[norm=z]", "vog[window=late,label=final]"]
+    specs = ["vog[window=all]", "vog[window=all,norm=z]", "vog[target=logit,label=final]"]
     together = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in specs])
     scorers = [registry.create(s) for s in specs]
     split_by_split = probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_time=True)

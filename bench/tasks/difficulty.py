@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from bench.metrics import auroc, unusable
-from bench.registry import parse_spec
+from bench import registry
 from bench.results import ScoreTable
 from bench.tasks.rows import metric_rows, scorer_scores, unit_keys, with_seed_means
 
@@ -62,8 +62,15 @@ def difficulty_metrics(scores: np.ndarray, wrong: np.ndarray) -> tuple[dict[str,
 
 
 def window_pairs(specs: list[str]) -> list[tuple[str, str]]:
-    """(early spec, late spec) for each scorer run with window=early and window=late, other parameters equal."""
-    parsed = {spec: parse_spec(spec) for spec in specs}
+    """(early spec, late spec) for each scorer run with window=early and window=late, other parameters
+    equal, defaults included (a default window of late is named in neither spec)."""
+    known = registry.available()
+
+    def parameters(spec: str) -> tuple[str, dict]:
+        name, params = registry.parse_spec(spec)
+        return name, {**(known[name].defaults() if name in known else {}), **params}
+
+    parsed = {spec: parameters(spec) for spec in specs}
     pairs = []
     for early, (name, params) in parsed.items():
         if params.get("window") == "early":
