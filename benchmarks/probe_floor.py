@@ -22,7 +22,8 @@ BATCH = 256
 
 def run() -> None:
     model, images, labels = lenet_and_data(N)
-    probe = Probe({"train": ProbeSplit(images, labels, trusted_labels=True)}, [VoG()], INPUT_SHAPE, batch_size=BATCH)
+    vog = VoG(window="all", target="logit")  # the paper's formula, as in the figures quoted before VoG's default changed
+    probe = Probe({"train": ProbeSplit(images, labels, trusted_labels=True)}, [vog], INPUT_SHAPE, batch_size=BATCH)
     middle = Checkpoint(index=1, epoch=2, total=3)  # not the last: no predictions or detector features
 
     def forward_backward() -> None:

@@ -23,7 +23,7 @@ from benchmarks.common import INPUT_SHAPE, lenet_and_data
 from scorers.vog import VoG
 checkpoints, n = int(sys.argv[1]), int(sys.argv[2])
 model, images, labels = lenet_and_data(n)
-vog = VoG()
+vog = VoG(window="all", target="logit")  # every checkpoint observed
 probe = Probe({"train": ProbeSplit(images, labels, trusted_labels=True)}, [vog], INPUT_SHAPE)
 for index in range(checkpoints):
     probe.observe(model, Checkpoint(index=index, epoch=index + 1, total=checkpoints))
