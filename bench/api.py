@@ -59,8 +59,8 @@ class Batch:
     ``target`` is the class every label-dependent signal refers to: the split's label when
     labels are trusted (the training split, or any split in the oracle label mode), otherwise
     the class the model predicts at this checkpoint. ``final_target`` is the same with the
-    prediction of the final model instead (the last checkpoint's), fixed for the whole
-    training; it is given only when a scorer needs a signal of ``FINAL_TARGET_SIGNALS``.
+    final model's prediction instead (the last checkpoint's), the same at every checkpoint;
+    it is given only when a scorer needs a signal of ``FINAL_TARGET_SIGNALS``.
     """
 
     split: str

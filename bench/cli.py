@@ -36,6 +36,7 @@ examples:
   bench run --config my-study.toml --out results/my-study
   bench run --plugin my_scorer.py --scorers my-score
   bench run --preset mnist-c --executor ray   each seed a Ray task (pip install -e ".[ray]")
+  bench run --preset vog-protocol             VoG's protocol choices as a 60-variant grid on MNIST-C
 
 Settings are read in this order, later ones winning: the defaults, the preset (or the
 --config file), then the flags. Finished units (one per seed) are reused from the results
@@ -345,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     try:
         commands = {"run": command_run, "show": command_show, "compare": command_compare, "merge": command_merge,
-                    "report": command_report,
-                    "data": command_data, "list": command_list}
+                    "report": command_report, "data": command_data, "list": command_list}
         return commands[args.command](args)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)

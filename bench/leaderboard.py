@@ -279,10 +279,11 @@ def merge(boards: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     repeated = stacked[stacked.duplicated(KEYS, keep=False)]
     if not repeated.empty:
         first = repeated.iloc[0]
+        sources = sorted(set(repeated[(repeated[KEYS] == first[KEYS]).all(axis=1)]._source))
         raise BenchError(
-            f"{len(repeated.drop_duplicates(KEYS))} measurements are in more than one file, e.g. {' / '.join(str(first[k]) for k in KEYS)} "
-            f"in {' and '.join(sorted(set(repeated[(repeated[KEYS] == first[KEYS]).all(axis=1)]._source)))}; "
-            "merge leaderboards of different protocols or scorers only (`bench compare` joins the same rows)"
+            f"{len(repeated.drop_duplicates(KEYS))} measurements are in more than one file, e.g. "
+            f"{' / '.join(str(first[k]) for k in KEYS)} in {' and '.join(sources)}; merge leaderboards of "
+            "different protocols or scorers only (`bench compare` joins the same rows)"
         )
     return stacked.drop(columns="_source")
 

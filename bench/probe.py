@@ -39,6 +39,7 @@ from bench.training import model_input
 INPUT_GRADIENTS = (INPUT_GRAD, INPUT_GRAD_PROB, INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL)
 PROBABILITY_GRADIENTS = frozenset({INPUT_GRAD_PROB, INPUT_GRAD_PROB_FINAL})
 
+
 @dataclass
 class ProbeSplit:
     """A split as the probe holds it: tensors on the device, and whether its labels are trusted."""

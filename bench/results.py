@@ -13,7 +13,7 @@ Splits are ``train``, ``test`` (clean, in-distribution) and one per corruption.
 
 Model checkpoints (one .npz per trained model) hold ``<checkpoint index>/<parameter>``
 float arrays of the model's state at every checkpoint and a ``meta`` JSON string with the
-checkpoints' epochs and the training's config, loss and time: enough to probe the model
+checkpoints' epochs and the training's config and final loss: enough to probe the model
 again for new scorers without training it again.
 """
 

@@ -112,7 +112,7 @@ def reusable_columns(config: RunConfig, specs: list[str], dataset: Dataset, seed
 
     def wanted(meta: dict) -> set[str]:
         return {spec for spec, full in recorded(meta).items()
-                if wanted_specs.get(full) not in found and full in wanted_specs and spec not in meta["failures"]}
+                if full in wanted_specs and wanted_specs[full] not in found and spec not in meta["failures"]}
 
     for path in sorted((config.out_dir / "units").glob(f"{_stem(config, dataset.name, seed, '')}*.npz")):
         table = readable(lambda path: ScoreTable.load(path, wanted), path)
@@ -173,7 +173,7 @@ def run_unit(config: RunConfig, specs: list[str], dataset: Dataset, seed: int, d
     if probe.needs_final_model:
         model.load_state_dict(as_state(states[-1]))
         probe.use_final_model(model)
-    with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="checkpoint",
+    with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar:
         for name in splits:  # one split at a time: the running states of one split are in memory at once
             for checkpoint, state in zip(checkpoints_of(training), states):
