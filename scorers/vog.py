@@ -1,9 +1,10 @@
 """Variance of Gradients (Agarwal, D'souza & Hooker, CVPR 2022, arXiv 2008.11600).
 
 At each checkpoint, S_t = gradient of the target class's softmax probability (the official
-toy code; the default) or logit (the paper's text) w.r.t. the input, averaged over colour channels. VoG is the mean over pixels of the per-pixel population standard
-deviation of S_t over the checkpoints, as in the official code (chirag126/VOG): the square
-root is taken per pixel, before the pixel mean. The variance is accumulated with Welford's
+toy code; the default) or logit (the paper's text) w.r.t. the input, averaged over colour
+channels. VoG is the mean over pixels of the per-pixel population standard deviation of S_t
+over the checkpoints, as in the official code (chirag126/VOG): the square root is taken per
+pixel, before the pixel mean. The variance is accumulated with Welford's
 update in float64, so memory does not grow with the number of checkpoints.
 
 Class normalisation (``norm``) turns VoG into a z-score within its class. ``z`` uses the mean
