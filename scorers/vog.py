@@ -27,8 +27,8 @@ The defaults (last 3 checkpoints, the softmax probability's gradient, the class 
 each checkpoint, no normalisation) are the variant with the highest mean AUROC on MNIST-C in
 the VoG protocol study (``bench run --preset vog-protocol``; README): 82.4 ± 10.2 over the 15
 corruptions against the paper's 85.42 ± 10.28, where the paper's logit target gives at best
-69.4. The last 3 checkpoints are also what the paper calls sufficient, and cost a third of
-all 10.
+69.4 (65.5 with the true label). The last 3 checkpoints are also what the paper calls
+sufficient, and cost a third of all 10.
 """
 
 from __future__ import annotations
