@@ -1,42 +1,78 @@
-"""The Scorer contract: what a difficulty or OoD score is, and how the harness drives it.
+"""The scorer contract: what a difficulty or OoD score is, and how the harness drives it.
 
-Every scorer returns one float per example per split, oriented so that **higher means
-harder / more anomalous**. Two kinds share the contract:
+Every scorer gives one float per example per split, oriented so that **higher means
+harder / more anomalous**, and is a class with a ``name``, a ``family``, a ``reference``,
+the signals it ``needs``, and its parameters as keyword arguments of ``__init__`` with
+defaults, stored under the same names (as in scikit-learn). Three forms, simplest first:
 
-* ``DynamicsScorer`` watches training: at each checkpoint of the schedule the probe makes
-  one pass over every scored split and hands each batch's signals to ``update``. The scorer
-  keeps a small running state (never a per-checkpoint history) and answers ``scores``.
+* ``CheckpointScore``, the common case: ``value(batch)``, the value an example takes at a
+  checkpoint, and ``reduce``, how those values are reduced over the checkpoints it
+  ``observes`` (see ``REDUCTIONS``). The harness keeps the running state of every split and
+  does the index bookkeeping. An optional ``finish`` post-processes the reduced values (VoG's
+  class normalisation); parameters that only ``finish`` reads are listed in
+  ``finish_params``, so variants that differ in them share one pass and one state.
 * ``Detector`` follows PyOD: ``fit`` on the in-distribution training features, then
-  ``decision_function`` on any split. The probe extracts each feature space once, at the
-  last checkpoint, and shares it between all detectors.
+  ``decision_function`` on any split. Each feature space is extracted once, at the last
+  checkpoint, for all detectors.
+* ``StreamingScorer``, for scores no reduction expresses: ``start``, ``update`` with every
+  batch at every observed checkpoint, ``scores``.
+
+``register`` makes a class available under its name; built-in scorers and plugins are
+found the same way (the entry-point group ``bench.scorers``, see ``bench.registry``).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-# Signals the probe can compute for a batch. A scorer declares the ones it needs in ``needs``;
-# the probe computes only the union of what the active scorers need.
+from bench.specs import format_spec
+
+# Signals the probe computes for a batch, only those some active scorer needs.
 LOGITS = "logits"  # (n, classes) pre-softmax outputs
-EMBEDDING = "embedding"  # (n, d) penultimate activations, the input of the last linear layer
-INPUT_GRAD = "input_grad"  # (n, *input_shape) gradient of the target logit w.r.t. the input
-INPUT_GRAD_PROB = "input_grad_prob"  # (n, *input_shape) gradient of the target's softmax probability w.r.t. the input
-INPUT_GRAD_FINAL = "input_grad_final"  # as INPUT_GRAD, for the final target (see Batch)
-INPUT_GRAD_PROB_FINAL = "input_grad_prob_final"  # as INPUT_GRAD_PROB, for the final target
+EMBEDDING = "embedding"  # (n, d) the input of the last linear layer
 PIXELS = "pixels"  # (n, *input_shape) the input itself, scaled to [0, 1]
 PARAM_GRAD_NORM = "param_grad_norm"  # (n,) L2 norm of the cross-entropy's gradient over all parameters
-SIGNALS = (LOGITS, EMBEDDING, INPUT_GRAD, INPUT_GRAD_PROB, INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL, PIXELS, PARAM_GRAD_NORM)
-# The signals that refer to the final target rather than to this checkpoint's.
-FINAL_TARGET_SIGNALS = frozenset({INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL})
+
+# The class a label-dependent signal refers to, per example:
+CLASSES = {
+    "target": "the label where labels are trusted, else the class predicted at this checkpoint",
+    "final": "the label where labels are trusted, else the class the final model predicts",
+    "label": "the split's own label, always (an oracle on OoD splits)",
+}
+OUTPUTS = ("logit", "prob")  # what an input gradient differentiates: the class's logit or its softmax probability
+
+
+def input_grad(of: str = "logit", cls: str = "target") -> str:
+    """The signal ``(n, *input_shape)``: the gradient w.r.t. the input of class ``cls``'s logit or probability."""
+    if of not in OUTPUTS:
+        raise ValueError(f"input_grad: of={of!r} is not one of {', '.join(OUTPUTS)}")
+    if cls not in CLASSES:
+        raise ValueError(f"input_grad: cls={cls!r} is not one of {', '.join(CLASSES)}")
+    return f"input_grad[of={of},cls={cls}]"
+
+
+SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
 
 # Columns every split of a score table has; no scorer may take these names.
 RESERVED_COLUMNS = ("id", "label", "pred", "noisy")
+
+REDUCTIONS = {
+    "sum": "sum over the observed checkpoints",
+    "mean": "mean over the observed checkpoints",
+    "std": "population std over the observed checkpoints of each element of the value, averaged over the elements",
+    "last": "the value at the last observed checkpoint, kept as it is (any shape)",
+    "transitions": "how many times a boolean value went from true to false (it starts false)",
+    "any": "whether a boolean value was ever true",
+    "count": "the number of observed checkpoints (reads no value)",
+}
 
 
 @dataclass(frozen=True)
@@ -54,46 +90,23 @@ class Checkpoint:
 
 @dataclass
 class Batch:
-    """One batch of one split at one checkpoint; signals not asked for are None.
-
-    ``target`` is the class every label-dependent signal refers to: the split's label when
-    labels are trusted (the training split, or any split in the oracle label mode), otherwise
-    the class the model predicts at this checkpoint. ``final_target`` is the same with the
-    final model's prediction instead (the last checkpoint's), the same at every checkpoint;
-    it is given only when a scorer needs a signal of ``FINAL_TARGET_SIGNALS``.
-    """
+    """One batch of one split at one checkpoint: the signals asked for, and the classes they refer to."""
 
     split: str
     index: torch.Tensor  # (n,) positions of the examples in their split
-    label: torch.Tensor  # (n,) the split's own labels (training labels may be noisy)
-    target: torch.Tensor  # (n,) see above
-    final_target: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    embedding: torch.Tensor | None = None
-    input_grad: torch.Tensor | None = None
-    input_grad_prob: torch.Tensor | None = None
-    input_grad_final: torch.Tensor | None = None
-    input_grad_prob_final: torch.Tensor | None = None
-    pixels: torch.Tensor | None = None
-    param_grad_norm: torch.Tensor | None = None
+    classes: dict[str, torch.Tensor]  # "target", "label", and "final" when a signal asks for it (see CLASSES)
+    signals: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def __getitem__(self, signal: str) -> torch.Tensor:
+        return self.signals[signal]
 
-def spec_value(value: Any) -> str:
-    """A parameter value as a spec writes it, so that the spec parses back to the same value."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+    @property
+    def target(self) -> torch.Tensor:
+        return self.classes["target"]
 
 
 class Scorer(ABC):
-    """Metadata and parameters shared by both kinds of scorer.
-
-    Subclasses set the class attributes below and take their parameters as keyword
-    arguments of ``__init__`` with defaults, stored under the same names (as in
-    scikit-learn), so that ``params`` and ``spec`` can be derived.
-    """
+    """Metadata and parameters shared by every form of scorer."""
 
     name: ClassVar[str]  # short kebab-case registry name, e.g. "vog"
     family: ClassVar[str]  # e.g. "gradient", "training dynamics", "confidence", "detector"
@@ -103,103 +116,54 @@ class Scorer(ABC):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """Constructor parameters and their default values."""
-        signature = inspect.signature(cls.__init__)
-        return {
-            p.name: p.default
-            for p in signature.parameters.values()
-            if p.name != "self" and p.default is not inspect.Parameter.empty
-        }
+        return dict(_defaults(cls))
 
     @property
     def params(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self.defaults()}
+        return {key: getattr(self, key) for key in _defaults(type(self))}
 
     @property
     def spec(self) -> str:
         """The name shown in results: ``name`` plus its non-default parameters, e.g. ``vog[norm=z]``."""
-        changed = [f"{k}={spec_value(v)}" for k, v in self.params.items() if v != self.defaults()[k]]
-        return f"{self.name}[{','.join(changed)}]" if changed else self.name
+        defaults = _defaults(type(self))
+        return format_spec(self.name, {k: v for k, v in self.params.items() if v != defaults[k]})
 
     @property
     def full_spec(self) -> str:
         """``name`` plus every parameter, defaults included: the same scorer whatever the defaults of the day."""
-        return f"{self.name}[{','.join(f'{k}={spec_value(v)}' for k, v in self.params.items())}]" if self.params else self.name
-
-
-class DynamicsScorer(Scorer):
-    """A scorer that observes the model at checkpoints during training.
-
-    ``state_params`` names the parameters the running state depends on, when not all do
-    (VoG's normalisation is applied to the finished state): the probe then updates one state
-    for all scorers of the class that agree on those parameters, so a grid of variants costs
-    the memory and time of the distinct states only.
-    """
-
-    state_params: ClassVar[tuple[str, ...] | None] = None  # None: every parameter
-
-    @property
-    def state_key(self) -> tuple | None:
-        """Scorers with the same key, not None, can share one running state."""
-        if self.state_params is None:
-            return None
-        return type(self), tuple(self.params[name] for name in self.state_params)
-
-    def share_state(self, other: "DynamicsScorer") -> None:
-        """Take the running state of ``other``, a scorer with the same ``state_key``: every attribute but the parameters."""
-        for attribute, value in vars(other).items():
-            if attribute not in self.defaults():
-                setattr(self, attribute, value)
+        return format_spec(self.name, self.params)
 
     def observes(self, checkpoint: Checkpoint) -> bool:
         """Whether this checkpoint matters to the scorer; the probe skips passes nobody needs."""
         return True
 
-    @abstractmethod
-    def start(self, split: str, size: int) -> None:
-        """Allocate the running state for a split of ``size`` examples."""
 
-    @abstractmethod
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        """Fold one batch of signals at one checkpoint into the running state."""
-
-    @abstractmethod
-    def scores(self, split: str) -> np.ndarray:
-        """One score per example of the split, higher = harder / more anomalous."""
-
-    def close(self, split: str) -> None:
-        """The split has been observed at every checkpoint: free what ``scores`` will not need (optional)."""
+@functools.cache
+def _defaults(cls: type) -> MappingProxyType:
+    """Read once per class: ``spec`` is asked for per scorer per batch."""
+    signature = inspect.signature(cls.__init__)
+    return MappingProxyType({p.name: p.default for p in signature.parameters.values()
+                             if p.name != "self" and p.default is not inspect.Parameter.empty})
 
 
-class SummedScorer(DynamicsScorer):
-    """A score that adds up one value per example at each checkpoint it observes.
+class CheckpointScore(Scorer):
+    """A score built from one value per example at each observed checkpoint, reduced over them.
 
-    Subclasses give ``term(batch)``; with ``average = True`` the score is the mean over the
-    observed checkpoints instead of the sum. With ``observes`` true only at the last
-    checkpoint the score is a function of the final model.
+    ``reduce`` names a reduction of ``REDUCTIONS``; or, for several states, maps state names to
+    reductions, and ``value`` then returns a dict of tensors by state name (``count`` states
+    need none). The reduced values of every split are handed to ``finish``.
     """
 
-    average: ClassVar[bool] = False
-
-    def __init__(self) -> None:
-        self._sums: dict[str, np.ndarray] = {}
-        self._seen: dict[str, set[int]] = {}  # checkpoint indices observed, per split
+    reduce: ClassVar[str | dict[str, str]]
+    finish_params: ClassVar[tuple[str, ...]] = ()  # parameters only ``finish`` reads
 
     @abstractmethod
-    def term(self, batch: Batch) -> torch.Tensor:
-        """(n,) values for the batch's examples at this checkpoint."""
+    def value(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
+        """(n, ...) values of the batch's examples at this checkpoint (a dict by state when ``reduce`` is one)."""
 
-    def start(self, split: str, size: int) -> None:
-        self._sums[split] = np.zeros(size, dtype=np.float64)
-        self._seen[split] = set()
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        self._sums[batch.split][batch.index.cpu().numpy()] += self.term(batch).double().cpu().numpy()
-        self._seen[batch.split].add(checkpoint.index)
-
-    def scores(self, split: str) -> np.ndarray:
-        if not self._seen[split]:
-            raise ValueError(f"{self.spec} observed no checkpoint; check its parameters against the checkpoint schedule")
-        return self._sums[split] / len(self._seen[split]) if self.average else self._sums[split].copy()
+    def finish(self, reduced: dict[str, Any], split: str) -> np.ndarray:
+        """The scores of ``split`` from the reduced values of every split (split -> array, or dict by state)."""
+        return reduced[split]
 
 
 class Detector(Scorer):
@@ -224,6 +188,9 @@ class Detector(Scorer):
     def needs(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({self.features})
 
+    def observes(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint.is_last
+
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "Detector":
         """Fit on in-distribution training features (n, d); labels for class-conditional detectors."""
@@ -231,3 +198,52 @@ class Detector(Scorer):
     @abstractmethod
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Outlier score per row of X, higher = more anomalous."""
+
+
+class StreamingScorer(Scorer):
+    """The general form: the scorer keeps its own running state, fed batch by batch."""
+
+    @abstractmethod
+    def start(self, split: str, size: int) -> None:
+        """Allocate the running state for a split of ``size`` examples."""
+
+    @abstractmethod
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        """Fold one batch (its examples are ``batch.index`` of the split) into the running state."""
+
+    @abstractmethod
+    def scores(self, split: str) -> np.ndarray:
+        """One score per example of the split, higher = harder / more anomalous."""
+
+
+SCORER_FORMS = (CheckpointScore, Detector, StreamingScorer)
+registered: dict[str, type[Scorer]] = {}  # name -> class, filled by ``register``
+
+
+def register(cls: type[Scorer]) -> type[Scorer]:
+    """Class decorator that makes a scorer available under ``cls.name``."""
+    if not (inspect.isclass(cls) and issubclass(cls, SCORER_FORMS)):
+        raise TypeError(f"{cls!r} is not a CheckpointScore, Detector or StreamingScorer subclass")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} has no `name`; set a short kebab-case name")
+    if name in RESERVED_COLUMNS:
+        raise ValueError(f"scorer name {name!r} is reserved for a score-table column; pick another")
+    for attribute in ("family", "reference"):
+        if not isinstance(getattr(cls, attribute, None), str):
+            raise TypeError(f"scorer {name!r} must set the class attribute `{attribute}`")
+    if issubclass(cls, CheckpointScore):
+        for reduction in ([cls.reduce] if isinstance(cls.reduce, str) else cls.reduce.values()):
+            if reduction not in REDUCTIONS:
+                raise ValueError(f"scorer {name!r} reduces with {reduction!r}; known reductions: {', '.join(REDUCTIONS)}")
+    origin = f"{cls.__module__}.{cls.__qualname__}"
+    taken = registered.get(name)
+    if taken is not None and f"{taken.__module__}.{taken.__qualname__}" != origin:
+        raise ValueError(f"scorer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                         f"{origin} must pick another")
+    needs = cls.needs if isinstance(cls.needs, frozenset) else cls().needs
+    unknown = set(needs) - set(SIGNALS)
+    if unknown:
+        raise ValueError(f"scorer {name!r} needs unknown signals {sorted(unknown)}; known: {', '.join(SIGNALS)}")
+    registered[name] = cls
+    return cls

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.leaderboard import CAPTIONS, text_table
+from bench.schema import BETTER, CAPTIONS
 
 DESCRIPTION = """\
 difficulty-bench: which examples are hard, mislabeled or out of distribution, which
@@ -124,6 +124,22 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    """``["auroc=0.01", "fpr95=0.02"]`` -> {metric: tolerance}, for metrics with a better direction."""
+    tolerances = {}
+    for item in items:
+        metric, sep, tolerance = item.partition("=")
+        if metric not in BETTER:
+            raise BenchError(f"--fail-if-drops {item!r}: {metric!r} has no better direction to drop from; "
+                             f"use one of {', '.join(sorted(BETTER))}")
+        try:
+            tolerances[metric] = float(tolerance) if sep else 0.0
+        except ValueError:
+            raise BenchError(f"--fail-if-drops {item!r}: the tolerance must be a number, as in auroc=0.01") from None
+    return tolerances
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run(args: argparse.Namespace) -> int:
     from bench.config import RunConfig, load_preset, load_toml
-    from bench.leaderboard import render
-    from bench.registry import split_specs
     from bench.runner import run
+    from bench.specs import split_specs
+    from bench.tables import render
 
     if args.config:
         config = load_toml(args.config, RunConfig(name=args.config.stem))
@@ -218,7 +234,7 @@ def command_run(args: argparse.Namespace) -> int:
     )
     if args.ray_address and args.executor != "ray":
         raise BenchError("--ray-address is for the Ray executor; add --executor ray")
-    result = run(config, progress=not args.no_progress, executor=args.executor, ray_address=args.ray_address)
+    result = run(config, progress=not args.no_progress, executor_name=args.executor, ray_address=args.ray_address)
     board = result.leaderboard
     print()
     print(render(board))
@@ -230,7 +246,8 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_show(args: argparse.Namespace) -> int:
-    from bench.leaderboard import read_csv, render
+    from bench.leaderboard import read_csv
+    from bench.tables import render
 
     board = read_csv(args.csv)
     if args.task:
@@ -242,7 +259,9 @@ def command_show(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from bench.leaderboard import compare, headline_rows, parse_tolerances, read_csv
+    from bench.compare import compare, headline_rows
+    from bench.leaderboard import read_csv
+    from bench.tables import text_table
 
     tolerances = parse_tolerances(args.fail_if_drops)
     result = compare(read_csv(args.a), read_csv(args.b), tolerances)
@@ -254,19 +273,20 @@ def command_compare(args: argparse.Namespace) -> int:
     for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}")):
         shown[column] = shown[column].map(style.format)
     print(f"A = {args.a}\nB = {args.b}\n{len(result.joined)} rows joined on the keys\n")
-    print(text_table(shown.drop(columns=["label_mode", "seed"])))
+    print(text_table(shown.drop(columns=["full_spec", "label_mode", "seed"])))
     if not tolerances:
         return 0
     if result.drops.empty:
         print(f"\nno drop beyond the tolerance: {', '.join(f'{m}={t:g}' for m, t in tolerances.items())}")
         return 0
     print(f"\n{len(result.drops)} rows got worse beyond the tolerance:\n")
-    print(text_table(result.drops.drop(columns=["label_mode", "seed"])))
+    print(text_table(result.drops.drop(columns=["full_spec", "label_mode", "seed"])))
     return 1
 
 
 def command_merge(args: argparse.Namespace) -> int:
-    from bench.leaderboard import merge, read_csv, write_csv
+    from bench.compare import merge
+    from bench.leaderboard import read_csv, write_csv
 
     merged = merge([(str(path), read_csv(path)) for path in args.csvs])
     write_csv(merged, args.out)
@@ -284,6 +304,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_data(args: argparse.Namespace) -> int:
     from bench.data import data_roots, load_dataset, mnist
+    from bench.tables import text_table
 
     roots = data_roots(args.data_dir)
     if args.action == "fetch":
@@ -313,7 +334,8 @@ def command_data(args: argparse.Namespace) -> int:
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "scorers":
         from bench import registry
-        from bench.api import spec_value
+        from bench.specs import spec_value
+        from bench.tables import text_table
 
         for plugin in args.plugin:
             registry.load_plugin_file(plugin)

@@ -10,9 +10,12 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 import bench
 from bench.errors import BenchError
@@ -45,15 +48,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            expected = {"list[str]": list, "list[int]": list, "int": int, "float": (int, float), "str": str}[f.type]
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise BenchError(f"config key {f.name!r} must be {f.type}, got {value!r}")
-            if f.type.startswith("list["):
-                item = int if f.type == "list[int]" else str
-                if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
-                    raise BenchError(f"config key {f.name!r} must be a {f.type}, got {value!r}")
+        for key, kind in typing.get_type_hints(RunConfig).items():
+            if not _is(getattr(self, key), kind):
+                raise BenchError(f"config key {key!r} must be {_name(kind)}, got {getattr(self, key)!r}")
         if not self.seeds:
             raise BenchError("config key 'seeds' is empty; give at least one seed, e.g. seeds = [0]")
         if len(set(self.seeds)) != len(self.seeds):
@@ -103,10 +100,23 @@ class RunConfig:
         return digest(self.training_config(data_source))
 
     def to_toml(self) -> str:
-        lines = []
-        for key, value in dataclasses.asdict(self).items():
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-        return "\n".join(lines) + "\n"
+        return tomli_w.dumps(dataclasses.asdict(self))
+
+
+def _is(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``kind`` (a float may be written as an int; a bool is no number)."""
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_is(v, item) for v in value)
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind)) if typing.get_origin(kind) is None else str(kind)
 
 
 def digest(values: dict[str, Any]) -> str:

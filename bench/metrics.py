@@ -9,15 +9,16 @@ oriented higher = more anomalous, OoD examples are positives.
 * FPR@95TPR: fraction of in-distribution examples flagged at the first threshold that flags
   95% of the OoD examples.
 
-The values equal scikit-learn's ``roc_auc_score``, ``average_precision_score`` and
-``roc_curve`` (ties included); they are computed here so that degenerate inputs give NaN
-with a reason instead of a warning or an arbitrary number.
+The values come from scikit-learn's ``roc_auc_score``, ``average_precision_score`` and
+``roc_curve`` and scipy's ``spearmanr`` (ties included); the wrappers here give degenerate
+input NaN with a reason instead of a warning, an exception or an arbitrary number.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
@@ -33,38 +34,31 @@ def unusable(scores: np.ndarray) -> str:
     return ""
 
 
+def _labels(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """True for the positives, then False for the negatives (the order of ``np.r_[positive, negative]``)."""
+    return np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
+
+
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Mann-Whitney AUROC of positives against negatives, ties counted half."""
-    ranks = rankdata(np.concatenate([positive, negative]))
-    n_pos, n_neg = len(positive), len(negative)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _curve(scores: np.ndarray, is_positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """True and false positive counts at each distinct threshold, from the highest score down."""
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_positive = scores[order], is_positive[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(is_positive)[last_of_tie]
-    return true_positives, last_of_tie + 1 - true_positives
+    return float(roc_auc_score(_labels(positive, negative), np.r_[positive, negative]))
 
 
 def average_precision(scores: np.ndarray, is_positive: np.ndarray) -> float:
     """Sum over thresholds of precision times the gain in recall (scikit-learn's definition)."""
-    is_positive = np.asarray(is_positive, dtype=bool)
-    true_positives, false_positives = _curve(np.asarray(scores, dtype=np.float64), is_positive)
-    precision = true_positives / (true_positives + false_positives)
-    recall = true_positives / is_positive.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(np.asarray(is_positive, dtype=bool), np.asarray(scores, dtype=np.float64)))
 
 
 def fpr_at_tpr(positive: np.ndarray, negative: np.ndarray, tpr: float = 0.95) -> float:
-    """False positive rate at the first threshold whose true positive rate reaches ``tpr``."""
-    scores = np.concatenate([positive, negative])
-    is_positive = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
-    true_positives, false_positives = _curve(scores, is_positive)
-    first = np.argmax(true_positives >= tpr * len(positive))
-    return float(false_positives[first] / len(negative))
+    """False positive rate at the first threshold whose true positive count reaches ``tpr`` times the positives.
+
+    Counts, not rates, are compared (``tps >= tpr * n`` rather than ``tps / n >= tpr``) so that a
+    rounding of ``tps / n`` cannot move the threshold; ``rint(rate * n)`` recovers the count exactly.
+    """
+    false_rate, true_rate, _ = roc_curve(_labels(positive, negative), np.r_[positive, negative],
+                                         drop_intermediate=False)
+    first = np.argmax(np.rint(true_rate * len(positive)) >= tpr * len(positive))
+    return float(false_rate[first])
 
 
 def ood_metrics(inlier: np.ndarray, outlier: np.ndarray) -> tuple[dict[str, float], str]:
@@ -101,12 +95,19 @@ def precision_at_k(scores: np.ndarray, is_positive: np.ndarray) -> float:
 
 
 def spearman_matrix(rows: np.ndarray) -> np.ndarray:
-    """Spearman correlation between every pair of rows (ties get average ranks); NaN for a constant row."""
-    ranks = rankdata(rows, axis=1)
-    ranks -= ranks.mean(axis=1, keepdims=True)
-    norms = np.sqrt((ranks**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (ranks @ ranks.T) / np.outer(norms, norms)
+    """Spearman correlation between every pair of rows (ties get average ranks); NaN for a constant row.
+
+    ``spearmanr`` alone would return one NaN for the whole matrix if any row is constant, and a
+    scalar for two rows, so it is given only the rows that vary and its result placed in the matrix.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    varies = np.flatnonzero(np.ptp(rows, axis=1) > 0)  # NaN rows count as constant: their rho is NaN too
+    matrix = np.full((len(rows), len(rows)), np.nan)
+    matrix[varies, varies] = 1.0
+    if len(varies) >= 2:
+        rho = spearmanr(rows[varies], axis=1).statistic
+        matrix[np.ix_(varies, varies)] = rho if np.ndim(rho) == 2 else [[1.0, rho], [rho, 1.0]]
+    return matrix
 
 
 def spearman_brown(rho: float, factor: float) -> float:

@@ -1,18 +1,23 @@
-"""The probe: at a checkpoint, one pass over every scored split feeds every scorer.
+"""The probe: the trained model's stored checkpoints in, one score table out.
 
-For each batch the probe computes the union of the signals the active scorers need, from a
-single forward pass (and a single backward pass when an input gradient is needed), and
-streams them to the scorers. At the last checkpoint it also records the model's predictions
-and extracts each detector feature space once, for all detectors to share. Scorers that can
-share a running state (``DynamicsScorer.state_key``) are updated once for all of them.
+Split by split, it loads each checkpoint's state and makes ONE pass over the split, which
+computes the union of the signals the active scorers need (a single forward pass, and a
+single backward pass for input gradients) and feeds every scorer. ``CheckpointScore``
+variants that differ only in their ``finish_params`` share one pass and one running state.
+When a split has been seen at every checkpoint its states are reduced, so only one split's
+running states are in memory at once. At the last checkpoint the probe also records the
+model's predictions and extracts each detector feature space once, for all detectors.
 
 A scorer that raises is dropped with its error recorded; the others go on.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,24 +25,20 @@ from torch import nn
 
 from bench.api import (
     EMBEDDING,
-    FINAL_TARGET_SIGNALS,
-    INPUT_GRAD,
-    INPUT_GRAD_FINAL,
-    INPUT_GRAD_PROB,
-    INPUT_GRAD_PROB_FINAL,
+    LOGITS,
     PARAM_GRAD_NORM,
     PIXELS,
     Batch,
     Checkpoint,
+    CheckpointScore,
     Detector,
-    DynamicsScorer,
     Scorer,
+    StreamingScorer,
 )
 from bench.gradients import GradNormComputer
+from bench.reductions import Accumulator
+from bench.specs import parse_spec
 from bench.training import model_input
-
-INPUT_GRADIENTS = (INPUT_GRAD, INPUT_GRAD_PROB, INPUT_GRAD_FINAL, INPUT_GRAD_PROB_FINAL)
-PROBABILITY_GRADIENTS = frozenset({INPUT_GRAD_PROB, INPUT_GRAD_PROB_FINAL})
 
 
 @dataclass
@@ -53,8 +54,40 @@ class ProbeSplit:
         return len(self.labels)
 
 
+def _states(scorer: CheckpointScore) -> dict[str, str]:
+    return {"": scorer.reduce} if isinstance(scorer.reduce, str) else dict(scorer.reduce)
+
+
+class Group:
+    """``CheckpointScore`` variants that differ only in their ``finish_params``: one pass, one state."""
+
+    def __init__(self, scorers: list[CheckpointScore]) -> None:
+        self.scorers = scorers
+        self.first = scorers[0]
+        self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
+        self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
+
+    @staticmethod
+    def key(scorer: CheckpointScore) -> tuple:
+        return type(scorer), tuple((k, v) for k, v in scorer.params.items() if k not in scorer.finish_params)
+
+    def start(self, size: int) -> None:
+        self.accumulators = {name: Accumulator(reduction, size) for name, reduction in _states(self.first).items()}
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        values = self.first.value(batch)
+        for name, accumulator in self.accumulators.items():
+            value = None if accumulator.reduction == "count" else values if name == "" else values[name]
+            accumulator.update(batch.index, value, checkpoint.index)
+
+    def reduce(self, split: str) -> None:
+        results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
+        self.reduced[split] = results.get("", results)
+        self.accumulators = {}
+
+
 class Probe:
-    """Drives the scorers of one unit: ``observe`` at each checkpoint, then ``finish`` for the score table."""
+    """Drives the scorers of one unit: ``run`` over the stored checkpoints gives the score table."""
 
     def __init__(
         self,
@@ -70,157 +103,159 @@ class Probe:
         self.batch_size = batch_size
         self.known = known or {}
         self.grad_norms = GradNormComputer()
-        self.dynamics: list[DynamicsScorer] = []  # the scorers whose running state the probe updates
-        self.sharing: dict[DynamicsScorer, DynamicsScorer] = {}  # scorer -> the one whose state it takes
-        for scorer in scorers:
-            if not isinstance(scorer, DynamicsScorer) or scorer.spec in self.known:
-                continue
-            owner = next((s for s in self.dynamics if scorer.state_key is not None and s.state_key == scorer.state_key), None)
-            if owner is None:
-                self.dynamics.append(scorer)
-            else:
-                self.sharing[scorer] = owner
-        self.detectors = [s for s in scorers if isinstance(s, Detector) and s.spec not in self.known]
+        todo = [s for s in scorers if s.spec not in self.known]
+        groups: dict[tuple, list[CheckpointScore]] = {}
+        for scorer in todo:
+            if isinstance(scorer, CheckpointScore):
+                groups.setdefault(Group.key(scorer), []).append(scorer)
+        self.groups = [Group(members) for members in groups.values()]
+        self.streaming = [s for s in todo if isinstance(s, StreamingScorer)]
+        self.detectors = [s for s in todo if isinstance(s, Detector)]
         self.order = [s.spec for s in scorers]
         self.failures: dict[str, str] = {}
         self.predictions: dict[str, np.ndarray] = {}
-        self.final_targets: dict[str, torch.Tensor] | None = None
+        self.final_classes: dict[str, torch.Tensor] = {}
         self.features: dict[str, dict[str, np.ndarray]] = {}  # feature space -> split -> (n, d)
-        for scorer in self.dynamics:
-            for name, split in splits.items():
-                self._call(scorer, scorer.start, name, len(split))
 
-    def _call(self, scorer: Scorer, method, *args):
-        """Run a scorer method; on error, record it and drop the scorer from the run."""
-        if scorer.spec in self.failures:
+    def _call(self, scorers: list[Scorer], method: Callable, *args) -> Any:
+        """Run ``method``; on error, record it for ``scorers`` (those it serves) and drop them from the run."""
+        if any(s.spec in self.failures for s in scorers):
             return None
         try:
             return method(*args)
         except Exception as error:
             last = traceback.extract_tb(error.__traceback__)[-1]
-            self.failures[scorer.spec] = f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
+            for scorer in scorers:
+                self.failures[scorer.spec] = f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
             return None
 
-    def _active(self, scorers: list, checkpoint: Checkpoint | None = None) -> list:
-        alive = [s for s in scorers if s.spec not in self.failures]
-        return alive if checkpoint is None else [s for s in alive if self._call(s, s.observes, checkpoint)]
+    def _alive(self, scorers: list[Scorer]) -> bool:
+        return not any(s.spec in self.failures for s in scorers)
 
-    @property
-    def needs_final_model(self) -> bool:
-        """Whether a scorer needs the final target, so that ``use_final_model`` must come before ``observe``."""
-        return any(s.needs & FINAL_TARGET_SIGNALS for s in self.dynamics)
+    def _feeders(self) -> list[tuple[list[Scorer], Any]]:
+        """(the scorers it serves, the object fed) for every group and streaming scorer still running."""
+        feeders = [(g.scorers, g) for g in self.groups] + [([s], s) for s in self.streaming]
+        return [(scorers, fed) for scorers, fed in feeders if self._alive(scorers)]
 
-    @torch.no_grad()
-    def use_final_model(self, model: nn.Module) -> None:
-        """Fix every split's final target: its labels where trusted, otherwise the class ``model`` predicts."""
-        was_training = model.training
-        model.eval()
-        self.final_targets = {}
-        for name, split in self.splits.items():
-            if split.trusted_labels:
-                self.final_targets[name] = split.labels
-                continue
-            self.final_targets[name] = torch.cat([
-                model(model_input(split.inputs[start:start + self.batch_size], self.input_shape)).argmax(1)
-                for start in range(0, len(split), self.batch_size)
-            ])
-        model.train(was_training)
+    def _needs(self) -> set[str]:
+        return set().union(*(s.needs for scorers, _ in self._feeders() for s in scorers))
 
-    def observe(self, model: nn.Module, checkpoint: Checkpoint, splits: list[str] | None = None) -> None:
-        """One pass over every split (or over ``splits``) with the model as it is at ``checkpoint``."""
-        active = self._active(self.dynamics, checkpoint)
-        needs = set().union(*(s.needs for s in active))
-        if needs & FINAL_TARGET_SIGNALS and self.final_targets is None:
-            raise RuntimeError(f"signals {sorted(needs & FINAL_TARGET_SIGNALS)} need the final model's predictions: "
-                               "call Probe.use_final_model(final model) before the first observe")
-        feature_spaces = set().union(*(d.needs for d in self._active(self.detectors))) if checkpoint.is_last else set()
-        if not needs and not checkpoint.is_last:
-            return
-        was_training = model.training
+    def run(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
+            on_pass: Callable[[], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Probe ``model`` loaded with each stored state (in schedule order), split by split; the score table.
+
+        ``seconds`` then holds the time of the passes (``probe``) and of the final scores and detectors (``finish``).
+        """
+        started = time.perf_counter()
         trainable = [p for p in model.parameters() if p.requires_grad]
+        was_training = model.training
         model.eval()
         for parameter in trainable:  # the input gradient alone is wanted; weight gradients would cost a third more
             parameter.requires_grad_(False)
         try:
-            self._pass(model, checkpoint, active, needs, feature_spaces, splits or list(self.splits))
+            if any("cls=final" in signal for signal in self._needs()):
+                model.load_state_dict(checkpoints[-1][1])
+                self._final_classes(model)
+            for name, split in self.splits.items():
+                for scorers, fed in self._feeders():
+                    if isinstance(fed, Group):
+                        self._call(scorers, fed.start, len(split))
+                    else:
+                        self._call(scorers, fed.start, name, len(split))
+                for checkpoint, state in checkpoints:
+                    model.load_state_dict(state)
+                    self._pass(model, name, checkpoint)
+                    if on_pass is not None:
+                        on_pass()
+                for scorers, fed in self._feeders():
+                    if isinstance(fed, Group):
+                        self._call(scorers, fed.reduce, name)
         finally:
             for parameter in trainable:
                 parameter.requires_grad_(True)
             model.train(was_training)
+        finishing = time.perf_counter()
+        table = self._finish()
+        self.seconds = {"probe": finishing - started, "finish": time.perf_counter() - finishing}
+        return table
 
-    def close(self, split: str) -> None:
-        """``split`` has been observed at every checkpoint: the scorers may free what their scores do not need."""
-        for scorer in self._active(self.dynamics):
-            self._call(scorer, scorer.close, split)
+    @torch.no_grad()
+    def _final_classes(self, model: nn.Module) -> None:
+        """Each split's labels where trusted, otherwise the class the final ``model`` predicts."""
+        for name, split in self.splits.items():
+            self.final_classes[name] = split.labels if split.trusted_labels else torch.cat([
+                model(model_input(split.inputs[start:start + self.batch_size], self.input_shape)).argmax(1)
+                for start in range(0, len(split), self.batch_size)
+            ])
 
-    def _pass(self, model: nn.Module, checkpoint: Checkpoint, active: list, needs: set[str], feature_spaces: set[str],
-              names: list[str]) -> None:
-        for name in names:
-            split = self.splits[name]
-            predictions, features = [], {space: [] for space in feature_spaces}
-            for start in range(0, len(split), self.batch_size):
-                batch = self._signals(model, name, split, start, needs | feature_spaces)
-                for scorer in active:
-                    self._call(scorer, scorer.update, batch, checkpoint)
-                if checkpoint.is_last:
-                    predictions.append(batch.logits.argmax(1).cpu())
-                    for space in feature_spaces:
-                        features[space].append(getattr(batch, space).flatten(1).float().cpu())
+    def _pass(self, model: nn.Module, name: str, checkpoint: Checkpoint) -> None:
+        active = [(scorers, fed) for scorers, fed in self._feeders()
+                  if self._call(scorers, scorers[0].observes, checkpoint)]
+        needs = set().union(*(s.needs for scorers, _ in active for s in scorers))
+        feature_spaces = {d.features for d in self.detectors if self._alive([d])} if checkpoint.is_last else set()
+        if not needs and not checkpoint.is_last:
+            return
+        split = self.splits[name]
+        predictions, features = [], {space: [] for space in feature_spaces}
+        for start in range(0, len(split), self.batch_size):
+            batch = self._signals(model, name, split, start, needs | feature_spaces)
+            for scorers, fed in active:
+                self._call(scorers, fed.update, batch, checkpoint)
             if checkpoint.is_last:
-                self.predictions[name] = torch.cat(predictions).numpy()
-                for space, parts in features.items():
-                    self.features.setdefault(space, {})[name] = torch.cat(parts).numpy()
+                predictions.append(batch[LOGITS].argmax(1).cpu())
+                for space in feature_spaces:
+                    features[space].append(batch[space].flatten(1).float().cpu())
+        if checkpoint.is_last:
+            self.predictions[name] = torch.cat(predictions).numpy()
+            for space, parts in features.items():
+                self.features.setdefault(space, {})[name] = torch.cat(parts).numpy()
 
     def _signals(self, model: nn.Module, name: str, split: ProbeSplit, start: int, needs: set[str]) -> Batch:
         index = torch.arange(start, min(start + self.batch_size, len(split)), device=split.labels.device)
         label = split.labels[index]
         x = model_input(split.inputs[index], self.input_shape)
-        gradients = [kind for kind in INPUT_GRADIENTS if kind in needs]
-        final_target = self.final_targets[name][index] if self.final_targets is not None else None
+        gradients = sorted(signal for signal in needs if signal.startswith("input_grad["))
         x.requires_grad_(bool(gradients))
         with torch.set_grad_enabled(bool(gradients)):
             embedding = model.embed(x)
             logits = model.head(embedding)
-            target = label if split.trusted_labels else logits.argmax(1)
+            classes = {"target": label if split.trusted_labels else logits.argmax(1), "label": label}
+            if name in self.final_classes:
+                classes["final"] = self.final_classes[name][index]
 
-            def output(kind: str) -> torch.Tensor:
-                values = logits.softmax(1) if kind in PROBABILITY_GRADIENTS else logits
-                classes = final_target if kind in FINAL_TARGET_SIGNALS else target
+            def output(signal: str) -> torch.Tensor:
+                params = parse_spec(signal)[1]
+                values = logits.softmax(1) if params["of"] == "prob" else logits
                 # Examples are independent in eval mode, so the gradient of a sum is every example's gradient.
-                return values.gather(1, classes[:, None]).sum()
+                return values.gather(1, classes[params["cls"]][:, None]).sum()
 
-            grads = {kind: torch.autograd.grad(output(kind), x, retain_graph=kind != gradients[-1])[0] for kind in gradients}
-        return Batch(
-            split=name,
-            index=index,
-            label=label,
-            target=target,
-            final_target=final_target,
-            logits=logits.detach(),
-            embedding=embedding.detach() if EMBEDDING in needs else None,
-            input_grad=grads.get(INPUT_GRAD),
-            input_grad_prob=grads.get(INPUT_GRAD_PROB),
-            input_grad_final=grads.get(INPUT_GRAD_FINAL),
-            input_grad_prob_final=grads.get(INPUT_GRAD_PROB_FINAL),
-            pixels=x.detach() if PIXELS in needs else None,
-            param_grad_norm=self.grad_norms(model, x.detach(), target) if PARAM_GRAD_NORM in needs else None,
-        )
+            signals = {signal: torch.autograd.grad(output(signal), x, retain_graph=signal != gradients[-1])[0]
+                       for signal in gradients}
+        signals[LOGITS] = logits.detach()
+        if EMBEDDING in needs:
+            signals[EMBEDDING] = embedding.detach()
+        if PIXELS in needs:
+            signals[PIXELS] = x.detach()
+        if PARAM_GRAD_NORM in needs:
+            signals[PARAM_GRAD_NORM] = self.grad_norms(model, x.detach(), classes["target"])
+        return Batch(split=name, index=index, classes=classes, signals=signals)
 
-    def finish(self) -> dict[str, dict[str, np.ndarray]]:
+    def _finish(self) -> dict[str, dict[str, np.ndarray]]:
         """The score table: per split, id, label, pred, noisy and one column per scorer that did not fail."""
         scores: dict[str, dict[str, np.ndarray]] = dict(self.known)  # scorer spec -> split -> scores
         train_labels = self.splits["train"].labels.cpu().numpy()
-        for detector in self._active(self.detectors):
+        for detector in self.detectors:
+            if not self._alive([detector]):
+                continue
             features = self.features[detector.features]
-            self._call(detector, detector.fit, features["train"], train_labels)
+            self._call([detector], detector.fit, features["train"], train_labels)
             for name in self.splits:
                 self._collect(scores, detector, name, detector.decision_function, features[name])
-        for scorer, owner in self.sharing.items():
-            if owner.spec in self.failures:
-                self.failures[scorer.spec] = f"shares the running state of {owner.spec}, which failed: {self.failures[owner.spec]}"
-            else:
-                self._call(scorer, scorer.share_state, owner)
-        for scorer in self._active([*self.dynamics, *self.sharing]):
+        for group in self.groups:
+            for scorer in group.scorers:
+                for name in self.splits:
+                    self._collect(scores, scorer, name, scorer.finish, group.reduced, name)
+        for scorer in self.streaming:
             for name in self.splits:
                 self._collect(scores, scorer, name, scorer.scores, name)
         table = {}
@@ -235,9 +270,9 @@ class Probe:
             table[name].update({spec: scores[spec][name] for spec in self.order if spec not in self.failures})
         return table
 
-    def _collect(self, scores: dict, scorer: Scorer, name: str, method, *args) -> None:
+    def _collect(self, scores: dict, scorer: Scorer, name: str, method: Callable, *args) -> None:
         """Score one split with ``method(*args)`` and keep the result if it is one float per example."""
-        result = self._call(scorer, method, *args)
+        result = self._call([scorer], method, *args)
         if scorer.spec in self.failures:
             return
         result = np.asarray(result, dtype=np.float64)

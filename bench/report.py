@@ -1,7 +1,8 @@
 """``bench report``: one self-contained HTML page of a results folder, with the papers' pictures.
 
-Everything is drawn from the leaderboard and the score tables; the images of the lowest- and
-highest-VoG test examples are read from the dataset the run used. Figures are PNGs inlined
+Everything is drawn from the leaderboard and the score tables (read through ``bench.store``);
+the images of the lowest- and highest-scored test examples, by the scorer that ranks the
+misclassified test examples best, are read from the dataset the run used. Figures are PNGs inlined
 as base64, so the file opens in any browser without a server.
 """
 
@@ -18,24 +19,20 @@ import pandas as pd
 from bench.config import RunConfig, load_toml
 from bench.data import load_dataset
 from bench.errors import BenchError
-from bench.leaderboard import (
-    CAPTIONS,
-    PROTOCOL,
-    ood_by_corruption,
-    read_csv,
-    task_summary,
-)
-from bench.results import ScoreTable, write_atomically
-from bench.runner import unit_path
-from bench.tasks.difficulty import DECILES, window_pairs
+from bench.files import write_atomically
+from bench.leaderboard import read_csv
+from bench.schema import CAPTIONS, PAIR, PROTOCOL
+from bench.store import ScoreTable, Store
+from bench.tables import ood_by_corruption, task_summary
+from bench.tasks.difficulty import DECILES
 
 SECTIONS = {
     "summary": "Summary tables",
     "ood-heatmap": "OoD: AUROC by scorer and corruption",
     "deciles": "Test error by score decile",
-    "flip": "Early and late training: the VoG flip",
+    "flip": "Early and late training: the flip of the VoG paper",
     "correlations": "How far to trust a ranking: correlations",
-    "extremes": "Lowest and highest VoG test images per class",
+    "extremes": "Lowest- and highest-scored test images per class",
 }
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -74,13 +71,7 @@ def load_results(folder: Path) -> tuple[pd.DataFrame, list[ScoreTable], RunConfi
     if not (folder / "config.toml").is_file():
         raise BenchError(f"{folder} has no config.toml; pass the --out folder of a `bench run`")
     config = load_toml(folder / "config.toml", RunConfig(name=folder.name)).updated(out=str(folder))
-    units = board[board.seed != "all"][["dataset", "seed", "config_hash"]].drop_duplicates()
-    paths = [unit_path(config, unit.dataset, int(unit.seed), unit.config_hash) for unit in units.itertuples()]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise BenchError(f"the score tables behind {folder / 'leaderboard.csv'} are missing: {', '.join(missing)}; "
-                         "rerun `bench run` with the same settings to recreate them")
-    return board, [ScoreTable.load(path) for path in sorted(paths)], config
+    return board, Store(folder).units_of(board), config
 
 
 def summary_section(board: pd.DataFrame) -> str:
@@ -131,19 +122,19 @@ def deciles_section(rows: pd.DataFrame) -> str:
 
 def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
     """``rows``: the per-seed decile rows of ``decile_rows``."""
-    pairs = window_pairs(list(dict.fromkeys(rows.scorer)))
+    flips = board[(board.metric == "early_late_flip") & (board.seed == "all")]
+    pairs = [tuple(scorer.split(PAIR)) for scorer in flips.scorer]
     if not pairs:
-        return _note("needs a scorer run with window=early and window=late, e.g. --scorers "
+        return _note("needs two variants of a scorer that read early and late checkpoints, e.g. --scorers "
                      "vog,vog[window=early] (VoG's default window is late)")
     plt = _plt()
     figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.2), squeeze=False)
     for ax, (early, late) in zip(axes[0], pairs):
-        for spec, label in ((early, "early (first 3 checkpoints)"), (late, "late (last 3 checkpoints)")):
+        for spec, label in ((early, "early checkpoints"), (late, "late checkpoints")):
             curve = rows[rows.scorer == spec].groupby("decile").value.agg(["mean", "std"])
             ax.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=label)
         ax.set(title=f"{early} vs {late}", xlabel="score decile (1 = lowest)", ylabel="test error")
         ax.legend(fontsize=8)
-    flips = board[(board.metric == "early_late_flip") & (board.seed == "all")]
     text = "; ".join(f"{r.scorer}: flips on {r.value:.0%} of seeds" for r in flips.itertuples())
     return _note("The paper (Figs. 5 and 8): early in training the top-VoG decile has the lowest error, late "
                  f"in training the highest. Here: {text}.") + _png(figure)
@@ -187,11 +178,12 @@ def _mosaic(images: np.ndarray, side: int = 5) -> np.ndarray:
     return tiles.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(side * height, side * width)
 
 
-def extremes_section(tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
-    specs = [s for s in (tables[0].scorers if tables else []) if s == "vog" or s.startswith("vog[")]
-    if not specs:
-        return _note("no VoG scores in this run")
-    spec = specs[0]
+def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
+    ranked = board[(board.task == "difficulty") & (board.seed == "all") & (board.metric == "error_auroc")]
+    ranked = ranked[ranked.scorer.isin(tables[0].scorers if tables else [])].sort_values("value", ascending=False)
+    if ranked.value.notna().sum() == 0:
+        return _note("no scorer ranks the misclassified test examples in this run")
+    spec = ranked.scorer.iloc[0]
     try:
         dataset = load_dataset(config.dataset, data_dir or config.data_dir, config.label_noise)
     except BenchError as error:
@@ -209,10 +201,11 @@ def extremes_section(tables: list[ScoreTable], config: RunConfig, data_dir: str 
         for i, (chosen, name) in enumerate(((ranked[:25], "lowest"), (ranked[::-1][:25], "highest"))):
             axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen].astype(float)), cmap="gray")
             axes[i, j].set(xticks=[], yticks=[], title=f"class {label}" if i == 0 else "",
-                           ylabel=f"{name} VoG" if j == 0 else "")
-    return _note(f"{spec} averaged over {len(tables)} seeds, test split, the 25 lowest (top row) and highest "
-                 "(bottom row) per class. The paper (Figs. 2, 3 and 7): low VoG shows clear, prototypical "
-                 "digits; high VoG unusual, ambiguous or corrupted ones.") + _png(figure)
+                           ylabel=f"{name} score" if j == 0 else "")
+    return _note(f"{spec}, the scorer with the highest error AUROC here ({ranked.value.iloc[0]:.3f}), averaged over "
+                 f"{len(tables)} seeds, test split: the 25 lowest (top row) and highest (bottom row) per class. "
+                 "The VoG paper (Figs. 2, 3 and 7): low VoG shows clear, prototypical digits; high VoG unusual, "
+                 "ambiguous or corrupted ones.") + _png(figure)
 
 
 def write_report(folder: Path, out: Path | None = None, data_dir: str | None = None) -> Path:
@@ -226,7 +219,7 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
         "deciles": deciles_section(deciles),
         "flip": flip_section(board, deciles),
         "correlations": correlations_section(board),
-        "extremes": extremes_section(tables, config, data_dir),
+        "extremes": extremes_section(board, tables, config, data_dir),
     }
     provenance = board[["bench_version", "git_sha", "torch_version", "device"]].drop_duplicates().to_html(index=False)
     accuracy = np.mean([t.meta["accuracy"]["test"] for t in tables]) if tables else np.nan

@@ -20,8 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from bench.api import EMBEDDING, PIXELS, Detector
-from bench.registry import register
+from bench.api import EMBEDDING, PIXELS, Detector, register
 
 
 @contextlib.contextmanager

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from bench.api import LOGITS, Batch, Checkpoint, DynamicsScorer, SummedScorer
-from bench.registry import register
+from bench.api import LOGITS, Batch, Checkpoint, CheckpointScore, register
 
 
 def target_value(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -39,9 +38,17 @@ class EpochChoice:
         return checkpoint.epoch == self._at
 
 
-class _LogitScore(SummedScorer):
+class FinalModel:
+    """Observe the last checkpoint only: a function of the final model."""
+
+    def observes(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint.is_last
+
+
+class _LogitScore(CheckpointScore):
     family = "training dynamics"
     needs = frozenset({LOGITS})
+    reduce = "mean"
 
 
 @register
@@ -50,9 +57,10 @@ class ActionScore(_LogitScore):
 
     name = "action-score"
     reference = "Arriaga & Valdenegro-Toro, arXiv 2011.11461 (action scores / loss accumulation)"
+    reduce = "sum"
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        return functional.cross_entropy(batch.logits, batch.target, reduction="none")
+    def value(self, batch: Batch) -> torch.Tensor:
+        return functional.cross_entropy(batch[LOGITS], batch.target, reduction="none")
 
 
 @register
@@ -61,7 +69,7 @@ class Loss(ActionScore):
 
     name = "loss"
     reference = "mean loss over training, as in Kwok et al. 2024 (arXiv 2401.01867) `avgloss`"
-    average = True
+    reduce = "mean"
 
 
 @register
@@ -70,15 +78,13 @@ class EL2N(EpochChoice, _LogitScore):
 
     name = "el2n"
     reference = "Paul, Ganguli & Dziugaite, NeurIPS 2021 (arXiv 2107.07075); mansheej/data_diet"
-    average = True
 
     def __init__(self, epoch: int | None = 1) -> None:
-        super().__init__()
         self.epoch = epoch
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        residual = functional.softmax(batch.logits, dim=1) - functional.one_hot(batch.target, batch.logits.shape[1])
-        return residual.norm(dim=1)
+    def value(self, batch: Batch) -> torch.Tensor:
+        logits = batch[LOGITS]
+        return (functional.softmax(logits, dim=1) - functional.one_hot(batch.target, logits.shape[1])).norm(dim=1)
 
 
 @register
@@ -87,10 +93,9 @@ class AUM(_LogitScore):
 
     name = "aum"
     reference = "Pleiss et al., NeurIPS 2020 (arXiv 2001.10528); asappresearch/aum"
-    average = True
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        return largest_other(batch.logits, batch.target) - target_value(batch.logits, batch.target)
+    def value(self, batch: Batch) -> torch.Tensor:
+        return largest_other(batch[LOGITS], batch.target) - target_value(batch[LOGITS], batch.target)
 
 
 @register
@@ -99,10 +104,9 @@ class Margin(_LogitScore):
 
     name = "margin"
     reference = "softmax margin averaged over training, Kwok et al. 2024 (arXiv 2401.01867) `margin`"
-    average = True
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        probs = functional.softmax(batch.logits, dim=1)
+    def value(self, batch: Batch) -> torch.Tensor:
+        probs = functional.softmax(batch[LOGITS], dim=1)
         return largest_other(probs, batch.target) - target_value(probs, batch.target)
 
 
@@ -112,38 +116,25 @@ class CartographyConfidence(_LogitScore):
 
     name = "cartography-confidence"
     reference = "Swayamdipta et al., EMNLP 2020 (arXiv 2009.10795) data maps, `confidence`; allenai/cartography"
-    average = True
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        return -target_value(functional.softmax(batch.logits, dim=1), batch.target)
+    def value(self, batch: Batch) -> torch.Tensor:
+        return -target_value(functional.softmax(batch[LOGITS], dim=1), batch.target)
 
 
 @register
-class CartographyVariability(DynamicsScorer):
+class CartographyVariability(_LogitScore):
     """Standard deviation (ddof 0) of the target's softmax probability over training: high is ambiguous."""
 
     name = "cartography-variability"
-    family = "training dynamics"
     reference = "Swayamdipta et al., EMNLP 2020 (arXiv 2009.10795) data maps, `variability`; allenai/cartography"
-    needs = frozenset({LOGITS})
+    reduce = "std"
 
-    def __init__(self) -> None:
-        self._moments: dict[str, np.ndarray] = {}  # split -> (n, 3): count, sum, sum of squares
-
-    def start(self, split: str, size: int) -> None:
-        self._moments[split] = np.zeros((size, 3))
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        p = target_value(functional.softmax(batch.logits, dim=1), batch.target).double().cpu().numpy()
-        self._moments[batch.split][batch.index.cpu().numpy()] += np.stack([np.ones_like(p), p, p * p], axis=1)
-
-    def scores(self, split: str) -> np.ndarray:
-        count, total, squares = self._moments[split].T
-        return np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+    def value(self, batch: Batch) -> torch.Tensor:
+        return target_value(functional.softmax(batch[LOGITS], dim=1), batch.target)
 
 
 @register
-class Forgetting(DynamicsScorer):
+class Forgetting(_LogitScore):
     """Forgetting events: how often an example goes from correct to wrong between checkpoints.
 
     The untrained model counts as wrong. An example never learned at any checkpoint ranks
@@ -152,45 +143,30 @@ class Forgetting(DynamicsScorer):
     """
 
     name = "forgetting"
-    family = "training dynamics"
     reference = "Toneva et al., ICLR 2019 (arXiv 1812.05159); mtoneva/example_forgetting"
-    needs = frozenset({LOGITS})
+    reduce = {"events": "transitions", "learned": "any", "checkpoints": "count"}
 
-    def __init__(self) -> None:
-        self._state: dict[str, dict[str, np.ndarray]] = {}
-        self._checkpoints: set[int] = set()
+    def value(self, batch: Batch) -> dict[str, torch.Tensor]:
+        correct = batch[LOGITS].argmax(1) == batch.target
+        return {"events": correct, "learned": correct}
 
-    def start(self, split: str, size: int) -> None:
-        self._state[split] = {"correct": np.zeros(size, bool), "learned": np.zeros(size, bool),
-                              "events": np.zeros(size, np.int64)}
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        state, index = self._state[batch.split], batch.index.cpu().numpy()
-        correct = (batch.logits.argmax(1) == batch.target).cpu().numpy()
-        state["events"][index] += state["correct"][index] & ~correct
-        state["learned"][index] |= correct
-        state["correct"][index] = correct
-        self._checkpoints.add(checkpoint.index)
-
-    def scores(self, split: str) -> np.ndarray:
-        state = self._state[split]
-        return np.where(state["learned"], state["events"], len(self._checkpoints)).astype(np.float64)
+    def finish(self, reduced: dict, split: str) -> np.ndarray:
+        state = reduced[split]
+        return np.where(state["learned"], state["events"], state["checkpoints"]).astype(np.float64)
 
 
 @register
-class MaxSoftmax(SummedScorer):
+class MaxSoftmax(FinalModel, CheckpointScore):
     """Negated maximum softmax probability of the final model: the label-free confidence baseline."""
 
     name = "max-softmax"
     family = "confidence"
     reference = "Hendrycks & Gimpel, ICLR 2017 (maximum softmax probability baseline)"
     needs = frozenset({LOGITS})
+    reduce = "last"
 
-    def observes(self, checkpoint: Checkpoint) -> bool:
-        return checkpoint.is_last
-
-    def term(self, batch: Batch) -> torch.Tensor:
-        return -functional.softmax(batch.logits, dim=1).max(dim=1).values
+    def value(self, batch: Batch) -> torch.Tensor:
+        return -functional.softmax(batch[LOGITS], dim=1).max(dim=1).values
 
 
 @register
@@ -200,5 +176,6 @@ class Entropy(MaxSoftmax):
     name = "entropy"
     reference = "predictive entropy of the final model, Kwok et al. 2024 (arXiv 2401.01867) `ent`"
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        return -(functional.softmax(batch.logits, dim=1) * functional.log_softmax(batch.logits, dim=1)).sum(dim=1)
+    def value(self, batch: Batch) -> torch.Tensor:
+        logits = batch[LOGITS]
+        return -(functional.softmax(logits, dim=1) * functional.log_softmax(logits, dim=1)).sum(dim=1)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, Checkpoint, DynamicsScorer, SummedScorer
+from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, CheckpointScore, register
 from bench.gradients import last_layer_grad
-from bench.registry import register
-from scorers.dynamics import EpochChoice
+from scorers.dynamics import EpochChoice, FinalModel
 
 
 @register
-class GraNd(EpochChoice, SummedScorer):
+class GraNd(EpochChoice, CheckpointScore):
     """Norm of the gradient of the loss over all parameters, early in training (``epoch``) or averaged (``epoch=none``).
 
     Computed for a whole batch (``bench.gradients``): read off one backward pass for models
@@ -23,21 +22,20 @@ class GraNd(EpochChoice, SummedScorer):
     family = "gradient"
     reference = "Paul, Ganguli & Dziugaite, NeurIPS 2021 (arXiv 2107.07075); mansheej/data_diet"
     needs = frozenset({PARAM_GRAD_NORM})
-    average = True
+    reduce = "mean"
 
     def __init__(self, epoch: int | None = 1) -> None:
-        super().__init__()
         self.epoch = epoch
 
-    def term(self, batch: Batch) -> torch.Tensor:
-        return batch.param_grad_norm
+    def value(self, batch: Batch) -> torch.Tensor:
+        return batch[PARAM_GRAD_NORM]
 
 
 DETECTORS = ("iforest", "l1", "l2")
 
 
 @register
-class OGA(DynamicsScorer):
+class OGA(FinalModel, CheckpointScore):
     """Outlier Gradient Analysis: how much an example's last-layer gradient stands out.
 
     The gradient of the final model's loss w.r.t. the last layer's weight, ``(p - onehot(y)) h^T``
@@ -50,37 +48,24 @@ class OGA(DynamicsScorer):
     family = "gradient"
     reference = "Chhabra et al., ICML 2025 (arXiv 2405.03869); anshuman23/outlier-gradient-analysis"
     needs = frozenset({LOGITS, EMBEDDING})
+    reduce = "last"
 
     def __init__(self, detector: str = "iforest") -> None:
         if detector not in DETECTORS:
             raise ValueError(f"oga: detector={detector!r} is not one of {', '.join(DETECTORS)}")
         self.detector = detector
-        self._sizes: dict[str, int] = {}
-        self._features: dict[str, np.ndarray] = {}
 
-    def observes(self, checkpoint: Checkpoint) -> bool:
-        return checkpoint.is_last
-
-    def start(self, split: str, size: int) -> None:
-        self._sizes[split] = size
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        grad = last_layer_grad(batch.logits, batch.target, batch.embedding).flatten(1)
+    def value(self, batch: Batch) -> torch.Tensor:
+        grad = last_layer_grad(batch[LOGITS], batch.target, batch[EMBEDDING]).flatten(1)
         if self.detector == "iforest":
-            values = grad.float()
-        else:
-            values = grad.abs().sum(1, keepdim=True) if self.detector == "l1" else grad.norm(dim=1, keepdim=True)
-        split = batch.split
-        if split not in self._features:
-            self._features[split] = np.zeros((self._sizes[split], values.shape[1]), dtype=np.float32 if
-                                             self.detector == "iforest" else np.float64)
-        self._features[split][batch.index.cpu().numpy()] = values.cpu().numpy()
+            return grad.float()
+        return grad.abs().sum(1) if self.detector == "l1" else grad.norm(dim=1)
 
-    def scores(self, split: str) -> np.ndarray:
+    def finish(self, reduced: dict, split: str) -> np.ndarray:
         if self.detector != "iforest":
-            return self._features[split][:, 0].astype(np.float64)
+            return reduced[split].astype(np.float64)
         if not hasattr(self, "forest_"):
             from sklearn.ensemble import IsolationForest
 
-            self.forest_ = IsolationForest(n_estimators=100, random_state=0).fit(self._features["train"])
-        return -self.forest_.score_samples(self._features[split])
+            self.forest_ = IsolationForest(n_estimators=100, random_state=0).fit(reduced["train"])
+        return -self.forest_.score_samples(reduced[split])

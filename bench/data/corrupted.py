@@ -22,7 +22,7 @@ import bench
 from bench.data import Split
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError
-from bench.results import write_atomically
+from bench.files import write_atomically
 
 GENERATION_SEED = 0
 MARKER = "generated.json"

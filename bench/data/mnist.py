@@ -2,27 +2,25 @@
 
 ``mnist`` is the clean dataset; ``mnist-c`` adds the 15 corrupted copies of its test split
 (official files when present, otherwise generated, see ``bench.data.corrupted``).
-``fetch`` downloads the files from the usual public mirrors, or copies them from a folder.
+``fetch`` downloads the files from the usual public mirrors (with pooch), or copies them from a folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+import pooch
+import requests
 
 from bench.data import Dataset, Split, dataset_loader
 from bench.data.corrupted import candidate_folders, corrupted_splits, read_corrupted
 from bench.data.idx import IDX_FILES, read_idx_folder
 from bench.errors import BenchError
-from bench.results import write_atomically
+from bench.files import write_atomically
 
 # The published MD5 of each file, gzipped as distributed and decompressed.
 MD5 = {
@@ -44,11 +42,9 @@ MIRRORS = [
 
 
 def md5(path: Path) -> str:
-    digest = hashlib.md5()
+    """The hex MD5 of the file at ``path``."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def check_file(path: Path) -> str:
@@ -99,20 +95,9 @@ def load_mnist_c(roots: list[Path]) -> Dataset:
 
 
 def _download(url: str, target: Path, progress: bool) -> None:
-    """Download ``url`` to ``target`` through a temporary file, with a progress bar."""
-
-    def write(temporary: Path) -> None:
-        with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as handle:
-            size = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=size, unit="B", unit_scale=True, desc=target.name, disable=not progress, file=sys.stderr) as bar:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    handle.write(block)
-                    bar.update(len(block))
-        digest = md5(temporary)
-        if digest != MD5[target.name]:
-            raise ValueError(f"MD5 {digest} differs from the published {MD5[target.name]}")
-
-    write_atomically(target, write)
+    """Download ``url`` to ``target``: pooch writes a temporary file, kept only if its MD5 is the published one."""
+    pooch.retrieve(url, known_hash=f"md5:{MD5[target.name]}", fname=target.name, path=target.parent,
+                   downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60))
 
 
 def fetch(root: Path, source: Path | None = None, mirrors: list[str] | None = None, retries: int = 3,
@@ -142,17 +127,17 @@ def fetch(root: Path, source: Path | None = None, mirrors: list[str] | None = No
                 try:
                     _download(mirror + name, target, progress)
                     break
-                except ValueError as error:  # wrong content: this mirror will not do better
-                    failures.append(f"{mirror}: {error}")
-                    break
-                except urllib.error.HTTPError as error:
-                    failures.append(f"{mirror}: HTTP {error.code} {error.reason}")
-                    if error.code < 500:  # not found or forbidden: retrying will not help
+                except requests.HTTPError as error:
+                    failures.append(f"{mirror}: HTTP {error.response.status_code} {error.response.reason}")
+                    if error.response.status_code < 500:  # not found or forbidden: retrying will not help
                         break
-                except (urllib.error.URLError, OSError, TimeoutError) as error:
-                    failures.append(f"{mirror} (try {attempt}): {getattr(error, 'reason', error)}")
+                except OSError as error:  # no connection or a timeout (requests' errors are OSErrors)
+                    failures.append(f"{mirror} (try {attempt}): {error}")
                     if attempt < retries:
                         time.sleep(attempt)
+                except ValueError:  # pooch refused (and deleted) a wrong download: this mirror will not do better
+                    failures.append(f"{mirror}: MD5 of the download differs from the published {MD5[name]}")
+                    break
             if not check_file(target):
                 break
         else:

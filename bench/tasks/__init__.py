@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.results import ScoreTable
+from bench.schema import PAIR
+from bench.store import ScoreTable
 from bench.tasks.consistency import consistency
 from bench.tasks.difficulty import difficulty
 from bench.tasks.mislabel import mislabel
@@ -20,6 +21,10 @@ TASKS = {"ood": ood, "mislabel": mislabel, "difficulty": difficulty, "consistenc
 
 
 def evaluate(tables: list[ScoreTable]) -> pd.DataFrame:
-    """The rows of every task, in the order of ``TASKS``."""
+    """The rows of every task, in the order of ``TASKS``, each with its scorer's ``full_spec`` as stored in the units."""
     results = [rows for task in TASKS.values() if not (rows := task(tables)).empty]
-    return pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
+    board = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
+    full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}
+    full_spec = [PAIR.join(full[part] for part in scorer.split(PAIR)) for scorer in board["scorer"]]
+    board.insert(board.columns.get_loc("scorer") + 1, "full_spec", full_spec)
+    return board

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import runs_for, spearman_brown, spearman_matrix, unusable
-from bench.results import ScoreTable
+from bench.store import ScoreTable
 from bench.tasks.rows import ROW_COLUMNS, failure_note, metric_rows, unit_keys
 
 TASK = "consistency"

@@ -9,10 +9,12 @@ On the clean test split, with error = the final model's prediction differs from 
   has no errors and the top one has some);
 * ``error_auroc``: AUROC of the score for finding the misclassified examples, the summary
   that uses every example.
-* ``early_late_flip`` on the scorer ``<early spec> vs <late spec>``, for every scorer run with
-  both ``window=early`` and ``window=late`` (otherwise equal): 1 when the top decile has less
-  error than the bottom one early in training and more late in training (the paper's Figs. 5
-  and 8), else 0; its mean over seeds is the fraction of seeds that flip.
+* ``early_late_flip`` on the scorer ``<early spec> vs <late spec>``, for every two variants of
+  a scorer that differ in one parameter and read checkpoints one entirely before the other
+  (as stored with the unit: each variant's full parameters and the epochs it observed, e.g.
+  VoG's ``window=early`` and ``window=late``): 1 when the top decile has less error than the
+  bottom one early in training and more late in training (the paper's Figs. 5 and 8), else 0;
+  its mean over seeds is the fraction of seeds that flip.
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``) and its ``_std_seeds``.
 """
@@ -24,8 +26,9 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from bench.metrics import auroc, unusable
-from bench import registry
-from bench.results import ScoreTable
+from bench.schema import PAIR
+from bench.specs import parse_spec
+from bench.store import ScoreTable
 from bench.tasks.rows import metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "difficulty"
@@ -61,22 +64,18 @@ def difficulty_metrics(scores: np.ndarray, wrong: np.ndarray) -> tuple[dict[str,
     return values, "; ".join(notes)
 
 
-def window_pairs(specs: list[str]) -> list[tuple[str, str]]:
-    """(early spec, late spec) for each scorer run with window=early and window=late, other parameters
-    equal, defaults included (a default window of late is named in neither spec)."""
-    known = registry.available()
-
-    def parameters(spec: str) -> tuple[str, dict]:
-        name, params = registry.parse_spec(spec)
-        return name, {**(known[name].defaults() if name in known else {}), **params}
-
-    parsed = {spec: parameters(spec) for spec in specs}
+def window_pairs(table: ScoreTable) -> list[tuple[str, str]]:
+    """(early spec, late spec) for every two scorers of the unit with the same name whose full parameters
+    differ in one value and whose observed checkpoints all come before the other's."""
+    full = {spec: parse_spec(table.meta["config"]["scorers"][spec]) for spec in table.meta["scorers"]}
+    observed = table.meta["observed"]
     pairs = []
-    for early, (name, params) in parsed.items():
-        if params.get("window") == "early":
-            late = [spec for spec, (other, other_params) in parsed.items()
-                    if other == name and other_params == {**params, "window": "late"}]
-            pairs += [(early, late[0])] if late else []
+    for early, (name, params) in full.items():
+        for late, (other, other_params) in full.items():
+            differing = [key for key in params if params[key] != other_params.get(key)]
+            if (other == name and params.keys() == other_params.keys() and len(differing) == 1
+                    and observed[early] and observed[late] and max(observed[early]) < min(observed[late])):
+                pairs.append((early, late))
     return pairs
 
 
@@ -89,11 +88,11 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
         values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else difficulty_metrics(scores, wrong)
         rows += metric_rows(keys, SPLIT, spec, values, note)
         top_beats_bottom[spec] = values["error_decile_10"] - values["error_decile_01"]
-    for early, late in window_pairs(table.meta["scorers"]):
+    for early, late in window_pairs(table):
         gaps = top_beats_bottom[early], top_beats_bottom[late]
         flip = float(gaps[0] < 0 < gaps[1]) if np.isfinite(gaps).all() else np.nan
         note = "" if np.isfinite(flip) else "a decile error is NaN"
-        rows += metric_rows(keys, SPLIT, f"{early} vs {late}", {"early_late_flip": flip}, note)
+        rows += metric_rows(keys, SPLIT, f"{early}{PAIR}{late}", {"early_late_flip": flip}, note)
     return rows
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import ttest_ind
 
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
-from bench.results import ScoreTable
+from bench.store import ScoreTable
 from bench.tasks.rows import metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "mislabel"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import OOD_METRICS, ood_metrics
-from bench.results import ScoreTable
+from bench.store import ScoreTable
 from bench.tasks.rows import (
     ROW_COLUMNS,
     aggregate,

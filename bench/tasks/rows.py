@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from bench.leaderboard import KEYS
-from bench.results import ScoreTable
+from bench.schema import TASK_KEYS
+from bench.store import ScoreTable
 
-ROW_COLUMNS = [*KEYS, "value", "note"]
+ROW_COLUMNS = [*TASK_KEYS, "value", "note"]
 
 
 def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
@@ -46,7 +46,7 @@ def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: in
 
     A mean is NaN when any value it averages is NaN; the notes of the averaged rows are kept.
     """
-    group_keys = [k for k in KEYS if k != over]
+    group_keys = [k for k in TASK_KEYS if k != over]
     out = []
     for key, group in rows.groupby(group_keys, sort=False, dropna=False):
         values = group["value"].to_numpy(dtype=np.float64)

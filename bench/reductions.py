@@ -1,0 +1,65 @@
+"""The running state of a ``CheckpointScore``: one reduction over one split, kept by the harness.
+
+The probe hands each batch's values to ``Accumulator.update`` with the examples' positions
+in the split; ``result`` gives the reduced value of every example. States live on the
+device, float64 for sums and moments, so memory does not grow with the checkpoints (the
+std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Accumulator:
+    """One reduction (a key of ``bench.api.REDUCTIONS``) over a split of ``size`` examples."""
+
+    def __init__(self, reduction: str, size: int) -> None:
+        self.reduction = reduction
+        self.size = size
+        self.seen: set[int] = set()  # checkpoint indices observed
+        self.state: dict[str, torch.Tensor] = {}
+
+    def _zeros(self, name: str, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if name not in self.state:
+            self.state[name] = torch.zeros(self.size, *like.shape[1:], dtype=dtype, device=like.device)
+        return self.state[name]
+
+    def update(self, index: torch.Tensor, value: torch.Tensor | None, checkpoint: int) -> None:
+        """Fold the values of the examples at ``index`` at checkpoint ``checkpoint`` into the state."""
+        self.seen.add(checkpoint)
+        if self.reduction == "count":
+            self._zeros("count", index, torch.int64)[index] += 1
+        elif self.reduction in ("sum", "mean"):
+            self._zeros("sum", value, torch.float64)[index] += value.double()
+        elif self.reduction == "std":
+            value = value.flatten(1).to(torch.float64) if value.ndim > 1 else value.to(torch.float64)[:, None]
+            state_mean, state_m2 = self._zeros("mean", value, torch.float64), self._zeros("m2", value, torch.float64)
+            mean, m2 = state_mean[index], state_m2[index]
+            delta = value - mean
+            mean += delta / len(self.seen)
+            m2 += delta * (value - mean)
+            state_mean[index], state_m2[index] = mean, m2
+        elif self.reduction == "last":
+            self._zeros("last", value, value.dtype)[index] = value
+        elif self.reduction == "transitions":
+            previous, value = self._zeros("previous", value, torch.bool), value.bool()
+            self._zeros("events", value, torch.int64)[index] += previous[index] & ~value
+            previous[index] = value
+        elif self.reduction == "any":
+            self._zeros("any", value, torch.bool)[index] |= value.bool()
+        else:
+            raise ValueError(f"unknown reduction {self.reduction!r}")
+
+    def result(self) -> np.ndarray:
+        """The reduced value of every example of the split."""
+        if not self.seen:
+            raise ValueError("observed no checkpoint; check its parameters against the checkpoint schedule")
+        state = self.state
+        if self.reduction == "mean":
+            return (state["sum"] / len(self.seen)).cpu().numpy()
+        if self.reduction == "std":
+            return (state["m2"] / len(self.seen)).sqrt().mean(dim=1).cpu().numpy()
+        name = {"transitions": "events"}.get(self.reduction, self.reduction)
+        return state[name].cpu().numpy()

@@ -1,0 +1,59 @@
+"""The leaderboard's schema: its columns, and the headline metrics with the direction that is better.
+
+Plain data, importable without torch, scipy or the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A row is identified by its keys; ``full_spec`` names the scorer with every parameter written
+# out, so that two leaderboards made with different defaults never join different methods.
+KEYS = ["dataset", "model", "task", "split", "scorer", "full_spec", "label_mode", "seed", "metric"]
+TASK_KEYS = [key for key in KEYS if key != "full_spec"]  # what tasks write; ``full_spec`` is added from the units
+MEASUREMENT = ["value", "note"]
+PROVENANCE = ["bench_version", "git_sha", "config_hash", "torch_version", "device", "created_at"]
+COLUMNS = KEYS + MEASUREMENT + PROVENANCE
+PROTOCOL = ["dataset", "model", "label_mode"]
+PAIR = " vs "  # joins the two scorers of a row that compares them, e.g. ``vog[window=early] vs vog``
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric shown in summaries and checked by ``compare``: where it lives and which way is better."""
+
+    task: str
+    split: str
+    metric: str
+    header: str
+    better: int  # +1: higher is better, -1: lower is better
+    std: str = ""  # suffix of the metric shown after ±
+    spread: str = ""  # suffix of the metric shown in brackets
+    integer: bool = False
+
+
+HEADLINES = [
+    Headline("ood", "mean", "auroc", "AUROC", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_corruptions", "std_seeds"),
+    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_corruptions", "std_seeds"),
+    Headline("mislabel", "train", "auroc", "AUROC", +1, "std_seeds"),
+    Headline("mislabel", "train", "ap", "AP", +1, "std_seeds"),
+    Headline("mislabel", "train", "precision_at_k", "P@k", +1, "std_seeds"),
+    Headline("mislabel", "train", "welch_p", "Welch p", -1),
+    Headline("difficulty", "test", "error_auroc", "error AUROC", +1, "std_seeds"),
+    Headline("difficulty", "test", "error_ratio", "top/bottom error", +1, "std_seeds"),
+    Headline("difficulty", "test", "early_late_flip", "early/late flip", +1),
+    Headline("consistency", "test", "split_half", "split-half test", +1),
+    Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, integer=True),
+    Headline("consistency", "train", "split_half", "split-half train", +1),
+    Headline("consistency", "train", "runs_for_0.9", "seeds for 0.9 train", -1, integer=True),
+]
+BETTER = {h.metric: h.better for h in HEADLINES}
+CAPTIONS = {
+    "ood": "OoD detection, clean test vs each corruption: mean ± std over corruptions (std over seeds)",
+    "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean ± std over seeds",
+    "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error; over seeds",
+    "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"
+                   "(scorers that do not use the trained model, such as detectors on pixels, agree perfectly)",
+}

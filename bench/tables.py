@@ -1,0 +1,87 @@
+"""Leaderboards as text: one table per task and protocol, a row per scorer, best first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.schema import CAPTIONS, HEADLINES, PROTOCOL, Headline
+
+
+def text_table(frame: pd.DataFrame) -> str:
+    """Left-aligned columns under a header rule: readable in any terminal."""
+    return tabulate(frame.astype(str), headers="keys", tablefmt="simple", showindex=False, disable_numparse=True,
+                    stralign="left")
+
+
+def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: bool = False) -> str:
+    if np.isnan(mean) or np.isinf(mean):
+        return str(mean)
+    if integer:
+        text = f"{mean:.0f}"
+    else:
+        text = f"{mean:.3g}" if abs(mean) < 1e-3 and mean != 0 else f"{mean:.3f}"
+    if not np.isnan(std):
+        text += f" ± {std:.3f}"
+    if not np.isnan(spread):
+        text += f" ({spread:.3f})"
+    return text
+
+
+def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Scorer x headline metrics of one task (over seeds), best first; and why NaN cells are NaN."""
+    headlines = [h for h in HEADLINES if h.task == task]
+    rows = board[(board.task == task) & (board.seed == "all")]
+    lookup = {(r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
+
+    def value(h: Headline, scorer: str, suffix: str = "") -> float:
+        return lookup.get((h.split, scorer, f"{h.metric}_{suffix}" if suffix else h.metric), (np.nan, ""))[0]
+
+    def cell(h: Headline, scorer: str) -> str:
+        if (h.split, scorer, h.metric) not in lookup:
+            return ""
+        std = value(h, scorer, h.std) if h.std else np.nan
+        spread = value(h, scorer, h.spread) if h.spread else np.nan
+        return _cell(value(h, scorer), std, spread, h.integer)
+
+    scorers = [s for s in dict.fromkeys(rows.scorer) if any((h.split, s, h.metric) in lookup for h in headlines)]
+    first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)
+    scorers = list(first.sort_values(ascending=headlines[0].better < 0, na_position="last", kind="stable").index)
+    table = pd.DataFrame({h.header: [cell(h, s) for s in scorers] for h in headlines},
+                         index=pd.Index(scorers, name="scorer"))
+    reasons = {}
+    for s in scorers:
+        for h in headlines:
+            mean, note = lookup.get((h.split, s, h.metric), (0.0, ""))
+            if np.isnan(mean) and note:
+                reasons.setdefault(s, note)
+    return table, reasons
+
+
+def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
+    """Scorer x corruption table of one metric, averaged over seeds."""
+    rows = board[(board.task == "ood") & (board.seed == "all") & (board.split != "mean") & (board.metric == metric)]
+    table = rows.pivot_table(index="scorer", columns="split", values="value", dropna=False, aggfunc="first")
+    order = list(dict.fromkeys(rows.split))
+    return table[order].map(lambda v: f"{v:.3f}")
+
+
+def render(board: pd.DataFrame) -> str:
+    """Every task's summary table per protocol (dataset, model, label mode), as text."""
+    parts = []
+    for protocol, rows in board.groupby(PROTOCOL, sort=False):
+        parts.append("== " + " / ".join(map(str, protocol)) + " ==")
+        for task, caption in CAPTIONS.items():
+            if not (rows.task == task).any():
+                continue
+            table, reasons = task_summary(rows, task)
+            parts += ["", f"{task}: {caption}", "", text_table(table.reset_index())]
+            parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
+            if task == "ood":
+                by_split = ood_by_corruption(rows).reindex([s for s in table.index if s in set(rows.scorer)])
+                parts += ["", "ood: AUROC by corruption (mean over seeds)", "", text_table(by_split.reset_index())]
+        parts.append("")
+    return "\n".join(parts)
+
+

@@ -1,0 +1,132 @@
+"""One unit (dataset x model x seed): train the model, storing its state at every checkpoint, then probe it.
+
+A unit takes what is already computed: the stored checkpoints of the same training (no
+training then), scores of earlier units with the same training and label mode (found by
+full spec), and the model-free columns of another seed; it computes only the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench import registry
+from bench.api import Checkpoint
+from bench.data import Dataset
+from bench.models import build_model
+from bench.plan import Plan
+from bench.probe import Probe, ProbeSplit
+from bench.provenance import provenance
+from bench.store import ScoreTable, load_checkpoints, readable, save_checkpoints
+from bench.training import TrainSettings, train
+
+
+def train_settings(plan: Plan) -> TrainSettings:
+    c = plan.config
+    return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every)
+
+
+def checkpoints_of(training: dict) -> list[Checkpoint]:
+    epochs = training["checkpoint_epochs"]
+    return [Checkpoint(index=index, epoch=epoch, total=len(epochs)) for index, epoch in enumerate(epochs)]
+
+
+def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSplit, dataset: Dataset, seed: int,
+                      description: str, progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
+    """Train; returns the training record and the model's state at every checkpoint."""
+    bar = tqdm(total=plan.config.epochs, desc=description, unit="epoch", disable=not progress, file=sys.stderr)
+    train_loss = float("nan")
+
+    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+        nonlocal train_loss
+        train_loss = loss
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+        bar.update()
+
+    states, epochs = [], []
+    for checkpoint in train(model, train_split.inputs, train_split.labels, train_settings(plan),
+                            torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch):
+        states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
+        epochs.append(checkpoint.epoch)
+    bar.close()
+    training = {"training": plan.config.training_config(plan.data_source), "seed": seed, "checkpoint_epochs": epochs,
+                "final_train_loss": train_loss}
+    return training, states
+
+
+def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
+             known: dict | None = None) -> ScoreTable:
+    """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
+
+    ``known`` holds columns already computed for this unit, which are not recomputed; ``code``
+    is the git SHA of the harness when the run began (files edited during a run do not count).
+    """
+    config = plan.config
+    torch.manual_seed(seed)
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
+    splits = {
+        name: ProbeSplit(
+            inputs=torch.as_tensor(split.inputs, device=device),
+            labels=torch.as_tensor(split.labels, device=device),
+            trusted_labels=name == "train" or config.label_mode == "true",
+            noisy=split.noisy,
+        )
+        for name, split in dataset.splits().items()
+    }
+    probe = Probe(splits, [registry.create(spec) for spec in plan.specs], dataset.input_shape, known=known)
+    description = f"{dataset.name} {config.model} seed {seed}"
+    seconds = {"train": 0.0}  # then the probe's "probe" and "finish" (detectors and final scores)
+    if (checkpoints := readable(load_checkpoints, plan.checkpoints_path(seed))) is not None:
+        states, training = checkpoints
+    else:
+        started = time.perf_counter()
+        training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
+        seconds["train"] = time.perf_counter() - started
+        save_checkpoints(plan.checkpoints_path(seed), states, training)
+    schedule = checkpoints_of(training)
+    with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
+              disable=not progress, file=sys.stderr) as bar:
+        columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
+                            bar.update)
+    seconds.update(probe.seconds)
+    for spec, error in probe.failures.items():
+        print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
+    observed = {}  # spec -> epochs of the checkpoints the scorer reads, for tasks that compare windows
+    for spec in plan.specs:
+        scorer = registry.create(spec)
+        observed[spec] = [c.epoch for c in schedule if scorer.observes(c)]
+    meta = {
+        "dataset": dataset.name,
+        "model": config.model,
+        "seed": seed,
+        "label_mode": config.label_mode,
+        "config_hash": plan.config_hash,
+        "config": plan.unit_config,
+        "scorers": plan.specs,
+        "failures": probe.failures,
+        "observed": observed,
+        "reused": sorted(known or {}),
+        "ood_splits": list(dataset.ood),
+        "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
+        "final_train_loss": training["final_train_loss"],
+        "seconds": seconds,
+        "provenance": provenance(device, plan.config_hash, code),
+    }
+    return ScoreTable(meta, columns)
+
+
+def compute_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool,
+                 model_free: dict) -> ScoreTable:
+    """A unit that is not on disk: what earlier runs computed for it is reused, the rest is computed."""
+    context = {key: value for key, value in plan.unit_config.items() if key != "scorers"}
+    wanted = {full: spec for spec, full in plan.full_specs.items()}
+    reused = {**model_free, **plan.store.reusable_columns(dataset.name, plan.config.model, seed, context, wanted)}
+    if progress and reused:
+        computing = [spec for spec in plan.specs if spec not in reused]
+        print(f"{dataset.name} {plan.config.model} seed {seed}: {len(reused)} of {len(plan.specs)} scores already "
+              f"computed; computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
+    return run_unit(plan, dataset, seed, device, code, progress, reused)
