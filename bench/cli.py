@@ -62,8 +62,9 @@ example:
   bench show leaderboards/mnist-c.csv.gz --task ood"""
 
 COMPARE_DESCRIPTION = """\
-Join two leaderboards on dataset, model, task, split, scorer, label mode, seed and metric,
-and print both values and the delta (B - A) of the headline metrics. Protocols (dataset,
+Join two leaderboards on dataset, model, task, split, scorer and its full spec (every
+parameter), label mode, seed and metric, and print both values and the delta (B - A) of the
+headline metrics. Protocols (dataset,
 model, label mode) present in one file only are listed, never joined to another protocol;
 when the two share none, compare stops with an error."""
 
@@ -74,12 +75,13 @@ examples:
 
 --fail-if-drops checks every joined row over all seeds (seed=all) with that metric, in
 every task and split that has it; "worse" means lower, except for fpr95, welch_p and
-runs_for_0.9, where it means higher. Exit status: 0 fine, 1 a drop, 2 an error."""
+runs_for_0.9, where it means higher. The tolerance is raw: it does not know the noise of
+seeds or hardware. Exit status: 0 fine, 1 a drop, 2 an error."""
 
 MERGE_DESCRIPTION = """\
 Stack leaderboards into one CSV, e.g. the two label modes of one study, or several datasets:
 every row is kept as it is, with its provenance; a row measured in two of the files (the same
-dataset, model, task, split, scorer, label mode, seed and metric) is an error.
+dataset, model, task, split, scorer and full spec, label mode, seed and metric) is an error.
 
 example:
   bench merge results/vog-protocol/leaderboard.csv results/vog-protocol-true/leaderboard.csv \\
@@ -88,8 +90,8 @@ example:
 REPORT_DESCRIPTION = """\
 Write one self-contained HTML file (images inline, no server needed) from a results folder:
 the summary tables, an AUROC heatmap of scorer x corruption, test error by score decile,
-VoG's early/late flip, the seed and scorer correlation heatmaps, and the test images of
-lowest and highest VoG for each class."""
+the early/late flip, the seed and scorer correlation heatmaps, and the test images scored
+lowest and highest, for each class, by the scorer with the best error AUROC."""
 
 
 DATA_DESCRIPTION = """\

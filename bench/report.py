@@ -179,11 +179,11 @@ def _mosaic(images: np.ndarray, side: int = 5) -> np.ndarray:
 
 
 def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
-    ranked = board[(board.task == "difficulty") & (board.seed == "all") & (board.metric == "error_auroc")]
-    ranked = ranked[ranked.scorer.isin(tables[0].scorers if tables else [])].sort_values("value", ascending=False)
-    if ranked.value.notna().sum() == 0:
+    best = board[(board.task == "difficulty") & (board.seed == "all") & (board.metric == "error_auroc")]
+    best = best[best.scorer.isin(tables[0].scorers if tables else [])].sort_values("value", ascending=False)
+    if best.value.notna().sum() == 0:
         return _note("no scorer ranks the misclassified test examples in this run")
-    spec = ranked.scorer.iloc[0]
+    spec, error_auroc = best.scorer.iloc[0], best.value.iloc[0]
     try:
         dataset = load_dataset(config.dataset, data_dir or config.data_dir, config.label_noise)
     except BenchError as error:
@@ -202,7 +202,7 @@ def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
             axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen].astype(float)), cmap="gray")
             axes[i, j].set(xticks=[], yticks=[], title=f"class {label}" if i == 0 else "",
                            ylabel=f"{name} score" if j == 0 else "")
-    return _note(f"{spec}, the scorer with the highest error AUROC here ({ranked.value.iloc[0]:.3f}), averaged over "
+    return _note(f"{spec}, the scorer with the highest error AUROC here ({error_auroc:.3f}), averaged over "
                  f"{len(tables)} seeds, test split: the 25 lowest (top row) and highest (bottom row) per class. "
                  "The VoG paper (Figs. 2, 3 and 7): low VoG shows clear, prototypical digits; high VoG unusual, "
                  "ambiguous or corrupted ones.") + _png(figure)

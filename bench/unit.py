@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench.api import Checkpoint
+from bench.config import RunConfig
 from bench.data import Dataset
 from bench.models import build_model
 from bench.plan import Plan
@@ -25,8 +26,7 @@ from bench.store import ScoreTable, load_checkpoints, readable, save_checkpoints
 from bench.training import TrainSettings, train
 
 
-def train_settings(plan: Plan) -> TrainSettings:
-    c = plan.config
+def train_settings(c: RunConfig) -> TrainSettings:
     return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every)
 
 
@@ -48,7 +48,7 @@ def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSpli
         bar.update()
 
     states, epochs = [], []
-    for checkpoint in train(model, train_split.inputs, train_split.labels, train_settings(plan),
+    for checkpoint in train(model, train_split.inputs, train_split.labels, train_settings(plan.config),
                             torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch):
         states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
         epochs.append(checkpoint.epoch)

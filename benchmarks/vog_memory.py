@@ -25,9 +25,9 @@ checkpoints, n = int(sys.argv[1]), int(sys.argv[2])
 model, images, labels = lenet_and_data(n)
 vog = VoG(window="all", target="logit")  # every checkpoint observed
 probe = Probe({"train": ProbeSplit(images, labels, trusted_labels=True)}, [vog], INPUT_SHAPE)
-for index in range(checkpoints):
-    probe.observe(model, Checkpoint(index=index, epoch=index + 1, total=checkpoints))
-assert vog.scores("train").shape == (n,)
+state = model.state_dict()
+table = probe.run(model, [(Checkpoint(index=k, epoch=k + 1, total=checkpoints), state) for k in range(checkpoints)])
+assert table["train"]["vog[window=all,target=logit]"].shape == (n,)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

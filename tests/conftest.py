@@ -31,19 +31,14 @@ def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=Non
     states = [(checkpoint, copy.deepcopy(model.state_dict()))
               for checkpoint in train(model, splits["train"].inputs, splits["train"].labels, settings,
                                       torch.Generator().manual_seed(seed), shape)]
-    if probe.needs_final_model:
-        probe.use_final_model(model)
-    for checkpoint, state in states:
-        model.load_state_dict(state)
-        probe.observe(model, checkpoint)
-    return probe.finish(), probe
+    return probe.run(model, states), probe
 
 
 @pytest.fixture
 def isolated_registry(monkeypatch):
     """Scorers registered inside the test are forgotten after it."""
-    from bench import registry
+    from bench import api, registry
 
     registry.available()
-    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
-    monkeypatch.setattr(registry, "_origins", dict(registry._origins))
+    monkeypatch.setattr(api, "registered", dict(api.registered))
+    monkeypatch.setattr(registry, "registered", api.registered)

@@ -1,22 +1,25 @@
 """Bad input to `bench run`: each gets a message that names the problem and the fix, and loses nothing finished."""
 
 import numpy as np
+import pytest
 from test_data import write_idx_folder
 
 from bench.data.digits import load_digits_c
 from bench.cli import main
 from bench.leaderboard import read_csv
-from bench.results import ScoreTable, load_checkpoints
+from bench.store import ScoreTable, load_checkpoints
+
+pytestmark = pytest.mark.slow  # each test runs `bench run` end to end
 
 VALUES = ["task", "scorer", "split", "seed", "metric", "value", "note"]
 RUN = ["run", "--dataset", "digits-c", "--model", "mlp", "--seeds", "1", "--epochs", "3", "--no-progress"]
 
 NON_FINITE_PLUGIN = '''
 import numpy as np
-from bench import LOGITS, DynamicsScorer, register
+from bench.api import LOGITS, StreamingScorer, register
 
 @register
-class Overflowing(DynamicsScorer):
+class Overflowing(StreamingScorer):
     name, family, reference = "overflowing", "test", "-"
     needs = frozenset({LOGITS})
     def start(self, split, size): self.size = getattr(self, "size", {}) | {split: size}

@@ -1,11 +1,14 @@
 """The unit cache: a changed scorer list recomputes only the new scorers, on the stored checkpoints."""
 
 import numpy as np
+import pytest
 
-from bench import runner
+from bench import unit as units
 from bench.cli import main
 from bench.leaderboard import read_csv
-from bench.results import ScoreTable, load_checkpoints
+from bench.store import ScoreTable, load_checkpoints
+
+pytestmark = pytest.mark.slow  # each test runs `bench run` end to end
 
 VALUES = ["task", "scorer", "split", "seed", "metric", "value", "note"]
 RUN = ["run", "--dataset", "digits-c", "--model", "mlp", "--seeds", "1", "--epochs", "3", "--no-progress"]
@@ -27,7 +30,7 @@ def test_a_changed_scorer_reuses_the_others_and_the_trained_model(tmp_path, monk
         raise AssertionError("the model was trained again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "train", no_training)
+        patch.setattr(units, "train", no_training)
         assert main([*RUN, "--scorers", "loss,vog[norm=z],kde", "--out", str(cached)]) == 0
     assert main([*RUN, "--scorers", "loss,vog[norm=z],kde", "--out", str(fresh)]) == 0
 
@@ -51,24 +54,38 @@ def test_units_of_another_training_or_label_mode_are_not_reused(tmp_path):
     assert len(list((out / "checkpoints").glob("*.npz"))) == 2  # the label mode does not change the training
 
 
-def test_a_changed_default_reuses_scores_by_their_full_parameters(tmp_path, monkeypatch):
-    from scorers.vog import VoG
+PLUGIN = """
+import torch
+from bench.api import LOGITS, CheckpointScore, register
 
-    out = tmp_path / "out"
-    assert main([*RUN, "--scorers", "vog[norm=none|z]", "--out", str(out)]) == 0
-    before = unit(out, ["vog", "vog[norm=z]"])
-    window, _, target, label = VoG.__init__.__defaults__
-    monkeypatch.setattr(VoG.__init__, "__defaults__", (window, "z", target, label))  # the default is now norm=z
-    assert runner.registry.create("vog").full_spec == f"vog[window={window},norm=z,target={target},label={label}]"
+@register
+class ShiftedLoss(CheckpointScore):
+    name, family, reference = "shifted-loss", "test", "-"
+    needs, reduce = frozenset({LOGITS}), "mean"
 
-    def nothing_computed(*_, **__):
-        raise AssertionError("a score was computed again")
+    def __init__(self, shift: float = DEFAULT):
+        self.shift = shift
 
-    monkeypatch.setattr(runner, "train", nothing_computed)
-    monkeypatch.setattr(VoG, "update", nothing_computed)
-    assert main([*RUN, "--scorers", "vog[norm=none|z]", "--out", str(out)]) == 0
-    after = unit(out, ["vog[norm=none]", "vog"])
-    assert after.meta["reused"] == ["vog", "vog[norm=none]"]
+    def value(self, batch):
+        COMPUTE
+        return torch.nn.functional.cross_entropy(batch[LOGITS], batch.target, reduction="none") + self.shift
+"""
+
+
+def test_a_changed_default_reuses_scores_by_their_full_parameters(tmp_path, isolated_registry):
+    """Version 2 of a plugin changes a default: the scores of version 1 are found by their full parameters,
+    so `shifted-loss` now names what version 1 called `shifted-loss[shift=1.0]`, and nothing is computed."""
+    out, first, second = tmp_path / "out", tmp_path / "v1", tmp_path / "v2"
+    for folder, default, compute in ((first, "0.0", "pass"), (second, "1.0", "raise AssertionError('computed again')")):
+        folder.mkdir()
+        (folder / "shifted.py").write_text(PLUGIN.replace("DEFAULT", default).replace("COMPUTE", compute))
+    assert main([*RUN, "--plugin", str(first / "shifted.py"), "--scorers", "shifted-loss[shift=0.0|1.0]",
+                 "--out", str(out)]) == 0
+    before = unit(out, ["shifted-loss", "shifted-loss[shift=1.0]"])
+    assert main([*RUN, "--plugin", str(second / "shifted.py"), "--scorers", "shifted-loss[shift=0.0|1.0]",
+                 "--out", str(out)]) == 0
+    after = unit(out, ["shifted-loss[shift=0.0]", "shifted-loss"])
+    assert after.meta["reused"] == ["shifted-loss", "shifted-loss[shift=0.0]"] and not after.meta["failures"]
     for split, columns in after.splits.items():
-        assert columns["vog"].tobytes() == before.splits[split]["vog[norm=z]"].tobytes()
-        assert columns["vog[norm=none]"].tobytes() == before.splits[split]["vog"].tobytes()
+        assert columns["shifted-loss"].tobytes() == before.splits[split]["shifted-loss[shift=1.0]"].tobytes()
+        assert columns["shifted-loss[shift=0.0]"].tobytes() == before.splits[split]["shifted-loss"].tobytes()

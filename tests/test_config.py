@@ -28,7 +28,8 @@ def test_flags_override_the_file_and_none_means_unset(tmp_path):
     ("epochs = 0", "'epochs' must be at least 1"),
     ("seeds = []", "'seeds' is empty"),
     ("seeds = [1, 1]", "repeats a seed"),
-    ("scorers = [3]", "'scorers' must be a list[str]"),
+    ("scorers = [3]", "'scorers' must be list[str]"),
+    ("lr = true", "'lr' must be float"),
     ("epochs = ", "not valid TOML"),
 ])
 def test_bad_values_are_named_with_the_fix(tmp_path, text, message):
@@ -63,3 +64,18 @@ def test_seed_syntax(text, seeds):
 def test_seed_syntax_without_seeds_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="gives no seeds"):
         parse_seeds(text)
+
+
+def test_values_are_checked_against_the_annotated_types():
+    from bench.config import _is
+
+    assert _is(3, float) and _is(0.5, float) and not _is(True, float) and not _is("3", float)
+    assert _is([1, 2], list[int]) and not _is([1, True], list[int]) and not _is((1, 2), list[int])
+    assert _is(False, bool) and not _is(0, bool)
+
+
+def test_the_settings_written_with_a_run_read_back_as_the_same_config(tmp_path):
+    config = RunConfig(name="study", scorers=["vog[window=early|late]", "kde"], seeds=[0, 4], lr=0.5, label_noise=0.2)
+    path = tmp_path / "config.toml"
+    path.write_text(config.to_toml())
+    assert load_toml(path) == config

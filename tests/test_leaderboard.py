@@ -4,21 +4,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from bench.cli import main, parse_tolerances
+from bench.compare import compare
 from bench.errors import BenchError
-from bench.leaderboard import COLUMNS, compare, parse_tolerances, read_csv, write_csv
+from bench.leaderboard import read_csv, write_csv
+from bench.schema import COLUMNS
 
 
 def board(values, dataset="mnist-c", label_mode="predicted"):
     """A leaderboard with the given {(task, split, scorer, metric): value} rows over all seeds."""
     rows = [{"dataset": dataset, "model": "lenet", "task": task, "split": split, "scorer": scorer,
-             "label_mode": label_mode, "seed": "all", "metric": metric, "value": value, "note": "",
+             "full_spec": FULL.get(scorer, scorer), "label_mode": label_mode, "seed": "all", "metric": metric, "value": value, "note": "",
              "bench_version": "0.1.0", "git_sha": "abc", "config_hash": "123", "torch_version": "2",
              "device": "cpu", "created_at": "2026-01-01T00:00:00+00:00"}
             for (task, split, scorer, metric), value in values.items()]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+FULL = {"vog": "vog[window=late,norm=none,target=prob,label=checkpoint]",
+        "kde": "kde[features=pixels,fit_size=1000,pca=none,bandwidth=1.0]"}
 BASE = {("ood", "mean", "vog", "auroc"): 0.80, ("ood", "mean", "vog", "auroc_std_corruptions"): 0.10,
         ("ood", "mean", "vog", "auroc_std_seeds"): 0.02, ("ood", "mean", "vog", "fpr95"): 0.50,
         ("ood", "mean", "kde", "auroc"): 0.70, ("ood", "blur", "vog", "auroc"): 0.90,
@@ -114,3 +118,43 @@ def test_merge_stacks_label_modes_and_refuses_a_row_measured_twice(tmp_path, cap
     error = capsys.readouterr().err
     assert "7 measurements are in more than one file" in error and "predicted.csv" in error
     assert not (tmp_path / "twice.csv").exists()
+
+
+def test_values_round_trip_at_full_precision(tmp_path):
+    values = {("ood", "mean", "vog", "auroc"): 1 / 3, ("ood", "mean", "kde", "auroc"): np.pi * 1e-7,
+              ("ood", "blur", "vog", "auroc"): 0.1 + 0.2}
+    frame = board(values)
+    pd.testing.assert_series_equal(read_csv(write(tmp_path, "a.csv", frame)).value, frame.value, check_exact=True)
+
+
+def test_compare_and_merge_join_on_the_full_spec_never_the_short_name_alone(tmp_path, capsys):
+    """A leaderboard made when `vog`'s default was the logit target holds another method under the same name."""
+    old = board(BASE).assign(full_spec=lambda f: f.full_spec.str.replace("target=prob", "target=logit"))
+    result = compare(old, board(BASE), {})
+    assert set(result.joined.scorer) == {"kde", "loss"}  # vog is not joined to the other vog
+    before_full_specs = board(BASE).drop(columns="full_spec")
+    path = tmp_path / "old.csv"
+    before_full_specs.to_csv(path, index=False)
+    assert (read_csv(path).full_spec == "unknown").all()
+    assert main(["compare", str(path), str(write(tmp_path, "new.csv", board(BASE)))]) == 2
+    assert "does not record its scorers' full parameters" in capsys.readouterr().err
+    merged = tmp_path / "merged.csv"
+    assert main(["merge", str(write(tmp_path, "old-vog.csv", old[old.scorer == "vog"])), str(tmp_path / "new.csv"), "--out", str(merged)]) == 0
+    assert set(read_csv(merged).full_spec) >= {FULL["vog"], FULL["vog"].replace("prob", "logit")}
+
+
+def test_show_compare_and_merge_run_without_torch(tmp_path):
+    """Reading a leaderboard needs pandas, not torch: run the three commands with `import torch` failing."""
+    import subprocess
+    import sys
+
+    a, b = write(tmp_path, "a.csv", board(BASE)), write(tmp_path, "b.csv", board(BASE, label_mode="true"))
+    script = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+              "from bench.cli import main\n"
+              f"codes = [main(['show', {str(a)!r}]), main(['compare', {str(a)!r}, {str(a)!r}]),\n"
+              f"         main(['merge', {str(a)!r}, {str(b)!r}, '--out', {str(tmp_path / 'm.csv')!r}])]\n"
+              "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+              "sys.exit(max(codes))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "AUROC" in result.stdout and "rows joined" in result.stdout and (tmp_path / "m.csv").is_file()

@@ -2,12 +2,14 @@
 
 import numpy as np
 
+import torch
+
 from bench import registry
-from bench.api import LOGITS, PIXELS, SIGNALS, Detector, DynamicsScorer
+from bench.api import LOGITS, PIXELS, CheckpointScore, Detector, StreamingScorer
 from conftest import train_and_probe
 
 
-class Spy(DynamicsScorer):
+class Spy(StreamingScorer):
     """Records which signals it was given and at which checkpoints."""
 
     name, family, reference = "spy", "test", "-"
@@ -25,7 +27,7 @@ class Spy(DynamicsScorer):
     def update(self, batch, checkpoint):
         if batch.split == self.fail_on_split:
             raise RuntimeError("boom")
-        self.seen_signals |= {s for s in SIGNALS if getattr(batch, s) is not None}
+        self.seen_signals |= set(batch.signals)
         self.seen_epochs.add(checkpoint.epoch)
 
     def scores(self, split):
@@ -90,18 +92,33 @@ def test_detectors_fit_on_training_features_of_the_final_model(two_blobs):
     np.testing.assert_array_equal(table["train"]["recorder"], inputs[:, 0])
 
 
-def test_scorers_sharing_a_failed_state_fail_with_it(two_blobs):
-    class Shared(Spy):
-        state_params = ("needs",)
+class Shifted(CheckpointScore):
+    """A loss whose ``offset`` only ``finish`` reads: variants share one pass and one state."""
 
-        def __init__(self, needs=frozenset({LOGITS}), last_only=False, fail_on_split=None, offset=0):
-            super().__init__(needs, last_only, fail_on_split)
-            self.offset = offset
+    name, family, reference = "shifted", "test", "-"
+    needs = frozenset({LOGITS})
+    reduce = "mean"
+    finish_params = ("offset",)
 
+    def __init__(self, offset=0.0, fail=False):
+        self.offset, self.fail = offset, fail
+
+    def value(self, batch):
+        if self.fail:
+            raise RuntimeError("boom")
+        return torch.nn.functional.cross_entropy(batch[LOGITS], batch.target, reduction="none")
+
+    def finish(self, reduced, split):
+        return reduced[split] + self.offset
+
+
+def test_variants_differing_in_finish_params_share_a_state_and_fail_together(two_blobs):
     inputs, labels = two_blobs
-    owner, follower, other = Shared(fail_on_split="train"), Shared(fail_on_split="train", offset=1), Spy()
+    table, probe = train_and_probe(inputs, labels, [Shifted(), Shifted(offset=1.0), registry.create("loss")], epochs=2)
+    assert [len(group.scorers) for group in probe.groups] == [2, 1]
+    np.testing.assert_array_equal(table["train"]["shifted"], table["train"]["loss"])  # the same mean loss
+    np.testing.assert_array_equal(table["train"]["shifted[offset=1.0]"], table["train"]["loss"] + 1.0)
+    owner, follower, other = Shifted(fail=True), Shifted(offset=1.0, fail=True), Spy()
     table, probe = train_and_probe(inputs, labels, [owner, follower, other], epochs=1)
-    assert probe.sharing == {follower: owner}
-    assert "RuntimeError: boom" in probe.failures[owner.spec]
-    assert probe.failures[follower.spec].startswith(f"shares the running state of {owner.spec}, which failed")
+    assert "RuntimeError: boom" in probe.failures[owner.spec] and "RuntimeError: boom" in probe.failures[follower.spec]
     assert "spy" in table["train"] and owner.spec not in table["train"] and follower.spec not in table["train"]

@@ -5,7 +5,7 @@ import pytest
 
 from bench.cli import main
 from bench.leaderboard import read_csv
-from bench.results import ScoreTable
+from bench.store import ScoreTable
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: pip install -e '.[ray]'")

@@ -1,5 +1,7 @@
 """The registry and the three ways in: built-in modules, entry points of installed distributions, plugin files."""
 
+import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -8,18 +10,20 @@ from pathlib import Path
 
 import pytest
 
+import bench
 from bench import registry
 from bench.api import SIGNALS
 from bench.errors import BenchError
+from bench.specs import parse_spec, split_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_spec_parsing_reads_literals_and_keeps_bracketed_commas():
-    assert registry.parse_spec("vog[norm=z, target=prob]") == ("vog", {"norm": "z", "target": "prob"})
-    assert registry.parse_spec("kde[bandwidth=0.5]") == ("kde", {"bandwidth": 0.5})
-    assert registry.parse_spec("x[n=3,flag=true]") == ("x", {"n": 3, "flag": True})
-    assert registry.split_specs("vog[norm=z,target=prob], kde,max-softmax") == [
+    assert parse_spec("vog[norm=z, target=prob]") == ("vog", {"norm": "z", "target": "prob"})
+    assert parse_spec("kde[bandwidth=0.5]") == ("kde", {"bandwidth": 0.5})
+    assert parse_spec("x[n=3,flag=true]") == ("x", {"n": 3, "flag": True})
+    assert split_specs("vog[norm=z,target=prob], kde,max-softmax") == [
         "vog[norm=z,target=prob]", "kde", "max-softmax"]
 
 
@@ -50,6 +54,25 @@ def test_builtin_scorers_declare_their_metadata():
         scorer = cls()
         assert scorer.needs and scorer.needs <= set(SIGNALS), name
         assert cls.family and cls.reference, name
+
+
+def test_builtin_scorers_come_through_the_entry_point_group_as_plugins_do():
+    modules = {entry.value for entry in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)}
+    assert {"scorers.vog", "scorers.dynamics", "scorers.gradients", "scorers.detectors"} <= modules
+    assert "import scorers" not in (ROOT / "bench" / "registry.py").read_text()
+
+
+def test_a_changed_builtin_default_bumps_the_version():
+    """Results name a scorer by its short spec; a default that changes under the same version would let
+    two methods pass as one. Record the defaults of a new version in tests/builtin_defaults.json."""
+    recorded = json.loads((ROOT / "tests" / "builtin_defaults.json").read_text())
+    builtins = {name: cls().full_spec for name, cls in registry.available().items() if cls.__module__.startswith("scorers.")}
+    assert bench.__version__ in recorded, f"record the built-in defaults of version {bench.__version__}"
+    changed = {name for name in builtins.keys() | recorded[bench.__version__].keys()
+               if builtins.get(name) != recorded[bench.__version__].get(name)}
+    assert not changed, f"the defaults of {sorted(changed)} changed under version {bench.__version__}: bump the version"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{bench.__version__}"' in pyproject
 
 
 def run_bench(*args, cwd, extra_path=None):
@@ -114,14 +137,14 @@ def test_a_plugin_file_that_fails_to_import_is_named_with_its_line(tmp_path, iso
 
 def test_a_grid_spec_expands_into_every_combination_named_by_its_non_default_parameters(tmp_path):
     from bench.config import RunConfig, load_toml
-    from bench.runner import scorer_specs
+    from bench.plan import scorer_specs
 
     grid = "vog[window=early|late|all,norm=none|z|abs-z]"
     specs = scorer_specs(RunConfig(scorers=[grid, "loss"]))
     assert len(specs) == 10 and specs[-1] == "loss"
     assert specs[:4] == ["vog[window=early]", "vog[window=early,norm=z]", "vog[window=early,norm=abs-z]", "vog"]
     assert "vog[window=all]" in specs and "vog[norm=abs-z]" in specs  # window=late, the default, is not named
-    from_cli = scorer_specs(RunConfig(scorers=registry.split_specs(f"{grid},loss")))
+    from_cli = scorer_specs(RunConfig(scorers=split_specs(f"{grid},loss")))
     config = tmp_path / "grid.toml"
     config.write_text(f'scorers = ["{grid}", "loss"]\n')
     assert from_cli == specs == scorer_specs(load_toml(config))
@@ -135,7 +158,7 @@ def test_a_grid_spec_expands_into_every_combination_named_by_its_non_default_par
 ])
 def test_grids_work_for_any_scorers_parameters(grid, expected):
     from bench.config import RunConfig
-    from bench.runner import scorer_specs
+    from bench.plan import scorer_specs
 
     assert scorer_specs(RunConfig(scorers=[grid])) == expected
 
@@ -146,7 +169,7 @@ def test_grids_work_for_any_scorers_parameters(grid, expected):
 ])
 def test_bad_grids_are_refused_with_the_fix(grid, message):
     from bench.config import RunConfig
-    from bench.runner import scorer_specs
+    from bench.plan import scorer_specs
 
     with pytest.raises(BenchError, match=re.escape(message)):
         scorer_specs(RunConfig(scorers=[grid]))

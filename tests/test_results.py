@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from bench.results import ScoreTable
+from bench.store import ScoreTable
 
 
 def test_round_trip_and_plain_numpy_layout(tmp_path):

@@ -8,23 +8,27 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from bench import registry
-from bench.api import Batch, Checkpoint
+from bench.api import LOGITS, Batch, Checkpoint
 from bench.gradients import GradNormComputer, last_layer_grad, param_grad_norms
 from bench.metrics import auroc
 from bench.models import MLP, build_model
+from bench.probe import Group
 from conftest import train_and_probe
 
 
 def feed(scorer, logits, target):
-    """Give a scorer the logits (checkpoints, n, classes) one checkpoint at a time; return its scores."""
+    """Give a scorer the logits (checkpoints, n, classes) one checkpoint at a time, as the probe does; its scores."""
     checkpoints, n, _ = logits.shape
-    scorer.start("train", n)
+    group = Group([scorer])
+    group.start(n)
+    target = torch.as_tensor(target)
     for k in range(checkpoints):
         checkpoint = Checkpoint(index=k, epoch=k + 1, total=checkpoints)
         if scorer.observes(checkpoint):
-            scorer.update(Batch("train", torch.arange(n), torch.as_tensor(target), torch.as_tensor(target),
-                                logits=torch.as_tensor(logits[k])), checkpoint)
-    return scorer.scores("train")
+            group.update(Batch("train", torch.arange(n), {"target": target, "label": target},
+                               {LOGITS: torch.as_tensor(logits[k])}), checkpoint)
+    group.reduce("train")
+    return scorer.finish(group.reduced, "train")
 
 
 @pytest.fixture

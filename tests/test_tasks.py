@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
 
-from bench.metrics import precision_at_k, runs_for, spearman_brown, spearman_matrix
-from bench.results import ScoreTable
+from bench.metrics import precision_at_k, runs_for, spearman_brown
+from bench.store import ScoreTable
 from bench.tasks import evaluate
 from bench.tasks.consistency import consistency
 from bench.tasks.difficulty import deciles, difficulty, window_pairs
@@ -13,10 +12,13 @@ from bench.tasks.mislabel import mislabel
 from bench.tasks.ood import ood
 
 
-def make_table(seed, splits, failures=None, ood_splits=()):
-    """A score table with the given split -> column -> values; scorers are the non-reserved columns."""
+def make_table(seed, splits, failures=None, ood_splits=(), full_specs=None, observed=None):
+    """A score table with the given split -> column -> values; scorers are the non-reserved columns, each
+    with its full spec (default: the spec) and the epochs it observed (default: 1 to 10)."""
     scorers = [c for c in next(iter(splits.values())) if c not in ("id", "label", "pred", "noisy")]
     meta = {"dataset": "toy", "model": "mlp", "seed": seed, "label_mode": "predicted",
+            "config": {"scorers": {spec: (full_specs or {}).get(spec, spec) for spec in scorers}},
+            "observed": {spec: (observed or {}).get(spec, list(range(1, 11))) for spec in scorers},
             "scorers": scorers, "failures": failures or {}, "ood_splits": list(ood_splits)}
     return ScoreTable(meta, splits)
 
@@ -87,6 +89,15 @@ def test_deciles_by_rank_and_ties():
     assert deciles(np.r_[np.zeros(10), np.arange(1.0, 11)]).tolist() == [2] * 10 + [5, 5, 6, 6, 7, 7, 8, 8, 9, 9]
 
 
+EARLY, LATE = list(range(1, 4)), list(range(8, 11))
+FLIP_SPECS = {  # spec -> (full spec, epochs observed), as a unit records them
+    "vog[window=early]": ("vog[window=early,norm=none]", EARLY), "vog": ("vog[window=late,norm=none]", LATE),
+    "vog[norm=z,window=early]": ("vog[window=early,norm=z]", EARLY), "vog[norm=z]": ("vog[window=late,norm=z]", LATE),
+    "vog[window=all]": ("vog[window=all,norm=none]", list(range(1, 11))),
+    "loss": ("loss", list(range(1, 11))),
+}
+
+
 def difficulty_table(seed=0, n=1000):
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 10, n)
@@ -95,10 +106,11 @@ def difficulty_table(seed=0, n=1000):
     pred = np.where(wrong, (label + 1) % 10, label)
     test = {"label": label, "pred": pred, "oracle": wrong + rng.uniform(0, 0.5, n),
             "random": rng.normal(size=n), "constant": np.zeros(n),
-            "vog[window=early]": -1.0 * wrong + rng.uniform(0, 0.5, n), "vog[window=late]": wrong + rng.uniform(0, 0.5, n),
-            "vog[norm=z,window=early]": wrong + rng.uniform(0, 0.5, n),
-            "vog[norm=z,window=late]": wrong + rng.uniform(0, 0.5, n)}
-    return make_table(seed, {"test": test})
+            "vog[window=early]": -1.0 * wrong + rng.uniform(0, 0.5, n), "vog": wrong + rng.uniform(0, 0.5, n),
+            "vog[norm=z,window=early]": wrong + rng.uniform(0, 0.5, n), "vog[norm=z]": wrong + rng.uniform(0, 0.5, n),
+            "vog[window=all]": rng.normal(size=n), "loss": rng.normal(size=n)}
+    return make_table(seed, {"test": test}, full_specs={s: f for s, (f, _) in FLIP_SPECS.items()},
+                      observed={s: epochs for s, (_, epochs) in FLIP_SPECS.items()})
 
 
 def test_difficulty_error_by_decile_for_a_perfect_and_a_random_scorer():
@@ -122,31 +134,17 @@ def test_difficulty_ratio_is_top_over_bottom_decile():
     assert value(difficulty([table]), "s", "error_ratio", seed="0").value == pytest.approx(3.0)
 
 
-def test_early_late_flip_pairs_only_equal_parameters(monkeypatch):
-    from scorers.vog import VoG
-
-    monkeypatch.setattr(VoG.__init__, "__defaults__", ("all", "none", "logit", "checkpoint"))
-    specs = ["vog", "vog[window=early]", "vog[window=late]", "vog[norm=z,window=early]",
-             "vog[norm=z,window=late]", "loss[window=early]"]
-    assert window_pairs(specs) == [("vog[window=early]", "vog[window=late]"),
-                                   ("vog[norm=z,window=early]", "vog[norm=z,window=late]")]
+def test_early_late_flip_pairs_variants_differing_in_one_parameter_that_read_disjoint_windows():
+    """Pairs come from the full specs and observed epochs stored with the unit, never from today's defaults:
+    vog[window=all] overlaps both windows, and variants that differ in norm as well are not paired."""
+    table = difficulty_table(0)
+    assert window_pairs(table) == [("vog[window=early]", "vog"), ("vog[norm=z,window=early]", "vog[norm=z]")]
     board = difficulty([difficulty_table(0), difficulty_table(1)])
-    assert value(board, "vog[window=early] vs vog[window=late]", "early_late_flip").value == 1.0
-    assert value(board, "vog[norm=z,window=early] vs vog[norm=z,window=late]", "early_late_flip").value == 0.0
-    # With a default window of late, the late spec names no window.
-    monkeypatch.setattr(VoG.__init__, "__defaults__", ("late", "none", "logit", "checkpoint"))
-    assert window_pairs(["vog", "vog[window=early]", "vog[window=all]"]) == [("vog[window=early]", "vog")]
+    assert value(board, "vog[window=early] vs vog", "early_late_flip").value == 1.0
+    assert value(board, "vog[norm=z,window=early] vs vog[norm=z]", "early_late_flip").value == 0.0
 
 
 # ---------- consistency ----------
-
-def test_spearman_matrix_equals_scipy_with_ties():
-    rng = np.random.default_rng(0)
-    rows = rng.integers(0, 5, (4, 50)).astype(float)
-    expected = spearmanr(rows, axis=1).statistic
-    np.testing.assert_allclose(spearman_matrix(rows), expected, atol=1e-12)
-    assert np.isnan(spearman_matrix(np.stack([np.ones(5), np.arange(5.0)]))[0, 1])
-
 
 def test_split_half_and_spearman_brown_by_hand():
     # seeds 0 and 1 rank five examples 1..5; seeds 2 and 3 swap the last two. Halves average to
@@ -190,3 +188,13 @@ def test_ood_task_perfect_random_constant():
     assert abs(value(board, "random", "auroc", split="mean").value - 0.5) < 0.06
     assert np.isnan(value(board, "constant", "auroc", split="mean").value)
     assert set(evaluate(tables).task) == {"ood", "difficulty", "consistency"}
+
+
+def test_the_report_draws_the_flip_of_each_early_late_pair():
+    from bench.report import decile_rows, flip_section
+
+    board = difficulty([difficulty_table(0), difficulty_table(1)]).assign(full_spec="")
+    section = flip_section(board, decile_rows(board))
+    assert "vog[window=early] vs vog: flips on 100% of seeds" in section
+    assert "vog[norm=z,window=early] vs vog[norm=z]: flips on 0% of seeds" in section
+    assert section.count("data:image/png;base64,") == 1

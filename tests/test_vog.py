@@ -11,6 +11,7 @@ from bench import registry
 from bench.api import Checkpoint
 from bench.models import Classifier
 from bench.probe import Probe, ProbeSplit
+from bench.specs import expand_grid
 from conftest import train_and_probe
 
 
@@ -21,27 +22,13 @@ class Linear(Classifier):
         self.head = nn.Linear(dim, classes)
 
 
-def probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_time=False):
-    """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]: every split
-    at each checkpoint, or (as the runner does) every checkpoint for each split."""
+def probe_linear_checkpoints(weights, biases, splits, scorers):
+    """Probe a linear model whose parameters at checkpoint k are weights[k], biases[k]."""
     model = Linear(weights.shape[2], weights.shape[1])
-
-    def load(k):
-        with torch.no_grad():
-            model.head.weight.copy_(torch.as_tensor(weights[k]))
-            model.head.bias.copy_(torch.as_tensor(biases[k]))
-
-    probe = Probe(splits, scorers, (weights.shape[2],))
-    if probe.needs_final_model:
-        load(-1)
-        probe.use_final_model(model)
-    for names in ([[name] for name in splits] if one_split_at_a_time else [list(splits)]):
-        for k in range(len(weights)):
-            load(k)
-            probe.observe(model, Checkpoint(index=k, epoch=k + 1, total=len(weights)), names)
-        if one_split_at_a_time:
-            probe.close(names[0])
-    return probe.finish()
+    states = [(Checkpoint(index=k, epoch=k + 1, total=len(weights)),
+               {"head.weight": torch.as_tensor(weights[k]), "head.bias": torch.as_tensor(biases[k])})
+              for k in range(len(weights))]
+    return Probe(splits, scorers, (weights.shape[2],)).run(model, states)
 
 
 def logit_vog(**params):
@@ -74,6 +61,26 @@ def test_vog_of_a_linear_model_is_the_std_of_the_weight_rows(linear_case):
     # Gradient of logit y is w_y at every checkpoint: VoG = mean over pixels of the population std over checkpoints.
     expected = weights[:, labels, :].std(axis=0, ddof=0).mean(axis=1)
     np.testing.assert_allclose(table["train"][vog.spec], expected, rtol=1e-5)
+
+
+def test_default_vog_is_the_std_of_the_probability_gradient_in_closed_form(linear_case):
+    """The default (softmax probability, last 3 checkpoints): for z = Wx + b the input gradient of
+    p_y is p_y (w_y - sum_c p_c w_c), labelled examples taking their label, unlabelled ones the class
+    predicted at each checkpoint."""
+    weights, biases, inputs, labels = linear_case
+    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
+              "ood": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)}
+    vog = registry.create("vog")
+    table = probe_linear_checkpoints(weights, biases, splits, [vog])
+    logits = np.einsum("kcd,nd->knc", weights.astype(np.float64), inputs) + biases[:, None, :]
+    p = np.exp(logits - logits.max(2, keepdims=True))
+    p /= p.sum(2, keepdims=True)  # (k, n, c)
+    mixed = np.einsum("knc,kcd->knd", p, weights)  # sum_c p_c w_c
+    for split, classes in (("train", np.broadcast_to(labels, p.shape[:2])), ("ood", p.argmax(2))):
+        k, n = np.indices(classes.shape)
+        gradient = p[k, n, classes][..., None] * (weights[k, classes] - mixed)  # (k, n, d)
+        expected = gradient[-3:].std(axis=0, ddof=0).mean(axis=1)
+        np.testing.assert_allclose(table[split]["vog"], expected, rtol=1e-4, atol=1e-9)
 
 
 @pytest.mark.parametrize("window, checkpoints", [("early", slice(0, 3)), ("late", slice(-3, None))])
@@ -109,22 +116,14 @@ def test_vog_with_the_final_label_follows_the_final_models_class_at_every_checkp
     np.testing.assert_allclose(table["train"][vog.spec], weights[:, labels, :].std(axis=0).mean(axis=1), rtol=1e-5)
 
 
-def test_a_final_label_signal_needs_the_final_model_first(linear_case):
-    weights, biases, inputs, labels = linear_case
-    split = ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False)
-    probe = Probe({"train": split}, [registry.create("vog[label=final]")], (weights.shape[2],))
-    with pytest.raises(RuntimeError, match="use_final_model"):
-        probe.observe(Linear(weights.shape[2], weights.shape[1]), Checkpoint(index=0, epoch=1, total=2))
-
-
 def test_a_grid_over_norm_keeps_one_running_state_and_equals_each_variant_alone(linear_case):
     weights, biases, inputs, labels = linear_case
     # Predicted classes on both splits, so that raw VoG varies within a class and every z is finite.
     splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False),
               "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
-    scorers = [registry.create(spec) for spec in registry.expand_grid("vog[norm=none|z|abs-z|split-z|split-abs-z,window=all|late]")]
+    scorers = [registry.create(spec) for spec in expand_grid("vog[norm=none|z|abs-z|split-z|split-abs-z,window=all|late]")]
     probe = Probe(splits, scorers, (weights.shape[2],))
-    assert [s.spec for s in probe.dynamics] == ["vog[window=all]", "vog"]  # one state per window
+    assert [group.first.spec for group in probe.groups] == ["vog[window=all]", "vog"]  # one pass and state per window
     together = probe_linear_checkpoints(weights, biases, splits, scorers)
     for scorer in scorers:
         alone = probe_linear_checkpoints(weights, biases, splits, [registry.create(scorer.spec)])
@@ -184,17 +183,3 @@ def test_toy_blobs_vog_is_highest_near_the_decision_boundary(two_blobs):
     assert rho < -0.8
     nearest, farthest = np.argsort(distance_to_boundary)[:50], np.argsort(distance_to_boundary)[-50:]
     assert table["train"][vog.spec][nearest].min() > table["train"][vog.spec][farthest].max()
-
-
-def test_probing_one_split_at_a_time_gives_the_same_scores_and_frees_the_pixel_state(linear_case):
-    weights, biases, inputs, labels = linear_case
-    splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True),
-              "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
-    specs = ["vog[window=all]", "vog[window=all,norm=z]", "vog[target=logit,label=final]"]
-    together = probe_linear_checkpoints(weights, biases, splits, [registry.create(s) for s in specs])
-    scorers = [registry.create(s) for s in specs]
-    split_by_split = probe_linear_checkpoints(weights, biases, splits, scorers, one_split_at_a_time=True)
-    assert all(scorers[0]._state[name]["m2"] is None for name in splits)
-    for name in splits:
-        for spec in specs:
-            assert split_by_split[name][spec].tobytes() == together[name][spec].tobytes(), (name, spec)
