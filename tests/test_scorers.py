@@ -176,11 +176,3 @@ def test_detectors_give_finite_scores_on_features_that_never_vary(spec):
     test[:, :4] = 0
     scores = registry.create(spec).fit(train, (train[:, 5] > 0.5).astype(int)).decision_function(test)
     assert np.isfinite(scores).all()
-
-
-def test_subsampling_and_projection_are_parameters_not_silent():
-    kde = registry.create("kde")
-    assert (kde.fit_size, kde.pca) == (1000, None)
-    assert registry.create("mve").pca == 30
-    spec = registry.create("kde[fit_size=none,pca=20]").spec
-    assert spec == "kde[fit_size=none,pca=20]" and registry.create(spec).spec == spec
