@@ -36,7 +36,7 @@ from bench.api import (
     StreamingScorer,
 )
 from bench.gradients import GradNormComputer
-from bench.reductions import Accumulator
+from bench.reductions import Group
 from bench.specs import parse_spec
 from bench.training import model_input
 
@@ -52,38 +52,6 @@ class ProbeSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def _states(scorer: CheckpointScore) -> dict[str, str]:
-    return {"": scorer.reduce} if isinstance(scorer.reduce, str) else dict(scorer.reduce)
-
-
-class Group:
-    """``CheckpointScore`` variants that differ only in their ``finish_params``: one pass, one state."""
-
-    def __init__(self, scorers: list[CheckpointScore]) -> None:
-        self.scorers = scorers
-        self.first = scorers[0]
-        self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
-        self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
-
-    @staticmethod
-    def key(scorer: CheckpointScore) -> tuple:
-        return type(scorer), tuple((k, v) for k, v in scorer.params.items() if k not in scorer.finish_params)
-
-    def start(self, size: int) -> None:
-        self.accumulators = {name: Accumulator(reduction, size) for name, reduction in _states(self.first).items()}
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        values = self.first.value(batch)
-        for name, accumulator in self.accumulators.items():
-            value = None if accumulator.reduction == "count" else values if name == "" else values[name]
-            accumulator.update(batch.index, value, checkpoint.index)
-
-    def reduce(self, split: str) -> None:
-        results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
-        self.reduced[split] = results.get("", results)
-        self.accumulators = {}
 
 
 class Probe:

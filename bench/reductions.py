@@ -1,15 +1,21 @@
-"""The running state of a ``CheckpointScore``: one reduction over one split, kept by the harness.
+"""The running state of a ``CheckpointScore``, kept by the harness: one ``Accumulator`` per
+reduction and split, one ``Group`` for the variants of a scorer that share it.
 
-The probe hands each batch's values to ``Accumulator.update`` with the examples' positions
-in the split; ``result`` gives the reduced value of every example. States live on the
-device, float64 for sums and moments, so memory does not grow with the checkpoints (the
+The probe hands each batch to ``Group.update``, which feeds every state the values of the
+batch's examples with their positions in the split; when a split has been seen at every
+checkpoint, ``Group.reduce`` keeps its reduced values and frees the running state. States
+live on the device, float64 for sums and moments, and do not grow with the checkpoints (the
 std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+from bench.api import Batch, Checkpoint, CheckpointScore
 
 
 class Accumulator:
@@ -63,3 +69,33 @@ class Accumulator:
             return (state["m2"] / len(self.seen)).sqrt().mean(dim=1).cpu().numpy()
         name = {"transitions": "events"}.get(self.reduction, self.reduction)
         return state[name].cpu().numpy()
+
+
+class Group:
+    """``CheckpointScore`` variants that differ only in their ``finish_params``: one pass, one state."""
+
+    def __init__(self, scorers: list[CheckpointScore]) -> None:
+        self.scorers = scorers
+        self.first = scorers[0]
+        self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
+        self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
+
+    @staticmethod
+    def key(scorer: CheckpointScore) -> tuple:
+        return type(scorer), tuple((k, v) for k, v in scorer.params.items() if k not in scorer.finish_params)
+
+    def start(self, size: int) -> None:
+        reduce = self.first.reduce
+        states = {"": reduce} if isinstance(reduce, str) else reduce  # "": the one state of a single reduction
+        self.accumulators = {name: Accumulator(reduction, size) for name, reduction in states.items()}
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        values = self.first.value(batch)
+        for name, accumulator in self.accumulators.items():
+            value = None if accumulator.reduction == "count" else values if name == "" else values[name]
+            accumulator.update(batch.index, value, checkpoint.index)
+
+    def reduce(self, split: str) -> None:
+        results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
+        self.reduced[split] = results.get("", results)
+        self.accumulators = {}

@@ -5,12 +5,10 @@ import pytest
 
 from bench import unit as units
 from bench.cli import main
-from bench.leaderboard import read_csv
 from bench.store import ScoreTable, load_checkpoints
 
 pytestmark = pytest.mark.slow  # each test runs `bench run` end to end
 
-VALUES = ["task", "scorer", "split", "seed", "metric", "value", "note"]
 RUN = ["run", "--dataset", "digits-c", "--model", "mlp", "--seeds", "1", "--epochs", "3", "--no-progress"]
 
 

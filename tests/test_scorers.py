@@ -12,7 +12,7 @@ from bench.api import LOGITS, Batch, Checkpoint
 from bench.gradients import GradNormComputer, last_layer_grad, param_grad_norms
 from bench.metrics import auroc
 from bench.models import MLP, build_model
-from bench.probe import Group
+from bench.reductions import Group
 from conftest import train_and_probe
 
 
