@@ -241,7 +241,12 @@ def register(cls: type[Scorer]) -> type[Scorer]:
     if taken is not None and f"{taken.__module__}.{taken.__qualname__}" != origin:
         raise ValueError(f"scorer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
                          f"{origin} must pick another")
-    needs = cls.needs if isinstance(cls.needs, frozenset) else cls().needs
+    try:
+        needs = cls.needs if isinstance(cls.needs, frozenset) else cls().needs
+    except Exception as error:
+        raise TypeError(f"scorer {name!r} could not be built with its default parameters to read what it needs "
+                        f"({type(error).__name__}: {error}); every parameter needs a default, and a Detector's "
+                        "__init__ must call super().__init__(features)") from None
     unknown = set(needs) - set(SIGNALS)
     if unknown:
         raise ValueError(f"scorer {name!r} needs unknown signals {sorted(unknown)}; known: {', '.join(SIGNALS)}")

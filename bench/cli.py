@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
     run.add_argument("--model", help="mlp or lenet")
-    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all')
+    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all (every built-in scorer; plugins run when named)')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
     run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
     run.add_argument("--label-mode", choices=["predicted", "true"],
@@ -230,7 +231,7 @@ def command_run(args: argparse.Namespace) -> int:
         config = load_preset(args.preset or "quick")
     config = config.updated(
         dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model,
-        scorers=split_specs(args.scorers) if args.scorers else None, seeds=args.seeds, epochs=args.epochs,
+        scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
         label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
@@ -375,3 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to a reader that stopped early (| head): nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

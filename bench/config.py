@@ -31,7 +31,7 @@ class RunConfig:
     data_dir: str = ""  # searched first for data files, and where bench writes them
     label_noise: float = 0.0  # fraction of training labels shuffled among themselves
     model: str = "lenet"
-    scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every registered scorer
+    scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every built-in scorer
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 10
     batch_size: int = 32

@@ -76,7 +76,14 @@ class RayExecutor(Executor):
             return
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            except ConnectionError as error:
+                raise BenchError(
+                    f"could not join the Ray cluster at {self.address} ({error}); a cluster started with "
+                    "`ray start --head` asks for token authentication in recent Ray (2.60 does): run bench with "
+                    "RAY_AUTH_MODE=token set, and check the address that `ray status` shows"
+                ) from None
         try:
             threads = torch.get_num_threads()
             gpus = 1 if resolve_device(plan.config.device).type == "cuda" else 0

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -21,7 +22,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the user's group
+        os.chmod(temporary, 0o666 & ~umask())  # mkstemp's 0600 would hide results from the user's group
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

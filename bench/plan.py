@@ -25,7 +25,7 @@ def scorer_specs(config: RunConfig) -> list[str]:
         registry.load_plugin_file(plugin)
     names = []
     for spec in config.scorers:
-        names += list(registry.available()) if spec == "all" else expand_grid(spec)
+        names += registry.builtin() if spec == "all" else expand_grid(spec)
     return list(dict.fromkeys(registry.create(spec).spec for spec in names))
 
 

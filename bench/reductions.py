@@ -91,8 +91,15 @@ class Group:
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         values = self.first.value(batch)
+        single = "" in self.accumulators
+        if single != isinstance(values, torch.Tensor):
+            raise TypeError(f"value() returned a {type(values).__name__}; with reduce = {self.first.reduce!r} it must "
+                            f"return {'a tensor' if single else 'a dict of tensors by state name'}")
         for name, accumulator in self.accumulators.items():
-            value = None if accumulator.reduction == "count" else values if name == "" else values[name]
+            value = None if accumulator.reduction == "count" else values if single else values[name]
+            if value is not None and (value.ndim == 0 or len(value) != len(batch.index)):
+                raise ValueError(f"value() returned shape {tuple(value.shape)} for a batch of {len(batch.index)} "
+                                 "examples; it must return one value (or row) per example")
             accumulator.update(batch.index, value, checkpoint.index)
 
     def reduce(self, split: str) -> None:

@@ -4,7 +4,8 @@ Every scorer comes in the same way: through the entry-point group ``bench.scorer
 installed distribution (difficulty-bench declares its own ``scorers/`` modules there), or
 from a local file with ``--plugin path/to/file.py``. An entry point names a scorer class, or
 a module whose classes use ``@register``. A plugin that fails to load is skipped with a
-warning. The spec grammar is ``bench.specs``.
+warning. ``all`` means the built-in scorers, so that installing a plugin does not change what
+a plain ``bench run`` computes; a plugin runs when named. The spec grammar is ``bench.specs``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from bench.errors import BenchError
 from bench.specs import parse_spec
 
 ENTRY_POINT_GROUP = "bench.scorers"
+DISTRIBUTION = "difficulty-bench"  # whose entry points are the built-in scorers
 
 _discovered = False
+_builtin: set[str] = set()
 
 
 def _discover() -> None:
@@ -38,6 +41,9 @@ def _discover() -> None:
             loaded = entry_point.load()
             if inspect.isclass(loaded):
                 register(loaded)
+            if entry_point.dist is not None and entry_point.dist.name == DISTRIBUTION:
+                _builtin.update(name for name, cls in registered.items()
+                                if cls is loaded or cls.__module__ == getattr(loaded, "__name__", None))
         except Exception as error:  # a broken plugin must not take the harness down
             warnings.warn(
                 f"scorer plugin {entry_point.name!r} ({entry_point.value}) could not be loaded "
@@ -67,7 +73,10 @@ def load_plugin_file(path: str | Path) -> list[str]:
                          f"fix it, or run without --plugin {path}") from None
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if obj.__module__ == module_name and issubclass(obj, SCORER_FORMS) and hasattr(obj, "name"):
-            register(obj)
+            try:
+                register(obj)
+            except (TypeError, ValueError) as error:
+                raise BenchError(f"plugin file {path}: {error}") from None
     return sorted(set(registered) - before)
 
 
@@ -75,6 +84,12 @@ def available() -> dict[str, type[Scorer]]:
     """All registered scorers by name, sorted."""
     _discover()
     return dict(sorted(registered.items()))
+
+
+def builtin() -> list[str]:
+    """The names of difficulty-bench's own scorers, sorted: what ``all`` runs (plugins run when named)."""
+    _discover()
+    return sorted(_builtin)
 
 
 def get(name: str) -> type[Scorer]:

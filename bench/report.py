@@ -236,6 +236,10 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
         page += [f'<h2 id="{key}">{title}</h2>', body[key]]
     page.append(f"<h2>Settings</h2><pre>{html.escape((folder / 'config.toml').read_text())}</pre></body></html>")
     out = Path(out) if out else folder / "report.html"
-    write_atomically(out, lambda temporary: temporary.write_text("\n".join(page)))
+    try:
+        write_atomically(out, lambda temporary: temporary.write_text("\n".join(page)))
+    except OSError as error:
+        raise BenchError(f"cannot write the report to {out} ({error.strerror}); "
+                         "pass --out FILE.html in a folder you can write") from None
     return out
 

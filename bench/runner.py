@@ -50,8 +50,12 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local",
     plan = make_plan(config, dataset, specs)
     paths = {seed: plan.unit_path(seed) for seed in config.seeds}
     tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
-    if progress:
-        for seed in tables:
+    for seed, table in list(tables.items()):
+        if table.meta["failures"]:  # a failed score is never a finished one: computed again, the others reused
+            del tables[seed]
+            print(f"{dataset.name} {config.model} seed {seed}: computing again the scores that failed in "
+                  f"{paths[seed]}: {', '.join(table.meta['failures'])}", file=sys.stderr)
+        elif progress:
             print(f"{dataset.name} {config.model} seed {seed}: reusing {paths[seed]}", file=sys.stderr)
     model_free = next((model_free_columns(plan, table) for table in tables.values()), {})
     pending = [seed for seed in config.seeds if seed not in tables]

@@ -30,6 +30,7 @@ class Headline:
     std: str = ""  # suffix of the metric shown after ±
     spread: str = ""  # suffix of the metric shown in brackets
     integer: bool = False
+    scientific: bool = False  # printed as 1.23e-45 (p-values)
 
 
 HEADLINES = [
@@ -40,7 +41,8 @@ HEADLINES = [
     Headline("mislabel", "train", "auroc", "AUROC", +1, "std_seeds"),
     Headline("mislabel", "train", "ap", "AP", +1, "std_seeds"),
     Headline("mislabel", "train", "precision_at_k", "P@k", +1, "std_seeds"),
-    Headline("mislabel", "train", "welch_p", "Welch p", -1),
+    Headline("mislabel", "train", "welch_t", "Welch t", +1, "std_seeds"),
+    Headline("mislabel", "train", "welch_p", "Welch p", -1, scientific=True),
     Headline("difficulty", "test", "error_auroc", "error AUROC", +1, "std_seeds"),
     Headline("difficulty", "test", "error_ratio", "top/bottom error", +1, "std_seeds"),
     Headline("difficulty", "test", "early_late_flip", "early/late flip", +1),

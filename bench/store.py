@@ -25,6 +25,7 @@ Every file is written atomically (``bench.files``); one found damaged is compute
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import zipfile
@@ -113,7 +114,7 @@ def readable(load: Callable[[Path], T], path: Path) -> T | None:
         return None
     try:
         return load(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:  # EOFError: an empty file
         print(f"warning: {path} is damaged ({type(error).__name__}: {error}); computing it again", file=sys.stderr)
         return None
 
@@ -126,7 +127,10 @@ class Store:
 
     @staticmethod
     def stem(dataset: str, model: str, seed: int, suffix: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}_{model}_seed{seed}_{suffix}")
+        """``<dataset>_<model>_seed<s>_<suffix>``, each part in letters, digits, dots and dashes:
+        ``fashion-mnist[label_noise=0.2]`` -> ``fashion-mnist-label-noise-0.2``."""
+        parts = [dataset, model, f"seed{seed}", suffix]
+        return "_".join(re.sub(r"[^A-Za-z0-9.]+", "-", part).strip("-") for part in parts)
 
     def unit_path(self, dataset: str, model: str, seed: int, config_hash: str) -> Path:
         return self.out_dir / "units" / f"{self.stem(dataset, model, seed, config_hash)}.npz"
@@ -135,14 +139,12 @@ class Store:
         return self.out_dir / "checkpoints" / f"{self.stem(dataset, model, seed, training_hash)}.npz"
 
     def check_writable(self) -> None:
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            marker = self.out_dir / ".write-test"
-            marker.write_text("")
-            marker.unlink()
-        except OSError as error:
-            raise BenchError(f"results folder {self.out_dir} is not writable ({error.strerror}); "
-                             "pass --out with a folder you can write") from None
+        """Refuse a results folder that cannot be written, without making it: a refused command leaves nothing."""
+        existing = next(folder for folder in (self.out_dir, *self.out_dir.parents) if folder.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            why = "is a file" if not existing.is_dir() else "cannot be written"
+            raise BenchError(f"results folder {self.out_dir} is not writable ({existing} {why}); "
+                             "pass --out with a folder you can write")
 
     def reusable_columns(self, dataset: str, model: str, seed: int, context: dict[str, Any],
                          wanted: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:

@@ -9,17 +9,36 @@ from tabulate import tabulate
 from bench.schema import CAPTIONS, HEADLINES, PROTOCOL, Headline
 
 
-def text_table(frame: pd.DataFrame) -> str:
-    """Left-aligned columns under a header rule: readable in any terminal."""
-    return tabulate(frame.astype(str), headers="keys", tablefmt="simple", showindex=False, disable_numparse=True,
-                    stralign="left")
+WIDTH = 120  # columns of the terminal the tables are made for
 
 
-def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: bool = False) -> str:
+def text_table(frame: pd.DataFrame, width: int = WIDTH) -> str:
+    """Left-aligned columns under a header rule; a table wider than ``width`` is split into blocks of
+    columns that fit, each repeating the first column (the row's name)."""
+    def render(part: pd.DataFrame) -> str:
+        return tabulate(part.astype(str), headers="keys", tablefmt="simple", showindex=False, disable_numparse=True,
+                        stralign="left")
+
+    whole = render(frame)
+    if len(frame.columns) < 3 or max(map(len, whole.splitlines())) <= width:
+        return whole
+    first, blocks, block = frame.columns[0], [], []
+    for column in frame.columns[1:]:
+        if block and max(map(len, render(frame[[first, *block, column]]).splitlines())) > width:
+            blocks.append(block)
+            block = []
+        block.append(column)
+    return "\n\n".join(render(frame[[first, *columns]]) for columns in [*blocks, block])
+
+
+def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: bool = False,
+          scientific: bool = False) -> str:
     if np.isnan(mean) or np.isinf(mean):
         return str(mean)
     if integer:
         text = f"{mean:.0f}"
+    elif scientific:
+        text = f"{mean:.2e}"
     else:
         text = f"{mean:.3g}" if abs(mean) < 1e-3 and mean != 0 else f"{mean:.3f}"
     if not np.isnan(std):
@@ -43,7 +62,7 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
             return ""
         std = value(h, scorer, h.std) if h.std else np.nan
         spread = value(h, scorer, h.spread) if h.spread else np.nan
-        return _cell(value(h, scorer), std, spread, h.integer)
+        return _cell(value(h, scorer), std, spread, h.integer, h.scientific)
 
     scorers = [s for s in dict.fromkeys(rows.scorer) if any((h.split, s, h.metric) in lookup for h in headlines)]
     first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)

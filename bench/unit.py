@@ -124,9 +124,9 @@ def compute_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, 
     """A unit that is not on disk: what earlier runs computed for it is reused, the rest is computed."""
     context = {key: value for key, value in plan.unit_config.items() if key != "scorers"}
     wanted = {full: spec for spec, full in plan.full_specs.items()}
-    reused = {**model_free, **plan.store.reusable_columns(dataset.name, plan.config.model, seed, context, wanted)}
-    if progress and reused:
-        computing = [spec for spec in plan.specs if spec not in reused]
-        print(f"{dataset.name} {plan.config.model} seed {seed}: {len(reused)} of {len(plan.specs)} scores already "
-              f"computed; computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
-    return run_unit(plan, dataset, seed, device, code, progress, reused)
+    earlier = plan.store.reusable_columns(dataset.name, plan.config.model, seed, context, wanted)
+    if progress and earlier:
+        computing = [spec for spec in plan.specs if spec not in earlier and spec not in model_free]
+        print(f"{dataset.name} {plan.config.model} seed {seed}: reusing {len(earlier)} scores computed by an earlier "
+              f"run in {plan.store.out_dir}; computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
+    return run_unit(plan, dataset, seed, device, code, progress, {**model_free, **earlier})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.data import Split, load_dataset, with_label_noise
-from bench.data.corrupted import MARKER, corrupted_splits
+from bench.data.corrupted import MARKER, corrupted_splits, generated_folder
 from bench.data.corruptions import CORRUPTIONS
 from bench.data.idx import read_idx, read_idx_folder
 from bench.data.mnist import MD5, fetch, read_mnist, verify
@@ -61,7 +61,7 @@ def test_idx_reader_names_the_file_and_the_problem(tmp_path, damage, message):
 def test_truncated_gzip_is_refused(tmp_path):
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(100, np.uint8)))[:-10])
-    with pytest.raises(BenchError, match="damaged gzip"):
+    with pytest.raises(BenchError, match="truncated gzip stream"):
         read_idx(path)
 
 
@@ -171,10 +171,12 @@ def test_official_layout_is_read_with_its_channel_axis(tmp_path):
 def test_generated_variant_is_built_once_then_read(tmp_path):
     test = small_test_split()
     splits, source = corrupted_splits("toy", test, [tmp_path], progress=False)
-    assert "generated" in source and (tmp_path / "toy-c" / MARKER).is_file()
-    stamp = (tmp_path / "toy-c" / "fog" / "test_images.npy").stat().st_mtime_ns
+    folder = generated_folder("toy", test, tmp_path)
+    assert "generated" in source and (folder / MARKER).is_file() and folder.name.startswith("toy-c-")
+    assert [path.name for path in tmp_path.iterdir()] == [folder.name]  # no temporary folder left
+    stamp = (folder / "fog" / "test_images.npy").stat().st_mtime_ns
     again, _ = corrupted_splits("toy", test, [tmp_path], progress=False)
-    assert (tmp_path / "toy-c" / "fog" / "test_images.npy").stat().st_mtime_ns == stamp
+    assert (folder / "fog" / "test_images.npy").stat().st_mtime_ns == stamp
     for name in CORRUPTIONS:
         np.testing.assert_array_equal(again[name].inputs, splits[name].inputs)
 
@@ -182,19 +184,20 @@ def test_generated_variant_is_built_once_then_read(tmp_path):
 def test_an_interrupted_or_stale_build_is_rebuilt(tmp_path):
     test = small_test_split()
     corrupted_splits("toy", test, [tmp_path], progress=False)
-    marker = tmp_path / "toy-c" / MARKER
-    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    marker = generated_folder("toy", test, tmp_path) / MARKER
+    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))  # as older builds left it
     corrupted_splits("toy", test, [tmp_path], progress=False)
     assert '"complete": true' in marker.read_text()
     other = Split(255 - test.inputs, test.labels)  # a different clean test split under the same name
     splits, _ = corrupted_splits("toy", other, [tmp_path], progress=False)
     np.testing.assert_array_equal(splits["stripe"].inputs[:, :, 10:18], other.inputs[:, :, 10:18])
+    assert len(list(tmp_path.iterdir())) == 2 and marker.is_file()  # one copy per content, side by side
 
 
 def test_mismatched_labels_in_a_variant_folder_are_refused(tmp_path):
     test = small_test_split()
     corrupted_splits("toy", test, [tmp_path], progress=False)
-    np.save(tmp_path / "toy-c" / "zigzag" / "test_labels.npy", (test.labels + 1).astype(np.uint8))
+    np.save(generated_folder("toy", test, tmp_path) / "zigzag" / "test_labels.npy", (test.labels + 1).astype(np.uint8))
     with pytest.raises(BenchError, match="zigzag/test_labels.npy does not match"):
         corrupted_splits("toy", test, [tmp_path], progress=False)
 
@@ -208,7 +211,7 @@ def test_any_idx_folder_is_a_dataset_named_after_it(tmp_path):
     dataset = load_dataset(f"idx:{tmp_path / 'my-digits'}", data_dir=tmp_path / "root")
     assert dataset.name == "my-digits" and dataset.n_classes == 10
     assert list(dataset.ood) == list(CORRUPTIONS)
-    assert (tmp_path / "root" / "my-digits-c" / "zigzag" / "test_images.npy").is_file()
+    assert (generated_folder("my-digits", dataset.test, tmp_path / "root") / "zigzag" / "test_images.npy").is_file()
     np.testing.assert_array_equal(dataset.train.inputs, digits.train.inputs)
 
 

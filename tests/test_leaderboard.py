@@ -158,3 +158,19 @@ def test_show_compare_and_merge_run_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "AUROC" in result.stdout and "rows joined" in result.stdout and (tmp_path / "m.csv").is_file()
+
+
+def test_wide_tables_are_split_to_fit_the_terminal_and_p_values_are_scientific(tmp_path, capsys):
+    from bench.tables import text_table
+
+    frame = pd.DataFrame({"scorer": ["vog", "kde"], **{f"corruption_{k:02d}": ["0.500", "0.750"] for k in range(20)}})
+    text = text_table(frame, width=120)
+    assert max(map(len, text.splitlines())) <= 120
+    blocks = text.split("\n\n")
+    assert len(blocks) > 1 and all(block.startswith("scorer") for block in blocks)
+    assert sum(block.splitlines()[0].count("corruption_") for block in blocks) == 20  # every column, once
+    path = write(tmp_path, "a.csv", board({**BASE, ("mislabel", "train", "loss", "welch_p"): 3.2e-45,
+                                           ("mislabel", "train", "loss", "welch_t"): 14.5}))
+    assert main(["show", str(path), "--task", "mislabel"]) == 0
+    out = capsys.readouterr().out
+    assert "3.20e-45" in out and "Welch t" in out and "14.500" in out

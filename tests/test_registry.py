@@ -173,3 +173,14 @@ def test_bad_grids_are_refused_with_the_fix(grid, message):
 
     with pytest.raises(BenchError, match=re.escape(message)):
         scorer_specs(RunConfig(scorers=[grid]))
+
+
+def test_all_means_the_builtin_scorers_and_a_plugin_runs_when_named(isolated_registry):
+    from bench.config import RunConfig
+    from bench.plan import scorer_specs
+
+    registry.load_plugin_file(ROOT / "examples" / "max_logit.py")
+    assert "max-logit" in registry.available() and "max-logit" not in registry.builtin()
+    assert "vog" in registry.builtin()
+    assert "max-logit" not in scorer_specs(RunConfig(scorers=["all"]))
+    assert scorer_specs(RunConfig(scorers=["all", "max-logit"]))[-1] == "max-logit"

@@ -30,3 +30,10 @@ def test_saving_is_deterministic(tmp_path):
     table.save(tmp_path / "one.npz")
     table.save(tmp_path / "two.npz")
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+
+
+def test_file_names_are_tidy_whatever_the_dataset_name():
+    from bench.store import Store
+
+    assert Store.stem("fashion-mnist[label_noise=0.2]", "lenet", 0, "0a1b2c") == "fashion-mnist-label-noise-0.2_lenet_seed0_0a1b2c"
+    assert Store.stem("my data", "mlp", 3, "") == "my-data_mlp_seed3_"

@@ -37,7 +37,7 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     plugin = root / "broken_plugin.py"
     plugin.write_text(FAILING_PLUGIN)
-    args = ["run", "--scorers", "all,vog[window=early|all]", "--seeds", "0,1", "--epochs", "2", "--out", str(root / "out"),
+    args = ["run", "--scorers", "all,broken,vog[window=early|all]", "--seeds", "0,1", "--epochs", "2", "--out", str(root / "out"),
             "--plugin", str(plugin), "--no-progress"]
     code = main(args)
     yield code, root / "out", args
@@ -158,15 +158,19 @@ def test_show_and_report_read_the_results_folder(finished_run, capsys):
     assert "needs two variants of a scorer that read early and late checkpoints" in page  # two epochs: no pair
 
 
-def test_second_run_reuses_every_unit(finished_run, monkeypatch):
+def test_second_run_reuses_every_finished_score_and_computes_only_the_failed_one_again(finished_run, monkeypatch,
+                                                                                      capsys):
     _, out, args = finished_run
     before = read_csv(out / "leaderboard.csv")
 
     def no_training(*_, **__):
-        raise AssertionError("a finished unit was recomputed")
+        raise AssertionError("a model was trained again")
 
-    monkeypatch.setattr(unit, "run_unit", no_training)
+    monkeypatch.setattr(unit, "train", no_training)
+    capsys.readouterr()
     assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("computing again the scores that failed") == 2 and "broken" in err  # a failure is never final
     after = read_csv(out / "leaderboard.csv")
     pd.testing.assert_series_equal(before.value, after.value)
 

@@ -3,16 +3,21 @@
 ``<root>/<name>-c/<corruption>/{test_images,test_labels}.npy`` (uint8, n x 28 x 28): the
 official MNIST-C archive unpacks to the same layout under ``mnist_c/``, and those files are
 read when present. Otherwise the variant is generated from the clean test split with the
-project's corruptions and written to the first data root, with ``generated.json`` beside it
-saying how; generated files follow the published recipe but are not byte-identical to the
-official release.
+project's corruptions into ``<root>/<name>-c-<md5 of the clean test images, 8 digits>``
+(the first data root; keyed by content, so two datasets of one name never share a copy),
+with ``generated.json`` beside it saying how. It is built in a temporary folder and renamed
+when complete: an interrupted build leaves nothing half-made. Generated files follow the
+published recipe but are not byte-identical to the official release.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +27,11 @@ import bench
 from bench.data import Split
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError
-from bench.files import write_atomically
+from bench.files import umask, write_atomically
 
 GENERATION_SEED = 0
 MARKER = "generated.json"
+IMAGE_SHAPE = (28, 28)  # what the corruptions are defined for
 
 
 def fingerprint(images: np.ndarray) -> str:
@@ -37,8 +43,15 @@ def _recipe(test: Split) -> dict:
             "clean_test_md5": fingerprint(test.inputs), "corruptions": list(CORRUPTIONS)}
 
 
-def candidate_folders(name: str, roots: list[Path]) -> list[Path]:
-    return [root / f"{name}{suffix}" for root in roots for suffix in ("-c", "_c")]
+def generated_folder(name: str, test: Split, root: Path) -> Path:
+    """Where the variant generated from this test split lives: named after the content it came from."""
+    return root / f"{name}-c-{fingerprint(test.inputs)[:8]}"
+
+
+def candidate_folders(name: str, roots: list[Path], test: Split | None = None) -> list[Path]:
+    """Official layouts first, then (given the test split) the generated variant of its content."""
+    official = [root / f"{name}{suffix}" for root in roots for suffix in ("-c", "_c")]
+    return official + ([generated_folder(name, test, root) for root in roots] if test is not None else [])
 
 
 def read_corrupted(folder: Path, test: Split) -> dict[str, Split]:
@@ -83,15 +96,27 @@ def _state(folder: Path, test: Split) -> str:
 
 
 def build_corrupted(folder: Path, test: Split, progress: bool = True) -> None:
-    """Generate every corruption of the test split into ``folder``; the marker says complete only at the end."""
-    recipe = _recipe(test)
-    write_atomically(folder / MARKER, lambda tmp: tmp.write_text(json.dumps({**recipe, "complete": False}, indent=1)))
-    for corruption in tqdm(CORRUPTIONS, desc=f"generating {folder.name}", unit="corruption",
-                           disable=not progress, file=sys.stderr):
-        images = corrupt(test.inputs, corruption, GENERATION_SEED)
-        for kind, array in (("images", images), ("labels", test.labels.astype(np.uint8))):
-            save_npy(folder / corruption / f"test_{kind}.npy", array)
-    write_atomically(folder / MARKER, lambda tmp: tmp.write_text(json.dumps({**recipe, "complete": True}, indent=1)))
+    """Generate every corruption of the test split into a temporary folder beside ``folder``, then rename it."""
+    recipe = {**_recipe(test), "complete": True}
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    except OSError as error:
+        raise BenchError(f"cannot write the generated {folder.name} in {folder.parent} ({error.strerror}); "
+                         "pass --data-dir (or set BENCH_DATA) with a folder you can write") from None
+    try:
+        for corruption in tqdm(CORRUPTIONS, desc=f"generating {folder.name}", unit="corruption",
+                               disable=not progress, file=sys.stderr):
+            images = corrupt(test.inputs, corruption, GENERATION_SEED)
+            for kind, array in (("images", images), ("labels", test.labels.astype(np.uint8))):
+                save_npy(building / corruption / f"test_{kind}.npy", array)
+        (building / MARKER).write_text(json.dumps(recipe, indent=1))
+        os.chmod(building, 0o777 & ~umask())  # mkdtemp's 0700 would hide the data from the user's group
+        if folder.exists():  # a stale or incomplete copy of the same content
+            shutil.rmtree(folder)
+        os.replace(building, folder)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def save_grid(dataset, path: Path, count: int = 6) -> None:
@@ -121,13 +146,19 @@ def corrupted_splits(name: str, test: Split, roots: list[Path], progress: bool =
     Official files win, then current generated ones; otherwise they are generated into the
     first data root (``<root>/<name>-c``) and read back.
     """
-    for folder in candidate_folders(name, roots):
+    for folder in candidate_folders(name, roots, test):
         state = _state(folder, test)
         if state == "official":
             return read_corrupted(folder, test), "corruptions: official files"
         if state == "generated":
             return read_corrupted(folder, test), f"corruptions: generated ({_recipe(test)['generator']}, seed {GENERATION_SEED})"
-    target = roots[0] / f"{name}-c"
+    if test.inputs.shape[1:] != IMAGE_SHAPE:  # before any work
+        raise BenchError(
+            f"the test images of {name} are {'x'.join(map(str, test.inputs.shape[1:]))}; the MNIST-C corruptions are "
+            f"defined for 28x28 grayscale images, so its corrupted splits cannot be generated (other sizes and colour "
+            f"are not supported yet): resize the images to 28x28, or put corrupted copies of your own in "
+            f"{roots[0] / f'{name}-c'}/<corruption>/test_images.npy")
+    target = generated_folder(name, test, roots[0])
     if progress:
         print(f"{name}-c not found in {', '.join(map(str, roots))}; generating it into {target}", file=sys.stderr)
     build_corrupted(target, test, progress)

@@ -32,11 +32,17 @@ IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x
 def read_idx(path: Path) -> np.ndarray:
     """Read an idx file (gzipped or not), checking the magic number, the dimensions and the length."""
     raw = Path(path).read_bytes()
+    if not raw:
+        raise BenchError(f"{path} is empty (0 bytes); fetch it again")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as error:
-            raise BenchError(f"{path} is a damaged gzip file ({error}); fetch it again (bench data fetch)") from None
+        except EOFError:
+            raise BenchError(f"{path} is a truncated gzip stream (it ends before its end marker); fetch it again") from None
+        except (OSError, zlib.error) as error:
+            raise BenchError(f"{path} is a damaged gzip file ({error}); fetch it again") from None
+    elif Path(path).suffix == ".gz":
+        raise BenchError(f"{path} is not gzip-compressed although its name ends in .gz; fetch it again")
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_TYPES or raw[3] == 0:
         raise BenchError(
             f"{path} is not an idx file: its magic number is {raw[:4].hex() or 'missing'}, "
@@ -76,6 +82,9 @@ def read_idx_folder(folder: Path) -> tuple[Split, Split]:
         if labels.ndim != 1 or len(labels) != len(images):
             raise BenchError(f"{idx_path(folder, f'{part}_labels')} holds {labels.shape} labels for {len(images)} images; "
                              "labels must be (n,) with one per image")
+        if len(labels) and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+            raise BenchError(f"{idx_path(folder, f'{part}_labels')} holds labels of type {labels.dtype} from "
+                             f"{labels.min()} to {labels.max()}; labels must be class numbers 0, 1, 2, ...")
         splits.append(Split(images, labels.astype(np.int64)))
     if splits[0].inputs.shape[1:] != splits[1].inputs.shape[1:]:
         raise BenchError(f"{folder}: train images are {splits[0].inputs.shape[1:]} but test images {splits[1].inputs.shape[1:]}")

@@ -18,7 +18,7 @@ import requests
 
 from bench.data import Dataset, Split, dataset_loader
 from bench.data.corrupted import candidate_folders, corrupted_splits, read_corrupted
-from bench.data.idx import IDX_FILES, read_idx_folder
+from bench.data.idx import IDX_FILES, read_idx, read_idx_folder
 from bench.errors import BenchError
 from bench.files import write_atomically
 
@@ -48,23 +48,39 @@ def md5(path: Path) -> str:
 
 
 def check_file(path: Path) -> str:
-    """Why ``path`` is not the published MNIST file, or "" when it is."""
+    """Why ``path`` is not the published MNIST file, or "" when it is; past the MD5, what is wrong when it can be told."""
     if not path.is_file():
         return "missing"
     digest = md5(path)
-    if digest != MD5[path.name]:
-        return f"MD5 {digest} differs from the published {MD5[path.name]}: the file is damaged or not the original"
-    return ""
+    if digest == MD5[path.name]:
+        return ""
+    problem = f"MD5 {digest} differs from the published {MD5[path.name]}"
+    try:
+        values = read_idx(path)
+    except BenchError as error:  # "<path> is ...; fetch it again": keep what is wrong
+        return f"{problem}; the file {str(error).removeprefix(f'{path} ').split('; fetch it again')[0]}"
+    expected = {"train-images": (60000, 28, 28), "train-labels": (60000,), "t10k-images": (10000, 28, 28),
+                "t10k-labels": (10000,)}[path.name[:path.name.index("-idx")]]
+    if values.shape != expected:
+        return f"{problem}; the file holds an array of shape {values.shape}, MNIST's is {expected}"
+    if values.ndim == 1 and (values.min() < 0 or values.max() > 9):
+        return f"{problem}; the file holds labels from {values.min()} to {values.max()}, MNIST's are 0 to 9"
+    return f"{problem}; the file is a well-formed idx file of the right shape, but not the original"
 
 
 def mnist_folder(roots: list[Path]) -> Path:
     """The first ``<root>/mnist`` holding the four files (gzipped or not)."""
+    missing = {}  # folder -> the files it lacks, for folders that hold some
     for root in roots:
         folder = root / "mnist"
-        if all((folder / f"{n}.gz").is_file() or (folder / n).is_file() for n in IDX_FILES.values()):
+        lacking = [n for n in IDX_FILES.values() if not ((folder / f"{n}.gz").is_file() or (folder / n).is_file())]
+        if not lacking:
             return folder
+        if len(lacking) < len(IDX_FILES):
+            missing[folder] = lacking
+    partial = "".join(f"; {folder} lacks {', '.join(f'{n}[.gz]' for n in lacking)}" for folder, lacking in missing.items())
     raise BenchError(
-        f"MNIST not found in {', '.join(str(r / 'mnist') for r in roots)}; "
+        f"MNIST not found in {', '.join(str(r / 'mnist') for r in roots)}{partial}; "
         "run `bench data fetch mnist` (or `bench data fetch mnist --from DIR` to copy local files), "
         "or point --data-dir or BENCH_DATA at a folder holding mnist/"
     )
@@ -166,7 +182,7 @@ def verify(roots: list[Path]) -> list[FileCheck]:
         _, test = read_mnist(roots)
     except BenchError:
         return checks
-    for folder in candidate_folders("mnist", roots):
+    for folder in candidate_folders("mnist", roots, test):
         if folder.is_dir():
             try:
                 read_corrupted(folder, test)
