@@ -153,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = run.add_mutually_exclusive_group()
     source.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
     source.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings (keys as in results' config.toml)")
-    run.add_argument("--dataset", help="dataset name (see `bench list datasets`) or idx:PATH, a folder of MNIST-format files")
+    run.add_argument("--dataset", help="a name (see `bench list datasets`) or PREFIX:PATH: idx: (MNIST-format files), "
+                     "npz: (arrays), folder: (train/<class>/ and test/<class>/ images), cifar10:, cifar100:, cifar100-coarse:")
     run.add_argument("--data-dir", help="folder searched first for data files (then $BENCH_DATA, then datasets/)")
+    run.add_argument("--ood", metavar="DATASET[,DATASET...]",
+                     help="add the test split of each dataset as a semantic OoD split, beside the corruptions "
+                          "(e.g. --ood textures, or --ood idx:~/fashion-mnist for MNIST)")
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
     run.add_argument("--model", help="mlp or lenet")
@@ -231,6 +235,7 @@ def command_run(args: argparse.Namespace) -> int:
         config = load_preset(args.preset or "quick")
     config = config.updated(
         dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model,
+        ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
         scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
         label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,

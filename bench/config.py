@@ -27,9 +27,10 @@ LABEL_MODES = ("predicted", "true")
 @dataclass
 class RunConfig:
     name: str = "run"  # names the results folder, results/<name>
-    dataset: str = "digits-c"  # a name from `bench list datasets`, or idx:PATH
+    dataset: str = "digits-c"  # a name from `bench list datasets`, or PREFIX:PATH (idx:, npz:, folder:, cifar10: ...)
     data_dir: str = ""  # searched first for data files, and where bench writes them
     label_noise: float = 0.0  # fraction of training labels shuffled among themselves
+    ood: list[str] = field(default_factory=list)  # datasets whose test splits are added as semantic OoD splits
     model: str = "lenet"
     scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every built-in scorer
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

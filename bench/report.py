@@ -171,11 +171,16 @@ def correlations_section(board: pd.DataFrame) -> str:
 
 
 def _mosaic(images: np.ndarray, side: int = 5) -> np.ndarray:
-    """Up to side*side images tiled into one array, blank where there are fewer."""
-    height, width = images.shape[1:3]
-    tiles = np.full((side * side, height, width), np.nan)
+    """Up to side*side images, (n, h, w) or (n, c, h, w), tiled into one (H, W) or (H, W, c) array in [0, 1],
+    white where there are fewer."""
+    images = images.astype(float) / (255.0 if images.dtype == np.uint8 else max(float(images.max()), 1.0))
+    if images.ndim == 4:
+        images = images.transpose(0, 2, 3, 1)
+    tiles = np.ones((side * side, *images.shape[1:]))
     tiles[:len(images)] = images[: side * side]
-    return tiles.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(side * height, side * width)
+    height, width = images.shape[1:3]
+    grid = tiles.reshape(side, side, height, width, -1).transpose(0, 2, 1, 3, 4).reshape(side * height, side * width, -1)
+    return grid[..., 0] if grid.shape[-1] == 1 else grid
 
 
 def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
@@ -199,8 +204,10 @@ def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
         members = np.flatnonzero(labels == label)
         ranked = members[np.argsort(scores[members], kind="stable")]
         for i, (chosen, name) in enumerate(((ranked[:25], "lowest"), (ranked[::-1][:25], "highest"))):
-            axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen].astype(float)), cmap="gray")
-            axes[i, j].set(xticks=[], yticks=[], title=f"class {label}" if i == 0 else "",
+            axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen]), cmap="gray", vmin=0, vmax=1)
+            title = dataset.classes[label] if label < len(dataset.classes) else f"class {label}"
+            title = title.replace("$", r"\$")  # a user's class name is text, never mathtext
+            axes[i, j].set(xticks=[], yticks=[], title=title if i == 0 else "",
                            ylabel=f"{name} score" if j == 0 else "")
     return _note(f"{spec}, the scorer with the highest error AUROC here ({error_auroc:.3f}), averaged over "
                  f"{len(tables)} seeds, test split: the 25 lowest (top row) and highest (bottom row) per class. "

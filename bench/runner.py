@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import RunConfig
-from bench.data import load_dataset
+from bench.data import load_dataset, with_semantic_ood
+from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
 from bench.leaderboard import attach_provenance, write_csv
@@ -46,7 +47,12 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local",
     specs = scorer_specs(config)  # bad names and settings fail before any data is read
     resolve_device(config.device)
     Store(config.out_dir).check_writable()
-    dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
+    dataset = with_semantic_ood(load_dataset(config.dataset, config.data_dir, config.label_noise),
+                                [load_dataset(name, config.data_dir) for name in config.ood])
+    unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
+    if config.label_mode == "true" and unlabeled:
+        raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores every "
+                         "split with its true label; use --label-mode predicted")
     plan = make_plan(config, dataset, specs)
     paths = {seed: plan.unit_path(seed) for seed in config.seeds}
     tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}

@@ -53,7 +53,7 @@ HEADLINES = [
 ]
 BETTER = {h.metric: h.better for h in HEADLINES}
 CAPTIONS = {
-    "ood": "OoD detection, clean test vs each corruption: mean ± std over corruptions (std over seeds)",
+    "ood": "OoD detection, clean test vs each OoD split: mean ± std over OoD splits (std over seeds)",
     "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean ± std over seeds",
     "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error; over seeds",
     "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"

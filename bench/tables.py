@@ -78,9 +78,11 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
     return table, reasons
 
 
-def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """Scorer x corruption table of one metric, averaged over seeds."""
-    rows = board[(board.task == "ood") & (board.seed == "all") & (board.split != "mean") & (board.metric == metric)]
+def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc", means: bool = False) -> pd.DataFrame:
+    """Scorer x OoD split table of one metric, averaged over seeds; with ``means``, scorer x the means
+    per kind and severity (``mean:semantic``, ``mean@3``) instead."""
+    rows = board[(board.task == "ood") & (board.seed == "all") & (board.metric == metric)]
+    rows = rows[rows.split.str.startswith(("mean:", "mean@")) if means else ~rows.split.str.startswith("mean")]
     table = rows.pivot_table(index="scorer", columns="split", values="value", dropna=False, aggfunc="first")
     order = list(dict.fromkeys(rows.split))
     return table[order].map(lambda v: f"{v:.3f}")
@@ -98,8 +100,13 @@ def render(board: pd.DataFrame) -> str:
             parts += ["", f"{task}: {caption}", "", text_table(table.reset_index())]
             parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
             if task == "ood":
-                by_split = ood_by_corruption(rows).reindex([s for s in table.index if s in set(rows.scorer)])
-                parts += ["", "ood: AUROC by corruption (mean over seeds)", "", text_table(by_split.reset_index())]
+                order = [s for s in table.index if s in set(rows.scorer)]
+                by_split = ood_by_corruption(rows).reindex(order)
+                parts += ["", "ood: AUROC by OoD split (mean over seeds)", "", text_table(by_split.reset_index())]
+                by_kind = ood_by_corruption(rows, means=True)
+                if not by_kind.empty:
+                    parts += ["", "ood: AUROC by kind of OoD and by severity (mean over seeds)", "",
+                              text_table(by_kind.reindex(order).reset_index())]
         parts.append("")
     return "\n".join(parts)
 

@@ -111,6 +111,8 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "observed": observed,
         "reused": sorted(known or {}),
         "ood_splits": list(dataset.ood),
+        "ood_kinds": {split: dataset.ood_kinds.get(split, "covariate") for split in dataset.ood},
+        "classes": list(dataset.classes),
         "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
         "final_train_loss": training["final_train_loss"],
         "seconds": seconds,

@@ -11,6 +11,7 @@ BENCHMARKS = {
     "vog-memory": "benchmarks.vog_memory",
     "seeds-at-once": "benchmarks.seeds_at_once",
     "end-to-end": "benchmarks.end_to_end",
+    "cifar-loading": "benchmarks.cifar_loading",
 }
 
 

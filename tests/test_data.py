@@ -239,3 +239,27 @@ def test_label_noise_outside_0_1_is_refused(fraction):
 
     with pytest.raises(BenchError, match=r"outside \[0, 1\)"):
         with_label_noise(load_digits_c(), fraction)
+
+
+def test_datasets_from_other_packages_come_through_their_entry_points(tmp_path):
+    """A distribution declares a named loader and a PREFIX:PATH loader under `bench.datasets`."""
+    import subprocess
+    import sys
+
+    dist = tmp_path / "tiny_data-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-data\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bench.datasets]\ntiny = tiny_data:tiny\ntinyfile = tiny_data:from_path\n"
+                                           "broken = tiny_data:missing\n")
+    (tmp_path / "tiny_data.py").write_text(
+        "import numpy as np\nfrom bench.data.arrays import from_arrays\n"
+        "def tiny(roots):\n    x = np.zeros((4, 5, 5), np.uint8)\n    return from_arrays('tiny', x, np.arange(4) % 2, x, np.arange(4) % 2)\n"
+        "def from_path(path, roots):\n    return tiny(roots)\n")
+    script = ("from bench.data import available_datasets, load_dataset\n"
+              "print(available_datasets())\n"
+              "print(load_dataset('tiny').n_classes, load_dataset('tinyfile:anything').name)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "'tiny'" in result.stdout and "'tinyfile:PATH'" in result.stdout and "2 tiny" in result.stdout
+    assert "'broken'" in result.stderr and "skipped" in result.stderr

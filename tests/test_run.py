@@ -144,7 +144,7 @@ def test_show_and_report_read_the_results_folder(finished_run, capsys):
     _, out, _ = finished_run
     assert main(["show", str(out / "leaderboard.csv")]) == 0
     shown = capsys.readouterr().out
-    for task in ("ood:", "difficulty:", "consistency:", "ood: AUROC by corruption"):
+    for task in ("ood:", "difficulty:", "consistency:", "ood: AUROC by OoD split"):
         assert task in shown
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()

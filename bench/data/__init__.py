@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.metadata
+import inspect
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,8 +32,8 @@ LABEL_NOISE_SEED = 0
 class Split:
     """Examples of one split. ``inputs`` of dtype uint8 are pixel intensities in [0, 255]."""
 
-    inputs: np.ndarray  # (n, *input_shape)
-    labels: np.ndarray  # (n,) int64
+    inputs: np.ndarray  # (n, h, w) for one channel, (n, c, h, w) for several
+    labels: np.ndarray  # (n,) int64; -1 where the label is unknown (an OoD split of another dataset)
     noisy: np.ndarray | None = None  # (n,) bool, True where label noise changed the label
 
     def __post_init__(self) -> None:
@@ -47,8 +50,10 @@ class Dataset:
     n_classes: int
     train: Split
     test: Split  # clean, in-distribution
-    ood: dict[str, Split] = field(default_factory=dict)  # corruption name -> corrupted test split
+    ood: dict[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset)
     source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
+    classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
+    ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> "covariate" (the default) or "semantic"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -70,6 +75,44 @@ def data_roots(data_dir: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(roots))
 
 
+def to_channels(inputs: np.ndarray, channels: int) -> np.ndarray:
+    """Images with 1 or 3 channels as ``channels`` channels: gray repeated into RGB, or RGB to its
+    luma (ITU-R 601, 0.299 R + 0.587 G + 0.114 B, as Pillow's ``convert("L")``)."""
+    have = 1 if inputs.ndim == 3 else inputs.shape[1]
+    if have == channels:
+        return inputs
+    if channels == 3:
+        return np.repeat(inputs[:, None], 3, axis=1)
+    luma = np.tensordot(inputs.astype(np.float64), [0.299, 0.587, 0.114], axes=([1], [0]))
+    return np.rint(luma).astype(np.uint8) if inputs.dtype == np.uint8 else luma.astype(inputs.dtype)
+
+
+def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
+    """Add the test split of each of ``others`` as an OoD split named after it, of kind ``semantic``.
+
+    Channels are converted by ``to_channels``; image sizes and pixel types must match, and an
+    image of another size is refused rather than resized. Their labels are unknown (-1).
+    """
+    ood, kinds = dict(dataset.ood), dict(dataset.ood_kinds)
+    shape = dataset.test.inputs.shape[1:]
+    channels = 1 if len(shape) == 2 else shape[0]
+    for other in others:
+        if other.name in ood or other.name in ("train", "test"):
+            raise BenchError(f"--ood {other.name}: {dataset.name} already has a split of that name")
+        images = other.test.inputs
+        if images.shape[-2:] != shape[-2:]:
+            raise BenchError(f"--ood {other.name}: its images are {'x'.join(map(str, images.shape[-2:]))} but those of "
+                             f"{dataset.name} {'x'.join(map(str, shape[-2:]))}; an OoD dataset must have the same image size "
+                             "(resize it first: images are never resized silently)")
+        if (images.dtype == np.uint8) != (dataset.test.inputs.dtype == np.uint8):
+            raise BenchError(f"--ood {other.name}: its pixels are {images.dtype} but those of {dataset.name} "
+                             f"{dataset.test.inputs.dtype}; give both as uint8 or both as floats")
+        ood[other.name] = Split(to_channels(images, channels), np.full(len(images), -1))
+        kinds[other.name] = "semantic"
+    sources = "; ".join(f"semantic OoD {other.name}: {other.source}" for other in others)
+    return dataclasses.replace(dataset, ood=ood, ood_kinds=kinds, source=f"{dataset.source}; {sources}" if others else dataset.source)
+
+
 def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_SEED) -> Dataset:
     """Shuffle the labels of a random ``fraction`` of the training examples among themselves.
 
@@ -89,12 +132,15 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_
                                source=f"{dataset.source}; label noise {fraction} (seed {seed})")
 
 
-Loader = Callable[[list[Path]], Dataset]
+Loader = Callable[[list[Path]], Dataset]  # the data roots -> a dataset
+PathLoader = Callable[[Path, list[Path]], Dataset]  # PATH of PREFIX:PATH, the data roots -> a dataset
 _loaders: dict[str, Loader] = {}
+_prefixes: dict[str, PathLoader] = {}
+ENTRY_POINT_GROUP = "bench.datasets"
 
 
 def dataset_loader(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader: a function of the data roots that returns the dataset."""
+    """Register a loader of a named dataset: a function of the data roots that returns the dataset."""
 
     def decorate(loader: Loader) -> Loader:
         _loaders[name] = loader
@@ -103,27 +149,58 @@ def dataset_loader(name: str) -> Callable[[Loader], Loader]:
     return decorate
 
 
+def dataset_prefix(prefix: str) -> Callable[[PathLoader], PathLoader]:
+    """Register a loader of ``PREFIX:PATH`` datasets: a function of the path and the data roots."""
+
+    def decorate(loader: PathLoader) -> PathLoader:
+        _prefixes[prefix] = loader
+        return loader
+
+    return decorate
+
+
 def available_datasets() -> list[str]:
-    _import_builtin_loaders()
-    return sorted(_loaders) + ["idx:PATH"]
+    _import_loaders()
+    return sorted(_loaders) + [f"{prefix}:PATH" for prefix in sorted(_prefixes)]
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, label_noise: float = 0.0) -> Dataset:
-    """The named dataset (or ``idx:PATH``, a folder of MNIST-format files), with optional label noise."""
-    _import_builtin_loaders()
+    """The named dataset, or ``PREFIX:PATH`` (``idx:``, ``npz:``, ``folder:``, ``cifar10:`` ...), with optional label noise."""
+    _import_loaders()
     roots = data_roots(data_dir)
-    if name.startswith("idx:"):
-        from bench.data.idx import load_idx_dataset
-
-        dataset = load_idx_dataset(Path(name[len("idx:"):]), roots)
+    prefix, sep, path = name.partition(":")
+    if sep and prefix in _prefixes:
+        dataset = _prefixes[prefix](Path(path).expanduser(), roots)
     elif name in _loaders:
         dataset = _loaders[name](roots)
     else:
-        close = difflib.get_close_matches(name, _loaders, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(prefix if sep else name, [*_loaders, *_prefixes], n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise BenchError(f"unknown dataset {name!r}; {hint}known: {', '.join(available_datasets())}")
     return with_label_noise(dataset, label_noise)
 
 
-def _import_builtin_loaders() -> None:
-    from bench.data import digits, mnist  # noqa: F401  (each registers its datasets)
+_imported = False
+
+
+def _import_loaders() -> None:
+    """The built-in loaders, then those of other packages (entry-point group ``bench.datasets``), once.
+
+    An entry point names a loader function: of the data roots alone for a named dataset, of
+    a path and the roots for a ``NAME:PATH`` form. One that fails to load is skipped with a warning.
+    """
+    global _imported
+    if _imported:
+        return
+    _imported = True
+    from bench.data import arrays, cifar, digits, folder, idx, mnist, patches  # noqa: F401  (each registers its datasets)
+
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loader = entry_point.load()
+            takes_path = len(inspect.signature(loader).parameters) == 2
+        except Exception as error:  # a broken plugin must not take the harness down
+            warnings.warn(f"dataset plugin {entry_point.name!r} ({entry_point.value}) could not be loaded and is "
+                          f"skipped: {type(error).__name__}: {error}", stacklevel=2)
+            continue
+        (_prefixes if takes_path else _loaders)[entry_point.name] = loader

@@ -1,12 +1,16 @@
-"""The OoD task: clean test split (in-distribution) against each corrupted split (OoD).
+"""The OoD task: clean test split (in-distribution) against each OoD split.
 
-Rows per scorer, corruption and seed, then aggregates:
+OoD splits are corruptions of the test split (kind ``covariate``) or the test splits of other
+datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, then aggregates:
 
 * ``seed=all``: the mean over seeds, and ``<metric>_std_seeds`` (sample std, ddof=1);
 * ``split=mean``: the mean over corruptions, and ``<metric>_std_corruptions`` (population
   std over the corruptions, ddof=0, the ± of the VoG paper's Table 1);
 * ``split=mean, seed=all``: the mean over corruptions of the seed means, its std over
-  corruptions, and the std over seeds of the per-seed corruption means.
+  corruptions, and the std over seeds of the per-seed corruption means;
+* the same over the splits of one kind, ``split=mean:covariate`` and ``mean:semantic``, when a
+  run has both kinds (near and far OoD are never blended unseen), and over the splits of one
+  severity, ``split=mean@3``, for corruptions at several severities (``gaussian_noise@3``).
 
 An aggregate is NaN when any value it averages is NaN; its note carries the reasons.
 """
@@ -28,6 +32,7 @@ from bench.tasks.rows import (
 
 TASK = "ood"
 IN_DISTRIBUTION = "test"
+COVARIATE = "covariate"  # the kind of an OoD split that does not say: a corruption of the test split
 
 
 def per_seed_rows(table: ScoreTable) -> list[dict]:
@@ -44,17 +49,32 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
     return rows
 
 
+def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
+    """The OoD splits each mean is over: ``mean`` all of them; ``mean:<kind>`` those of one kind
+    (``covariate``, ``semantic``) when the run has more than one; ``mean@<s>`` those of one severity."""
+    kinds = tables[0].meta.get("ood_kinds", {})
+    splits = tables[0].meta["ood_splits"]
+    found = {"mean": splits}
+    if len(set(kinds.get(split, COVARIATE) for split in splits)) > 1:
+        for kind in dict.fromkeys(kinds.get(split, COVARIATE) for split in splits):
+            found[f"mean:{kind}"] = [split for split in splits if kinds.get(split, COVARIATE) == kind]
+    severities = sorted({split.rpartition("@")[2] for split in splits if "@" in split}, key=int)
+    for severity in severities:
+        found[f"mean@{severity}"] = [split for split in splits if split.rpartition("@")[2] == severity]
+    return found
+
+
 def ood(tables: list[ScoreTable]) -> pd.DataFrame:
-    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, corruption and seed."""
+    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means."""
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure
         return per_seed
     over_seeds = aggregate(per_seed, "seed", "all", "std_seeds", ddof=1)
-    over_corruptions = aggregate(per_seed, "split", "mean", "std_corruptions", ddof=0)
-    seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS)]
-    corruption_means = over_corruptions[over_corruptions.metric.isin(OOD_METRICS)]
-    overall = pd.concat([
-        aggregate(seed_means, "split", "mean", "std_corruptions", ddof=0),
-        aggregate(corruption_means, "seed", "all", "std_seeds", ddof=1).query("metric.str.endswith('_std_seeds')"),
-    ])
-    return pd.concat([per_seed, over_seeds, over_corruptions, overall], ignore_index=True)
+    parts = [per_seed, over_seeds]
+    for label, members in groups(tables).items():
+        over_splits = aggregate(per_seed[per_seed.split.isin(members)], "split", label, "std_corruptions", ddof=0)
+        seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS) & over_seeds.split.isin(members)]
+        split_means = over_splits[over_splits.metric.isin(OOD_METRICS)]
+        parts += [over_splits, aggregate(seed_means, "split", label, "std_corruptions", ddof=0),
+                  aggregate(split_means, "seed", "all", "std_seeds", ddof=1).query("metric.str.endswith('_std_seeds')")]
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,160 @@
+"""CIFAR binary archives and folders, and the CIFAR-10-C layout, on small files the tests write in the official format."""
+
+import dataclasses
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from bench.data import load_dataset
+from bench.data.cifar import CIFAR10, CIFAR100, PIXELS, read_cifar, read_corrupted
+from bench.errors import BenchError
+
+SMALL = dataclasses.replace(CIFAR10, train={"data_batch_1.bin": 6, "data_batch_2.bin": 4}, test={"test_batch.bin": 5})
+SMALL_100 = dataclasses.replace(CIFAR100, train={"train.bin": 7}, test={"test.bin": 3})
+
+
+def records(layout, n, seed):
+    """n records of the layout: label bytes then 3x32x32 pixels; returns the bytes, labels and images."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, layout.n_classes, (n, layout.label_bytes), dtype=np.uint8)
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    return np.concatenate([labels, images.reshape(n, PIXELS)], axis=1).tobytes(), labels[:, layout.label_byte], images
+
+
+def write_files(layout, folder, names=True):
+    folder.mkdir(parents=True)
+    written = {}
+    for k, (name, n) in enumerate({**layout.train, **layout.test}.items()):
+        data, labels, images = records(layout, n, k)
+        (folder / name).write_bytes(data)
+        written[name] = (labels, images)
+    if names:
+        (folder / layout.names).write_text("\n".join(f"class{k}" for k in range(layout.n_classes)) + "\n")
+    return written
+
+
+def pack(folder, archive, extra=()):
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+        for member, data in extra:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def expected(layout, written, names):
+    return (np.concatenate([written[n][1] for n in names]), np.concatenate([written[n][0] for n in names]).astype(np.int64))
+
+
+@pytest.mark.parametrize("layout", [SMALL, SMALL_100, dataclasses.replace(SMALL_100, label_byte=0, n_classes=20,
+                                                                          names="coarse_label_names.txt")],
+                         ids=["cifar10", "cifar100 fine", "cifar100 coarse"])
+@pytest.mark.parametrize("form", ["folder", "parent folder", "archive"])
+def test_binary_files_round_trip_from_an_archive_or_a_folder(tmp_path, layout, form):
+    folder = tmp_path / layout.folder
+    written = write_files(layout, folder)
+    path = {"folder": folder, "parent folder": tmp_path}.get(form)
+    if form == "archive":
+        path = tmp_path / layout.archive
+        layout = dataclasses.replace(layout, md5=pack(folder, path))
+    train, test, classes, source = read_cifar(path, layout)
+    for split, names in ((train, layout.train), (test, layout.test)):
+        images, labels = expected(layout, written, names)
+        np.testing.assert_array_equal(split.inputs, images)
+        np.testing.assert_array_equal(split.labels, labels)
+    assert classes == tuple(f"class{k}" for k in range(layout.n_classes))
+    assert ("MD5-verified" in source) == (form == "archive")
+
+
+def test_a_truncated_archive_and_a_truncated_file_are_refused(tmp_path):
+    folder = tmp_path / SMALL.folder
+    write_files(SMALL, folder)
+    archive = tmp_path / SMALL.archive
+    md5 = pack(folder, archive)
+    archive.write_bytes(archive.read_bytes()[:-200])
+    with pytest.raises(BenchError, match="MD5 .* differs from the published .* it is truncated or damaged"):
+        read_cifar(archive, dataclasses.replace(SMALL, md5=md5))
+    (folder / "test_batch.bin").write_bytes((folder / "test_batch.bin").read_bytes()[:-1])
+    with pytest.raises(BenchError, match="test_batch.bin has 15364 bytes; the official file holds 5 records"):
+        read_cifar(folder, SMALL)
+
+
+def hostile(name, kind=tarfile.REGTYPE, size=None, target=""):
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind, target
+    member.size = size or 0
+    return member, (b"\x00" * member.size if kind == tarfile.REGTYPE else None)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([hostile(f"{SMALL.folder}/test_batch.bin", tarfile.SYMTYPE, target="/etc/passwd")], "is not a regular file"),
+    ([hostile(f"{SMALL.folder}/test_batch.bin", size=10 * SMALL.record)], "member cifar-10-batches-bin/test_batch.bin is "),
+], ids=["a link", "a member larger than expected"])
+def test_hostile_members_are_refused_and_nothing_is_extracted(tmp_path, extra, message):
+    folder = tmp_path / "src" / SMALL.folder
+    write_files(SMALL, folder)
+    (folder / "test_batch.bin").unlink()
+    archive = tmp_path / SMALL.archive
+    md5 = pack(folder, archive, extra)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(BenchError, match=message):
+        read_cifar(archive, dataclasses.replace(SMALL, md5=md5))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_members_outside_the_folder_are_never_extracted(tmp_path):
+    folder = tmp_path / "src" / SMALL.folder
+    write_files(SMALL, folder)
+    archive = tmp_path / SMALL.archive
+    md5 = pack(folder, archive, [hostile("../../escaped.txt", size=10)])
+    read_cifar(archive, dataclasses.replace(SMALL, md5=md5))
+    assert not list(tmp_path.parent.rglob("escaped.txt"))
+
+
+def test_the_pickled_python_version_and_a_wrong_archive_are_refused_naming_the_binary_one(tmp_path):
+    python = tmp_path / "cifar-10-batches-py"
+    python.mkdir()
+    (python / "data_batch_1").write_bytes(b"\x80\x04pickled")
+    with pytest.raises(BenchError, match="python version of CIFAR-10, which is pickled .* cifar-10-binary.tar.gz"):
+        load_dataset(f"cifar10:{tmp_path}")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    pack(python, archive)
+    with pytest.raises(BenchError, match="python version of CIFAR-10"):
+        load_dataset(f"cifar10:{archive}")
+    folder = tmp_path / "other" / SMALL.folder
+    write_files(SMALL, folder)
+    pack(folder, tmp_path / "mine.tar.gz")
+    with pytest.raises(BenchError, match=f"differs from the published {CIFAR10.md5}"):
+        load_dataset(f"cifar10:{tmp_path / 'mine.tar.gz'}")
+
+
+def corrupted_folder(root, test, n_files=2, images=None):
+    root.mkdir()
+    np.save(root / "labels.npy", np.tile(test.labels, 5).astype(np.uint8))
+    rng = np.random.default_rng(0)
+    for k in range(n_files):
+        np.save(root / f"noise{k}.npy", images if images is not None else
+                rng.integers(0, 256, (5 * len(test), 32, 32, 3), dtype=np.uint8))
+
+
+def test_the_corrupted_layout_gives_one_split_per_corruption_and_severity(tmp_path):
+    folder = tmp_path / SMALL.folder
+    write_files(SMALL, folder)
+    _, test, _, _ = read_cifar(folder, SMALL)
+    corrupted_folder(tmp_path / "CIFAR-10-C", test)
+    splits = read_corrupted(tmp_path / "CIFAR-10-C", test, SMALL)
+    assert list(splits) == [f"noise{k}@{s}" for k in range(2) for s in range(1, 6)]
+    stored = np.load(tmp_path / "CIFAR-10-C" / "noise1.npy")
+    np.testing.assert_array_equal(splits["noise1@3"].inputs, stored[10:15].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(splits["noise1@3"].labels, test.labels)
+
+
+def test_a_corrupted_file_with_the_wrong_number_of_images_is_refused(tmp_path):
+    folder = tmp_path / SMALL.folder
+    write_files(SMALL, folder)
+    _, test, _, _ = read_cifar(folder, SMALL)
+    corrupted_folder(tmp_path / "CIFAR-10-C", test, images=np.zeros((24, 32, 32, 3), np.uint8))
+    with pytest.raises(BenchError, match=r"noise0.npy holds uint8 \(24, 32, 32, 3\); a CIFAR-10-C file holds uint8 \(25, 32, 32, 3\)"):
+        read_corrupted(tmp_path / "CIFAR-10-C", test, SMALL)

@@ -1,0 +1,106 @@
+"""Other datasets as OoD (--ood): channel conversion by a stated rule, refusals, and means per kind and severity."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from bench.data import Dataset, Split, to_channels, with_semantic_ood
+from bench.data.arrays import from_arrays
+from bench.errors import BenchError
+from bench.leaderboard import read_csv
+from bench.store import ScoreTable
+from bench.tasks.ood import ood
+
+
+def dataset(name, shape, n=6, dtype=np.uint8, seed=0):
+    x = np.random.default_rng(seed).integers(0, 256, (n, *shape)).astype(dtype)
+    return from_arrays(name, x, np.arange(n) % 2, x, np.arange(n) % 2, layout="nhwc" if len(shape) == 3 else None)
+
+
+def test_gray_is_repeated_into_rgb_and_rgb_becomes_pillows_luma():
+    gray = dataset("gray", (5, 4)).test.inputs
+    np.testing.assert_array_equal(to_channels(gray, 3), np.repeat(gray[:, None], 3, axis=1))
+    rgb = dataset("rgb", (5, 4, 3)).test.inputs
+    pillow = np.stack([np.asarray(Image.fromarray(image.transpose(1, 2, 0)).convert("L")) for image in rgb])
+    assert np.abs(to_channels(rgb, 1).astype(int) - pillow).max() <= 1  # Pillow rounds in fixed point
+
+
+def test_semantic_splits_are_added_with_their_kind_and_unknown_labels():
+    base = dataset("base", (5, 4, 3))
+    combined = with_semantic_ood(base, [dataset("gray", (5, 4)), dataset("other", (5, 4, 3), seed=1)])
+    assert list(combined.ood) == ["gray", "other"] and combined.ood_kinds == {"gray": "semantic", "other": "semantic"}
+    assert combined.ood["gray"].inputs.shape == (6, 3, 5, 4) and (combined.ood["gray"].labels == -1).all()
+    assert "semantic OoD gray" in combined.source and combined.train is base.train
+
+
+@pytest.mark.parametrize("other, message", [
+    (dataset("big", (6, 6, 3)), "its images are 6x6 but those of base 5x4"),
+    (dataset("floats", (5, 4, 3), dtype=np.float32), "its pixels are float32 but those of base uint8"),
+    (dataset("test", (5, 4, 3)), "base already has a split of that name"),
+], ids=["another size", "another pixel type", "a name taken"])
+def test_an_ood_dataset_that_cannot_be_converted_is_refused_with_the_reason(other, message):
+    with pytest.raises(BenchError, match=message):
+        with_semantic_ood(dataset("base", (5, 4, 3)), [other])
+    with pytest.raises(BenchError, match="--ood x: base already has a split of that name"):
+        with_semantic_ood(dataset("base", (5, 4, 3)), [dataset("x", (5, 4, 3)), dataset("x", (5, 4, 3), seed=1)])
+
+
+def table(seed, scores, kinds):
+    """A unit whose scorer `s` gives each OoD split the scores listed (the test split scores 0 .. 9)."""
+    test = np.arange(10.0)
+    splits = {"test": {"label": np.zeros(10, int), "pred": np.zeros(10, int), "s": test}}
+    splits.update({split: {"s": values} for split, values in scores.items()})
+    meta = {"dataset": "d", "model": "m", "seed": seed, "label_mode": "predicted", "scorers": ["s"], "failures": {},
+            "ood_splits": list(scores), "ood_kinds": kinds, "config": {"scorers": {"s": "s"}}}
+    return ScoreTable(meta, splits)
+
+
+def test_means_per_kind_and_per_severity_average_their_own_splits():
+    # AUROC of OoD scores c + 0..9 against 0..9: 0.5 + c / 10 - c^2 / 200 for c in [0, 10]
+    shifts = {"blur@1": 2, "blur@2": 6, "noise@1": 4, "noise@2": 10, "other": 8}
+    kinds = {split: "covariate" for split in shifts} | {"other": "semantic"}
+    board = ood([table(0, {split: np.arange(10.0) + c for split, c in shifts.items()}, kinds)])
+    auroc = {split: 0.5 + c / 10 - c * c / 200 for split, c in shifts.items()}
+    value = board[(board.seed == "0") & (board.metric == "auroc")].set_index("split").value
+    for split, expected in auroc.items():
+        assert value[split] == pytest.approx(expected)
+    assert value["mean"] == pytest.approx(np.mean(list(auroc.values())))
+    assert value["mean:semantic"] == pytest.approx(auroc["other"])
+    assert value["mean:covariate"] == pytest.approx(np.mean([auroc[s] for s in shifts if s != "other"]))
+    assert value["mean@1"] == pytest.approx((auroc["blur@1"] + auroc["noise@1"]) / 2)
+    assert value["mean@2"] == pytest.approx((auroc["blur@2"] + auroc["noise@2"]) / 2)
+    one_kind = ood([table(0, {"blur@1": np.arange(10.0) + 2}, {"blur@1": "covariate"})])
+    assert not one_kind.split.str.startswith("mean:").any()  # one kind: its mean is the overall one
+
+
+@pytest.mark.slow
+def test_the_embedded_colour_dataset_runs_end_to_end_against_a_second_source(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", "patches", "--ood", "textures", "--model", "mlp", "--scorers", "all",
+                 "--seeds", "1", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    board = read_csv(out / "leaderboard.csv")
+    assert set(board.task) == {"ood", "difficulty", "consistency"}
+    aurocs = board[(board.task == "ood") & (board.split == "textures") & (board.metric == "auroc")]
+    assert aurocs.value.notna().sum() >= 20  # every scorer but the label-free constant ones
+    [unit] = (out / "units").glob("*.npz")
+    meta = ScoreTable.load(unit).meta
+    assert meta["ood_kinds"] == {"textures": "semantic"} and meta["classes"][:2] == ["astronaut", "cat"]
+    assert main(["report", str(out)]) == 0
+    assert "astronaut" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_corruptions_and_another_dataset_are_averaged_apart(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    other = tmp_path / "letters.npz"
+    x = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    np.savez(other, x_train=x, y_train=np.zeros(50, int), x_test=x, y_test=np.zeros(50, int))
+    out = tmp_path / "out"
+    assert main(["run", "--ood", f"npz:{other}", "--model", "mlp", "--scorers", "loss,kde", "--seeds", "1",
+                 "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    board = read_csv(out / "leaderboard.csv")
+    means = set(board[board.task == "ood"].split)
+    assert {"mean", "mean:covariate", "mean:semantic", "letters"} <= means
+    assert "AUROC by kind of OoD and by severity" in printed and "mean:semantic" in printed
