@@ -23,9 +23,10 @@ benchmark on the embedded digits-c dataset (about a minute and a half on two CPU
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
 chosen scorers, then evaluate the scores on four tasks:
-  ood          clean test split against each corruption: AUROC, AUPR-In, AUPR-Out, FPR@95TPR
+  ood          clean test split against each OoD split (corruptions, --ood datasets): AUROC,
+               AUPR-In, AUPR-Out, FPR@95TPR, with means per kind and severity
   mislabel     with --label-noise: find the shuffled training labels (AUROC, AP, P@k, Welch t)
-  difficulty   test error by score decile, error AUROC, VoG's early/late training flip
+  difficulty   test error by score decile, error AUROC, the early/late training flip
   consistency  agreement between seeds (split-half, Spearman-Brown) and between scorers"""
 
 RUN_EPILOG = """\
@@ -38,6 +39,7 @@ examples:
   bench run --plugin my_scorer.py --scorers my-score
   bench run --preset mnist-c --executor ray   each seed a Ray task (pip install -e ".[ray]")
   bench run --preset vog-protocol             VoG's protocol choices as a 60-variant grid on MNIST-C
+  bench run --dataset patches --ood textures --model mlp   colour images, another dataset as OoD
 
 Settings are read in this order, later ones winning: the defaults, the preset (or the
 --config file), then the flags. Finished units (one per seed) are reused from the results
