@@ -268,6 +268,14 @@ def command_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def rounded(joined: pd.DataFrame) -> pd.DataFrame:
+    """Joined rows as printed: A, B and the delta at four decimals (the CSVs keep every digit)."""
+    shown = joined.rename(columns={"value_a": "A", "value_b": "B"})
+    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}")):
+        shown[column] = shown[column].map(style.format)
+    return shown
+
+
 def command_compare(args: argparse.Namespace) -> int:
     from bench.compare import compare, headline_rows
     from bench.leaderboard import read_csv
@@ -279,9 +287,7 @@ def command_compare(args: argparse.Namespace) -> int:
         for protocol in protocols:
             print(f"only in {side} ({args.a if side == 'A' else args.b}), not compared: " + " / ".join(map(str, protocol)))
     shown = result.joined if args.all else headline_rows(result.joined)
-    shown = shown.rename(columns={"value_a": "A", "value_b": "B"})
-    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}")):
-        shown[column] = shown[column].map(style.format)
+    shown = rounded(shown)
     print(f"A = {args.a}\nB = {args.b}\n{len(result.joined)} rows joined on the keys\n")
     print(text_table(shown.drop(columns=["full_spec", "label_mode", "seed"])))
     if not tolerances:
@@ -290,7 +296,7 @@ def command_compare(args: argparse.Namespace) -> int:
         print(f"\nno drop beyond the tolerance: {', '.join(f'{m}={t:g}' for m, t in tolerances.items())}")
         return 0
     print(f"\n{len(result.drops)} rows got worse beyond the tolerance:\n")
-    print(text_table(result.drops.drop(columns=["full_spec", "label_mode", "seed"])))
+    print(text_table(rounded(result.drops).drop(columns=["full_spec", "label_mode", "seed"])))
     return 1
 
 
