@@ -16,10 +16,10 @@ import importlib.util
 import inspect
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
 from bench.api import SCORER_FORMS, Scorer, register, registered
+from bench.entry_points import load_entry_points
 from bench.errors import BenchError
 from bench.specs import parse_spec
 
@@ -36,20 +36,14 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry_point.load()
-            if inspect.isclass(loaded):
-                register(loaded)
-            if entry_point.dist is not None and entry_point.dist.name == DISTRIBUTION:
-                _builtin.update(name for name, cls in registered.items()
-                                if cls is loaded or cls.__module__ == getattr(loaded, "__name__", None))
-        except Exception as error:  # a broken plugin must not take the harness down
-            warnings.warn(
-                f"scorer plugin {entry_point.name!r} ({entry_point.value}) could not be loaded "
-                f"and is skipped: {type(error).__name__}: {error}",
-                stacklevel=2,
-            )
+    def use(entry_point: importlib.metadata.EntryPoint, loaded: object) -> None:
+        if inspect.isclass(loaded):
+            register(loaded)
+        if entry_point.dist is not None and entry_point.dist.name == DISTRIBUTION:
+            _builtin.update(name for name, cls in registered.items()
+                            if cls is loaded or cls.__module__ == getattr(loaded, "__name__", None))
+
+    load_entry_points(ENTRY_POINT_GROUP, "scorer", use)
 
 
 def load_plugin_file(path: str | Path) -> list[str]:

@@ -15,13 +15,13 @@ import difflib
 import importlib.metadata
 import inspect
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from bench.entry_points import load_entry_points
 from bench.errors import BenchError
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "datasets"
@@ -195,12 +195,8 @@ def _import_loaders() -> None:
     _imported = True
     from bench.data import arrays, cifar, digits, folder, idx, mnist, patches  # noqa: F401  (each registers its datasets)
 
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loader = entry_point.load()
-            takes_path = len(inspect.signature(loader).parameters) == 2
-        except Exception as error:  # a broken plugin must not take the harness down
-            warnings.warn(f"dataset plugin {entry_point.name!r} ({entry_point.value}) could not be loaded and is "
-                          f"skipped: {type(error).__name__}: {error}", stacklevel=2)
-            continue
+    def use(entry_point: importlib.metadata.EntryPoint, loader: Callable) -> None:
+        takes_path = len(inspect.signature(loader).parameters) == 2
         (_prefixes if takes_path else _loaders)[entry_point.name] = loader
+
+    load_entry_points(ENTRY_POINT_GROUP, "dataset", use)
