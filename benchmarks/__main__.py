@@ -12,6 +12,7 @@ BENCHMARKS = {
     "seeds-at-once": "benchmarks.seeds_at_once",
     "end-to-end": "benchmarks.end_to_end",
     "cifar-loading": "benchmarks.cifar_loading",
+    "colour-corruptions": "benchmarks.colour_corruptions",
 }
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bench.data import load_dataset
-from bench.data.cifar import CIFAR10, CIFAR100, PIXELS, read_cifar, read_corrupted
+from bench.data.cifar import CIFAR10, CIFAR100, PIXELS, read_cifar
+from bench.data.corrupted import read_severities
 from bench.errors import BenchError
 
 SMALL = dataclasses.replace(CIFAR10, train={"data_batch_1.bin": 6, "data_batch_2.bin": 4}, test={"test_batch.bin": 5})
@@ -144,7 +145,7 @@ def test_the_corrupted_layout_gives_one_split_per_corruption_and_severity(tmp_pa
     write_files(SMALL, folder)
     _, test, _, _ = read_cifar(folder, SMALL)
     corrupted_folder(tmp_path / "CIFAR-10-C", test)
-    splits = read_corrupted(tmp_path / "CIFAR-10-C", test, SMALL)
+    splits = read_severities(tmp_path / "CIFAR-10-C", test, "CIFAR-10-C")
     assert list(splits) == [f"noise{k}@{s}" for k in range(2) for s in range(1, 6)]
     stored = np.load(tmp_path / "CIFAR-10-C" / "noise1.npy")
     np.testing.assert_array_equal(splits["noise1@3"].inputs, stored[10:15].transpose(0, 3, 1, 2))
@@ -157,4 +158,17 @@ def test_a_corrupted_file_with_the_wrong_number_of_images_is_refused(tmp_path):
     _, test, _, _ = read_cifar(folder, SMALL)
     corrupted_folder(tmp_path / "CIFAR-10-C", test, images=np.zeros((24, 32, 32, 3), np.uint8))
     with pytest.raises(BenchError, match=r"noise0.npy holds uint8 \(24, 32, 32, 3\); a CIFAR-10-C file holds uint8 \(25, 32, 32, 3\)"):
-        read_corrupted(tmp_path / "CIFAR-10-C", test, SMALL)
+        read_severities(tmp_path / "CIFAR-10-C", test, "CIFAR-10-C")
+
+
+def test_without_the_official_corrupted_folder_the_corruptions_are_generated_by_the_same_recipe(tmp_path):
+    from bench.data.cifar import load
+    from bench.data.colour import COLOUR_CORRUPTIONS, corrupt_colour
+
+    folder = tmp_path / SMALL.folder
+    write_files(SMALL, folder)
+    dataset = load(folder, [tmp_path / "data"], SMALL, "cifar10")
+    assert len(dataset.ood) == 5 * len(COLOUR_CORRUPTIONS) and "generated, CIFAR-10-C recipe" in dataset.source
+    np.testing.assert_array_equal(dataset.ood["pixelate@4"].inputs, corrupt_colour(dataset.test.inputs, "pixelate", 4, 0))
+    corrupted_folder(tmp_path / "CIFAR-10-C", dataset.test)  # the official folder, once present, wins
+    assert "official CIFAR-10-C" in load(folder, [tmp_path / "data"], SMALL, "cifar10").source

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 import bench
 from bench.data import Split
+from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, NOT_GENERATED, SEVERITIES, corrupt_colour
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError
 from bench.files import umask, write_atomically
@@ -75,6 +76,21 @@ def read_corrupted(folder: Path, test: Split) -> dict[str, Split]:
     return splits
 
 
+def save_npy_chunks(path: Path, shape: tuple[int, ...], chunks) -> None:
+    """Write a uint8 ``.npy`` of ``shape`` from its consecutive chunks, holding one chunk in memory at a time."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            written = 0
+            for chunk in chunks:
+                handle.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+                written += len(chunk)
+            if written != shape[0]:
+                raise ValueError(f"{path}: {written} rows written, {shape[0]} announced")
+
+    write_atomically(path, write)
+
+
 def save_npy(path: Path, array: np.ndarray) -> None:
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:
@@ -97,26 +113,35 @@ def _state(folder: Path, test: Split) -> str:
 
 def build_corrupted(folder: Path, test: Split, progress: bool = True) -> None:
     """Generate every corruption of the test split into a temporary folder beside ``folder``, then rename it."""
-    recipe = {**_recipe(test), "complete": True}
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    except OSError as error:
-        raise BenchError(f"cannot write the generated {folder.name} in {folder.parent} ({error.strerror}); "
-                         "pass --data-dir (or set BENCH_DATA) with a folder you can write") from None
+    building = _temporary_beside(folder)
     try:
         for corruption in tqdm(CORRUPTIONS, desc=f"generating {folder.name}", unit="corruption",
                                disable=not progress, file=sys.stderr):
             images = corrupt(test.inputs, corruption, GENERATION_SEED)
             for kind, array in (("images", images), ("labels", test.labels.astype(np.uint8))):
                 save_npy(building / corruption / f"test_{kind}.npy", array)
-        (building / MARKER).write_text(json.dumps(recipe, indent=1))
-        os.chmod(building, 0o777 & ~umask())  # mkdtemp's 0700 would hide the data from the user's group
-        if folder.exists():  # a stale or incomplete copy of the same content
-            shutil.rmtree(folder)
-        os.replace(building, folder)
+        _finish_build(building, folder, {**_recipe(test), "complete": True})
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _temporary_beside(folder: Path) -> Path:
+    """A new temporary folder beside ``folder``, to build it in; a clear error where the data root cannot be written."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    except OSError as error:
+        raise BenchError(f"cannot write the generated {folder.name} in {folder.parent} ({error.strerror}); "
+                         "pass --data-dir (or set BENCH_DATA) with a folder you can write") from None
+
+
+def _finish_build(building: Path, folder: Path, recipe: dict) -> None:
+    """Write the manifest, then put the finished folder in place of ``folder``."""
+    (building / MARKER).write_text(json.dumps(recipe, indent=1))
+    os.chmod(building, 0o777 & ~umask())  # mkdtemp's 0700 would hide the data from the user's group
+    if folder.exists():  # a stale or incomplete copy of the same content
+        shutil.rmtree(folder)
+    os.replace(building, folder)
 
 
 def save_grid(dataset, path: Path, count: int = 6) -> None:
@@ -140,12 +165,78 @@ def save_grid(dataset, path: Path, count: int = 6) -> None:
     plt.close(figure)
 
 
+def read_severities(folder: Path, test: Split, what: str) -> dict[str, Split]:
+    """Every ``<corruption>@<severity>`` split of a folder in the CIFAR-10-C layout (``<corruption>.npy`` of
+    5 severities x n images (n, h, w, 3) uint8, and ``labels.npy``), checked against the clean test split."""
+    labels_file = folder / "labels.npy"
+    n, shape = len(test), test.inputs.shape[2:]
+    try:
+        labels = np.load(labels_file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BenchError(f"cannot read {labels_file} ({error}); {folder} should hold {what} files") from None
+    if labels.shape != (SEVERITIES * n,) or not (labels.reshape(SEVERITIES, n) == test.labels).all():
+        raise BenchError(f"{labels_file} holds {labels.shape} labels that are not the test labels repeated for "
+                         f"{SEVERITIES} severities; the folder belongs to another dataset or is damaged")
+    splits = {}
+    for file in sorted(folder.glob("*.npy")):
+        if file.name == "labels.npy":
+            continue
+        images = np.load(file, mmap_mode="r", allow_pickle=False)
+        if images.shape != (SEVERITIES * n, *shape, 3) or images.dtype != np.uint8:
+            raise BenchError(f"{file} holds {images.dtype} {images.shape}; a {what} file holds uint8 "
+                             f"{(SEVERITIES * n, *shape, 3)}: {SEVERITIES} severities x {n} images")
+        for severity in range(1, SEVERITIES + 1):
+            block = images[(severity - 1) * n:severity * n]
+            splits[f"{file.stem}@{severity}"] = Split(np.ascontiguousarray(block.transpose(0, 3, 1, 2)), test.labels)
+    return splits
+
+
+def _colour_recipe(test: Split) -> dict:
+    return {**_recipe(test), "recipe": "CIFAR-10-C (Hendrycks & Dietterich 2019)", "corruptions": list(COLOUR_CORRUPTIONS),
+            "severities": SEVERITIES, "chunk": CHUNK, "not_generated": NOT_GENERATED}
+
+
+def build_colour_corrupted(folder: Path, test: Split, progress: bool = True) -> None:
+    """Generate every colour corruption at every severity into a temporary folder beside ``folder``, then rename it."""
+    building = _temporary_beside(folder)
+    try:
+        n, shape = len(test), (*test.inputs.shape[2:], 3)
+        for corruption in tqdm(COLOUR_CORRUPTIONS, desc=f"generating {folder.name}", unit="corruption",
+                               disable=not progress, file=sys.stderr):
+            chunks = (corrupt_colour(test.inputs[start:start + CHUNK], corruption, severity, GENERATION_SEED,
+                                     start // CHUNK).transpose(0, 2, 3, 1)
+                      for severity in range(1, SEVERITIES + 1) for start in range(0, n, CHUNK))
+            save_npy_chunks(building / f"{corruption}.npy", (SEVERITIES * n, *shape), chunks)
+        save_npy(building / "labels.npy", np.tile(test.labels, SEVERITIES).astype(np.uint8 if test.labels.max() < 256 else np.int64))
+        _finish_build(building, folder, _colour_recipe(test))
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def colour_corrupted_splits(name: str, test: Split, roots: list[Path], progress: bool = True) -> tuple[dict[str, Split], str]:
+    """The CIFAR-10-C corruptions of a colour test split: read when generated and current, otherwise generated."""
+    source = f"corruptions: generated, CIFAR-10-C recipe ({_recipe(test)['generator']}, seed {GENERATION_SEED})"
+    recipe = _colour_recipe(test)
+    for folder in [generated_folder(name, test, root) for root in roots]:
+        marker = folder / MARKER
+        if marker.is_file() and json.loads(marker.read_text()) == recipe:
+            return read_severities(folder, test, "generated corruption"), source
+    target = generated_folder(name, test, roots[0])
+    if progress:
+        print(f"{name}-c not found in {', '.join(map(str, roots))}; generating it into {target}", file=sys.stderr)
+    build_colour_corrupted(target, test, progress)
+    return read_severities(target, test, "generated corruption"), source
+
+
 def corrupted_splits(name: str, test: Split, roots: list[Path], progress: bool = True) -> tuple[dict[str, Split], str]:
     """The corrupted test splits of dataset ``name`` and a line saying where they come from.
 
-    Official files win, then current generated ones; otherwise they are generated into the
-    first data root (``<root>/<name>-c``) and read back.
+    Colour images get the CIFAR-10-C corruptions (``colour_corrupted_splits``). For grayscale
+    ones, official MNIST-C files win, then current generated ones; otherwise they are generated
+    into the first data root and read back.
     """
+    if test.inputs.ndim == 4 and test.inputs.shape[1] == 3:
+        return colour_corrupted_splits(name, test, roots, progress)
     for folder in candidate_folders(name, roots, test):
         state = _state(folder, test)
         if state == "official":

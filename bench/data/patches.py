@@ -4,7 +4,8 @@ scikit-image and scikit-learn ship in their wheels, so the colour path runs with
 ``patches`` (colour, 10 classes): the class of a 32x32 RGB patch is the photo it was cut from
 (astronaut, cat, coffee, galaxies, stained tissue, motorcycle, retina, rocket, China, flower).
 ``textures`` (grayscale, 3 classes): patches of brick, grass and gravel, a second source for
-semantic OoD (``--ood textures``). Each photo is scaled so its shorter side is 160 pixels;
+semantic OoD (``--ood textures``). ``patches-c`` adds the CIFAR-10-C corruptions of the test
+split at 5 severities, generated once into the data root (about 15 s). Each photo is scaled so its shorter side is 160 pixels;
 training patches are cut from its top 70% and test patches from its bottom 30%, so no pixel is
 in both splits. Patches are drawn at random positions with a fixed seed.
 
@@ -16,12 +17,14 @@ recognition rather than objects.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from bench.data import Dataset, dataset_loader
 from bench.data.arrays import from_arrays
+from bench.data.corrupted import corrupted_splits
 
 SIDE = 32
 SHORTER = 160  # pixels on the shorter side of a photo, after scaling
@@ -79,6 +82,14 @@ def _patches(name: str, photos: dict[str, tuple[str, str]], mode: str, train: in
 @dataset_loader("patches")
 def load_patches(roots: list[Path]) -> Dataset:
     return _patches("patches", PHOTOS, "RGB", train=120, test=40)
+
+
+@dataset_loader("patches-c")
+def load_patches_c(roots: list[Path]) -> Dataset:
+    """``patches`` with its test split under the CIFAR-10-C corruptions at 5 severities (generated once)."""
+    dataset = load_patches(roots)
+    ood, source = corrupted_splits(dataset.name, dataset.test, roots)
+    return dataclasses.replace(dataset, name="patches-c", ood=ood, source=f"{dataset.source}; {source}")
 
 
 @dataset_loader("textures")

@@ -1,0 +1,162 @@
+"""The CIFAR-10-C colour corruptions: against independent ports where the recipe is deterministic, in
+statistics where it is random, severity by severity; and the generated variant of a colour dataset."""
+
+import colorsys
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from bench.data import load_dataset
+from bench.data.colour import COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour
+from bench.errors import BenchError
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Sixteen 32x32 colour patches (n, 3, h, w) uint8."""
+    return load_dataset("patches").test.inputs[::25]
+
+
+def nhwc(x):
+    return x.transpose(0, 2, 3, 1).astype(np.float64) / 255
+
+
+def as_uint8(x):
+    """The official script's np.uint8 of clip(x) * 255: truncation."""
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("name", COLOUR_CORRUPTIONS)
+def test_every_corruption_keeps_the_shape_is_a_function_of_the_seed_and_changes_the_image(images, name):
+    for severity in (1, SEVERITIES):
+        first = corrupt_colour(images, name, severity, seed=0)
+        assert first.shape == images.shape and first.dtype == np.uint8
+        np.testing.assert_array_equal(first, corrupt_colour(images, name, severity, seed=0))
+        assert (first != images).any()
+
+
+MONOTONE = [name for name in COLOUR_CORRUPTIONS if name not in ("glass_blur", "elastic_transform")]
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+def test_severity_moves_the_image_further_from_the_clean_one(images, name):
+    """Not for glass_blur (severities 2 and 3 share a blur width) nor elastic_transform, whose recipe trades
+    affine jitter (largest at severity 1) for displacement as severity grows."""
+    distance = [np.abs(corrupt_colour(images, name, s, seed=0).astype(float) - images).mean() for s in range(1, 6)]
+    assert all(a <= b + 0.05 for a, b in zip(distance, distance[1:])), distance
+
+
+def test_contrast_scales_each_channel_about_its_mean(images):
+    x = nhwc(images)
+    for severity, factor in enumerate([0.75, 0.5, 0.4, 0.3, 0.15], start=1):
+        expected = np.stack([(image - image.mean(axis=(0, 1))) * factor + image.mean(axis=(0, 1)) for image in x])
+        np.testing.assert_array_equal(corrupt_colour(images, "contrast", severity, 0), as_uint8(expected))
+
+
+def test_brightness_raises_the_hsv_value_as_colorsys_computes_it(images):
+    x = nhwc(images[:2])
+    for severity, amount in ((1, 0.05), (5, 0.3)):
+        expected = np.array([[[colorsys.hsv_to_rgb(h, s, min(v + amount, 1.0))
+                               for h, s, v in (colorsys.rgb_to_hsv(*pixel) for pixel in row)] for row in image]
+                             for image in x])
+        got = corrupt_colour(images[:2], "brightness", severity, 0).astype(int)
+        assert np.abs(got - as_uint8(expected).astype(int)).max() <= 1  # float rounding before truncation
+
+
+def test_pixelate_and_jpeg_match_pillow_one_image_at_a_time(images):
+    for severity, (factor, quality) in enumerate(zip([0.95, 0.9, 0.85, 0.75, 0.65], [80, 65, 58, 50, 40]), start=1):
+        pixelated, compressed = [], []
+        for image in images.transpose(0, 2, 3, 1):
+            pil = Image.fromarray(image)
+            side = int(32 * factor)
+            pixelated.append(np.asarray(pil.resize((side, side), Image.BOX).resize((32, 32), Image.BOX)))
+            buffer = io.BytesIO()
+            pil.save(buffer, "JPEG", quality=quality)
+            compressed.append(np.asarray(Image.open(buffer)))
+        np.testing.assert_array_equal(corrupt_colour(images, "pixelate", severity, 0), np.stack(pixelated).transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(corrupt_colour(images, "jpeg_compression", severity, 0),
+                                      np.stack(compressed).transpose(0, 3, 1, 2))
+
+
+def test_defocus_blur_is_the_antialiased_disk_of_the_original(images):
+    """An independent port: the disk built and blurred with explicit loops, edges reflected without the edge pixel."""
+    x = nhwc(images[:3])
+    for severity, (radius, alias) in enumerate([(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)], start=1):
+        grid = np.arange(-8, 9)
+        disk = np.array([[float(r * r + c * c <= radius * radius) for c in grid] for r in grid])
+        disk /= disk.sum()
+        taps = np.exp(-np.array([1.0, 0.0, 1.0]) / (2 * alias * alias))
+        taps /= taps.sum()
+        padded = np.pad(disk, 1, mode="reflect")  # numpy's reflect is OpenCV's reflect-101
+        kernel = sum(taps[i] * taps[j] * padded[i:i + 17, j:j + 17] for i in range(3) for j in range(3))
+        padded = np.pad(x, ((0, 0), (8, 8), (8, 8), (0, 0)), mode="reflect")
+        expected = sum(kernel[i, j] * padded[:, i:i + 32, j:j + 32] for i in range(17) for j in range(17))
+        got = corrupt_colour(images[:3], "defocus_blur", severity, 0).astype(int)
+        assert np.abs(got - as_uint8(expected).astype(int)).max() <= 1
+
+
+def test_zoom_blur_averages_centre_zooms_as_the_original_clipped_zoom(images):
+    x = nhwc(images[:2]).astype(np.float32)
+    for severity, top in ((1, 1.06), (5, 1.26)):
+        expected = []
+        for image in x:
+            total = np.zeros_like(image)
+            factors = np.arange(1, top, 0.01)
+            for factor in factors:
+                crop = int(np.ceil(32 / factor))
+                start = (32 - crop) // 2
+                zoomed = ndimage.zoom(image[start:start + crop, start:start + crop], (factor, factor, 1), order=1)
+                trim = (zoomed.shape[0] - 32) // 2
+                total += zoomed[trim:trim + 32, trim:trim + 32]
+            expected.append((image + total) / (len(factors) + 1))
+        np.testing.assert_array_equal(corrupt_colour(images[:2], "zoom_blur", severity, 0), as_uint8(np.stack(expected)))
+
+
+def test_the_noises_have_the_recipes_statistics():
+    gray = np.full((64, 3, 32, 32), 128, np.uint8)
+    level = 128 / 255
+    for severity, scale in ((1, 0.04), (5, 0.10)):
+        noise = corrupt_colour(gray, "gaussian_noise", severity, 0) / 255 - level
+        assert noise.std() == pytest.approx(scale, rel=0.05)
+    for severity, photons in ((1, 500), (5, 50)):
+        counts = corrupt_colour(gray, "shot_noise", severity, 0) / 255
+        assert counts.mean() == pytest.approx(level, abs=0.005)
+        assert counts.var() == pytest.approx(level / photons, rel=0.1)  # Poisson: variance = mean / photons
+    for severity, amount in ((1, 0.01), (5, 0.07)):
+        hit = corrupt_colour(gray, "impulse_noise", severity, 0)
+        assert ((hit == 0) | (hit == 255)).mean() == pytest.approx(amount, rel=0.1)
+        assert (hit == 255).sum() == pytest.approx((hit == 0).sum(), rel=0.15)  # salt as often as pepper
+
+
+def test_blurs_and_warps_leave_a_flat_image_flat_fog_keeps_the_brightest_value_and_snow_brightens():
+    flat = np.full((8, 3, 32, 32), 100, np.uint8)
+    for name in ("glass_blur", "motion_blur", "elastic_transform", "defocus_blur", "zoom_blur"):
+        out = corrupt_colour(flat, name, 5, 0).astype(int)
+        assert np.abs(out - 100).max() <= 1, name
+    fogged = corrupt_colour(flat, "fog", 5, 0)
+    assert fogged.max() <= 100 and fogged.std() > 5  # (x + a p) m / (m + a) never passes the brightest m
+    assert corrupt_colour(flat, "snow", 5, 0).mean() > 100
+
+
+def test_frost_is_not_generated_and_says_why(images):
+    with pytest.raises(BenchError, match="frost.*needs the frost photographs"):
+        corrupt_colour(images, "frost", 1, 0)
+    with pytest.raises(BenchError, match="takes uint8 images of shape"):
+        corrupt_colour(images[:, 0], "fog", 1, 0)
+
+
+@pytest.mark.slow
+def test_a_colour_dataset_gets_its_corrupted_variant_once(tmp_path, capsys):
+    first = load_dataset("patches-c", data_dir=tmp_path)
+    assert len(first.ood) == len(COLOUR_CORRUPTIONS) * SEVERITIES and "CIFAR-10-C recipe" in first.source
+    assert {split.rpartition("@")[2] for split in first.ood} == {"1", "2", "3", "4", "5"}
+    [folder] = tmp_path.iterdir()
+    assert folder.name.startswith("patches-c-") and (folder / "generated.json").is_file()
+    stamp = (folder / "fog.npy").stat().st_mtime_ns
+    again = load_dataset("patches-c", data_dir=tmp_path)
+    assert (folder / "fog.npy").stat().st_mtime_ns == stamp  # read, not built again
+    np.testing.assert_array_equal(again.ood["fog@3"].inputs, first.ood["fog@3"].inputs)
+    np.testing.assert_array_equal(first.ood["contrast@2"].inputs, corrupt_colour(first.test.inputs, "contrast", 2, 0))
