@@ -101,3 +101,24 @@ def test_a_torch_dataset_becomes_the_same_dataset_as_its_arrays():
     np.testing.assert_array_equal(from_data.train.inputs, from_numpy.train.inputs)
     np.testing.assert_array_equal(from_data.test.labels, from_numpy.test.labels)
     assert from_data.source == from_numpy.source
+
+
+def test_the_c_form_adds_the_corruptions_of_the_test_split_beside_the_files_own_ood(tmp_path):
+    from bench.data.colour import COLOUR_CORRUPTIONS
+    from bench.data.corruptions import CORRUPTIONS
+
+    rng = np.random.default_rng(0)
+    gray = tmp_path / "gray.npz"
+    x = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    np.savez(gray, x_train=x, y_train=np.arange(6) % 2, x_test=x, y_test=np.arange(6) % 2, ood_other=x[::-1])
+    dataset = load_dataset(f"npz-c:{gray}", data_dir=tmp_path / "data")
+    assert dataset.name == "gray-c" and set(dataset.ood) == {"other", *CORRUPTIONS}
+    assert dataset.ood_kinds["other"] == "semantic" and dataset.ood_kinds["fog"] == "covariate"
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, x_train=colour(4), y_train=np.arange(4) % 2, x_test=colour(3, 1), y_test=np.arange(3) % 2)
+    assert len(load_dataset(f"npz-c:{rgb}", data_dir=tmp_path / "data").ood) == 5 * len(COLOUR_CORRUPTIONS)
+    odd = tmp_path / "odd.npz"
+    y = rng.integers(0, 256, (4, 20, 20), dtype=np.uint8)
+    np.savez(odd, x_train=y, y_train=np.zeros(4, int), x_test=y, y_test=np.zeros(4, int))
+    with pytest.raises(BenchError, match="are 20x20; the MNIST-C corruptions are defined for 28x28"):
+        load_dataset(f"npz-c:{odd}", data_dir=tmp_path / "data")

@@ -87,3 +87,12 @@ def test_class_and_folder_names_are_escaped_in_the_report(tmp_path):
     assert main(["report", str(out)]) == 0  # a class named $dog$ is text, not mathtext
     page = (out / "report.html").read_text()
     assert "<i>pets" not in page and "&lt;i&gt;pets" in page
+
+
+def test_the_c_form_adds_the_colour_corruptions_of_the_test_split(tmp_path):
+    from bench.data.colour import COLOUR_CORRUPTIONS
+
+    write_folder(tmp_path / "pets", per_class=2)
+    dataset = load_dataset(f"folder-c:{tmp_path / 'pets'}", data_dir=tmp_path / "data")
+    assert dataset.name == "pets-c" and len(dataset.ood) == 5 * len(COLOUR_CORRUPTIONS)
+    assert dataset.ood["fog@5"].inputs.shape == dataset.test.inputs.shape

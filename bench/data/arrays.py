@@ -14,6 +14,7 @@ is read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,26 @@ def from_torch(name: str, train: Any, test: Any, ood: dict[str, Any] | None = No
     ood_items = {split: stack(dataset, f"OoD dataset {split}") for split, dataset in (ood or {}).items()}
     return from_arrays(name, x_train, y_train, x_test, y_test, {s: x for s, (x, _) in ood_items.items()},
                        {s: y for s, (_, y) in ood_items.items()}, classes, layout)
+
+
+@dataset_prefix("npz-c")
+def load_npz_c(path: Path, roots: list[Path]) -> Dataset:
+    """``npz-c:PATH``: the npz dataset with the corrupted copies of its test split added (see ``with_corruptions``)."""
+    return with_corruptions(load_npz(path, roots), roots)
+
+
+def with_corruptions(dataset: Dataset, roots: list[Path]) -> Dataset:
+    """``dataset`` and its ``-c`` variant: the corruptions of its test split, generated once into the data root
+    (MNIST-C's for 28x28 grayscale images, CIFAR-10-C's for colour ones), named ``<name>-c``."""
+    from bench.data.corrupted import corrupted_splits
+
+    corrupted, source = corrupted_splits(dataset.name, dataset.test, roots)
+    clash = sorted(set(corrupted) & set(dataset.ood))
+    if clash:
+        raise BenchError(f"{dataset.name} already has an OoD split named {clash[0]}, as a corruption is; rename it")
+    return dataclasses.replace(dataset, name=f"{dataset.name}-c", ood={**dataset.ood, **corrupted},
+                               ood_kinds={**dataset.ood_kinds, **dict.fromkeys(corrupted, "covariate")},
+                               source=f"{dataset.source}; {source}")
 
 
 @dataset_prefix("npz")

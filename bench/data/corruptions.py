@@ -88,14 +88,13 @@ def blur_along(x: np.ndarray, angle: np.ndarray, radius: int = 10, sigma: float 
     kernel = np.exp(-np.arange(width) ** 2 / (2 * sigma**2))
     kernel /= kernel.sum()
     padded = np.pad(x, ((0, 0), (width, width), (width, width)), mode="edge")
-    grid = np.arange(x.shape[1])
     every = np.arange(len(x))[:, None, None]
     blurred = np.zeros_like(x)
     for i, weight in enumerate(kernel):
         dy = -np.ceil(i * np.sin(angle) - 0.5).astype(int)  # the content moves by (dy, dx)
         dx = -np.ceil(i * np.cos(angle) - 0.5).astype(int)
-        rows = (width - dy)[:, None] + grid
-        cols = (width - dx)[:, None] + grid
+        rows = (width - dy)[:, None] + np.arange(x.shape[1])
+        cols = (width - dx)[:, None] + np.arange(x.shape[2])
         blurred += weight * padded[every, rows[:, :, None], cols[:, None, :]]
     return blurred
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import Dataset, dataset_prefix
-from bench.data.arrays import from_arrays
+from bench.data.arrays import from_arrays, with_corruptions
 from bench.errors import BenchError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -89,3 +89,9 @@ def load_folder(path: Path, roots: list[Path]) -> Dataset:
     train, test = _read_all(train_files, expected), _read_all(test_files, expected)
     return from_arrays(path.resolve().name, train, np.array(train_labels), test, np.array(test_labels),
                        classes=classes, layout="nhwc" if train.ndim == 4 else None, origin=f"image folder {path.resolve().name}")
+
+
+@dataset_prefix("folder-c")
+def load_folder_c(path: Path, roots: list[Path]) -> Dataset:
+    """``folder-c:PATH``: the image folder with the corrupted copies of its test split added."""
+    return with_corruptions(load_folder(path, roots), roots)

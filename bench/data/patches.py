@@ -17,14 +17,12 @@ recognition rather than objects.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from bench.data import Dataset, dataset_loader
-from bench.data.arrays import from_arrays
-from bench.data.corrupted import corrupted_splits
+from bench.data.arrays import from_arrays, with_corruptions
 
 SIDE = 32
 SHORTER = 160  # pixels on the shorter side of a photo, after scaling
@@ -87,9 +85,7 @@ def load_patches(roots: list[Path]) -> Dataset:
 @dataset_loader("patches-c")
 def load_patches_c(roots: list[Path]) -> Dataset:
     """``patches`` with its test split under the CIFAR-10-C corruptions at 5 severities (generated once)."""
-    dataset = load_patches(roots)
-    ood, source = corrupted_splits(dataset.name, dataset.test, roots)
-    return dataclasses.replace(dataset, name="patches-c", ood=ood, source=f"{dataset.source}; {source}")
+    return with_corruptions(load_patches(roots), roots)
 
 
 @dataset_loader("textures")
