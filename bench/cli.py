@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. --ood textures, or --ood idx:~/fashion-mnist for MNIST)")
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
-    run.add_argument("--model", help="mlp or lenet")
+    run.add_argument("--model", help="mlp, lenet, an installed model plugin, or your own as module:callable or "
+                     "path/to/file.py:callable, a function of (input_shape, n_classes) returning an nn.Module whose "
+                     "last layer is an nn.Linear")
     run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all (every built-in scorer; plugins run when named)')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
     run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
@@ -367,9 +369,9 @@ def command_list(args: argparse.Namespace) -> int:
 
         print("\n".join(available_datasets()))
     elif args.what == "models":
-        from bench.models import MODELS
+        from bench.models import MODELS, model_plugins
 
-        print("\n".join(MODELS))
+        print("\n".join([*MODELS, *model_plugins(), "module:callable"]))
     else:
         from bench.config import available_presets
 

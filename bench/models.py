@@ -1,18 +1,26 @@
-"""The classifiers the harness trains: an MLP and LeNet-5.
+"""The classifiers the harness trains: the built-in MLP and LeNet-5, or any ``nn.Module``.
 
 Every model is ``head(embed(x))`` with ``head`` a single linear layer, so the probe gets
 the penultimate embedding and the logits from one forward pass, and the last-layer
-gradient has a closed form.
+gradient has a closed form. A model of the user's (``--model module:callable``, or an
+installed plugin of the entry-point group ``bench.models``) is any network whose last
+``nn.Linear`` gives its output; the harness finds that head and reads the embedding, its
+input, with a hook (``Wrapped``), and refuses a network it cannot split so.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional
 
+from bench.entry_points import load_entry_points
 from bench.errors import BenchError
 
 
@@ -111,13 +119,98 @@ class LeNet5(Classifier):
         self.head = nn.Linear(84, n_classes)
 
 
+class Wrapped(Classifier):
+    """Any ``nn.Module`` whose last layer is an ``nn.Linear`` producing its output: ``embed`` is that
+    layer's input, read with a hook, and ``head`` the layer itself (not registered twice)."""
+
+    def __init__(self, network: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.network = network
+        object.__setattr__(self, "head", head)  # a part of ``network``: its parameters are stored once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        captured = []
+        hook = self.head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            self.network(x)
+        finally:
+            hook.remove()
+        return captured[-1]
+
+
+def as_classifier(network: nn.Module, input_shape: tuple[int, ...], name: str) -> Classifier:
+    """``network`` as the probe needs it, or a clear refusal: its last ``nn.Linear`` must give its output."""
+    if isinstance(network, Classifier):
+        return network
+    if not isinstance(network, nn.Module):
+        raise BenchError(f"model {name!r} built a {type(network).__name__}, not a torch.nn.Module")
+    linears = [module for module in network.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise BenchError(f"model {name!r} has no nn.Linear layer; the harness needs a last nn.Linear (the head) "
+                         "whose input is the embedding and whose output the logits")
+    model = Wrapped(network, linears[-1])
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the check draws no number from the run's stream
+        x = torch.rand(2, *input_shape)
+        was_training = network.training
+        network.eval()
+        same = torch.allclose(network(x), model.head(model.embed(x)), rtol=1e-4, atol=1e-5)
+        network.train(was_training)
+    if not same:
+        raise BenchError(f"model {name!r}: its output is not the output of its last nn.Linear "
+                         f"({type(linears[-1]).__name__}({linears[-1].in_features}, {linears[-1].out_features})); "
+                         "end the network with the linear head, without a softmax or other layer after it")
+    return model
+
+
 MODELS = {"mlp": MLP, "lenet": LeNet5}
+ENTRY_POINT_GROUP = "bench.models"
+Factory = Callable[[tuple[int, ...], int], nn.Module]
+
+
+def model_plugins() -> dict[str, Factory]:
+    """The factories of the installed model plugins, by name."""
+    found: dict[str, Factory] = {}
+    load_entry_points(ENTRY_POINT_GROUP, "model", lambda entry_point, factory: found.__setitem__(entry_point.name, factory))
+    return found
+
+
+def model_factory(name: str) -> Factory:
+    """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in, a ``module:callable`` (or
+    ``path/to/file.py:callable``) or an installed model plugin (entry-point group ``bench.models``)."""
+    if name in MODELS:
+        return MODELS[name]
+    module_name, sep, attribute = name.rpartition(":")
+    if sep:
+        try:
+            if module_name.endswith(".py"):
+                spec = importlib.util.spec_from_file_location(f"bench_model_{Path(module_name).stem}", module_name)
+                if spec is None or not Path(module_name).is_file():
+                    raise FileNotFoundError(f"no file {module_name}")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(module_name)
+            factory = getattr(module, attribute)
+        except Exception as error:  # the user's code
+            raise BenchError(f"model {name!r} could not be loaded ({type(error).__name__}: {error}); give "
+                             "module:callable or path/to/file.py:callable, a function of (input_shape, n_classes) "
+                             "returning an nn.Module") from None
+        if not callable(factory):
+            raise BenchError(f"model {name!r}: {attribute} is not callable; give a function of (input_shape, n_classes)")
+        return factory
+    plugins = model_plugins()
+    if name in plugins:
+        return plugins[name]
+    known = [*MODELS, *plugins]
+    raise BenchError(f"unknown model {name!r}; known: {', '.join(known)}, or module:callable for your own")
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> Classifier:
-    if name not in MODELS:
-        raise BenchError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name](input_shape, n_classes)
+    """The named model for inputs of ``input_shape`` and ``n_classes`` classes."""
+    return as_classifier(model_factory(name)(input_shape, n_classes), input_shape, name)
 
 
 def resolve_device(device: str) -> torch.device:

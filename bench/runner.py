@@ -19,7 +19,7 @@ from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
 from bench.leaderboard import attach_provenance, write_csv
-from bench.models import resolve_device
+from bench.models import model_factory, resolve_device
 from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
 from bench.store import ScoreTable, Store, readable
@@ -46,6 +46,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local",
     code = git_sha()  # before anything runs: the code this process imported
     specs = scorer_specs(config)  # bad names and settings fail before any data is read
     resolve_device(config.device)
+    model_factory(config.model)  # an unknown or broken model fails before any data is read
     Store(config.out_dir).check_writable()
     dataset = with_semantic_ood(load_dataset(config.dataset, config.data_dir, config.label_noise),
                                 [load_dataset(name, config.data_dir) for name in config.ood])

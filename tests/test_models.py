@@ -35,3 +35,89 @@ def test_training_takes_the_stock_path_bit_for_bit():
         nn.functional.cross_entropy(net(x), y).backward()
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+NETWORKS = '''
+from torch import nn
+
+def small_cnn(input_shape, n_classes):
+    channels = input_shape[0]
+    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                         nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, n_classes))
+
+def with_softmax(input_shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, n_classes), nn.Softmax(dim=1))
+
+def no_linear(input_shape, n_classes):
+    return nn.Sequential(nn.Conv2d(input_shape[0], n_classes, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+not_a_function = 3
+'''
+
+
+@pytest.fixture
+def networks(tmp_path):
+    path = tmp_path / "networks.py"
+    path.write_text(NETWORKS)
+    return path
+
+
+def test_any_module_ending_in_a_linear_layer_is_split_into_embedding_and_head(networks):
+    model = build_model(f"{networks}:small_cnn", (3, 32, 32), 5).eval()
+    x = torch.rand(6, 3, 32, 32)
+    torch.testing.assert_close(model.head(model.embed(x)), model(x))
+    inputs = []
+    model.head.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    model(x)
+    torch.testing.assert_close(model.embed(x), inputs[0])  # the embedding is the head's input
+    assert model.embed(x).shape == (6, 16)
+    assert sum(key.endswith("weight") for key in model.state_dict()) == 3  # the head is stored once
+
+
+@pytest.mark.parametrize("name, message", [
+    ("with_softmax", "its output is not the output of its last nn.Linear"),
+    ("no_linear", "has no nn.Linear layer"),
+    ("not_a_function", "not_a_function is not callable"),
+    ("missing", "could not be loaded (AttributeError"),
+])
+def test_models_the_harness_cannot_split_are_refused_with_what_it_needs(networks, name, message):
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=message.replace("(", r"\(")):
+        build_model(f"{networks}:{name}", (3, 32, 32), 5)
+    with pytest.raises(BenchError, match="unknown model 'resnet-50'; known: mlp, lenet"):
+        build_model("resnet-50", (3, 32, 32), 5)
+
+
+@pytest.mark.slow
+def test_a_users_network_trains_and_is_probed_end_to_end(networks, tmp_path):
+    from bench.cli import main
+    from bench.leaderboard import read_csv
+
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", "patches", "--ood", "textures", "--model", f"{networks}:small_cnn",
+                 "--scorers", "loss,vog,oga,grand,gaussian", "--seeds", "1", "--epochs", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    board = read_csv(out / "leaderboard.csv")
+    aurocs = board[(board.task == "ood") & (board.metric == "auroc") & (board.seed == "0") & (board.split == "textures")]
+    assert len(aurocs) == 5 and aurocs.value.notna().all()
+
+
+def test_models_from_other_packages_come_through_their_entry_points(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dist = tmp_path / "tiny_models-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-models\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bench.models]\ntiny = tiny_models:tiny\n")
+    (tmp_path / "tiny_models.py").write_text(
+        "from torch import nn\ndef tiny(input_shape, n_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, n_classes))\n")
+    script = ("from bench.models import build_model, model_plugins\n"
+              "print(sorted(model_plugins()), build_model('tiny', (4,), 2).head.out_features)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "['tiny'] 2" in result.stdout
