@@ -1,4 +1,4 @@
-"""The classifiers the harness trains: the built-in MLP and LeNet-5, or any ``nn.Module``.
+"""The classifiers the harness trains: the built-ins (MLP, LeNet-5, CIFAR ResNet-20 and -18), or any ``nn.Module``.
 
 Every model is ``head(embed(x))`` with ``head`` a single linear layer, so the probe gets
 the penultimate embedding and the logits from one forward pass, and the last-layer
@@ -119,6 +119,59 @@ class LeNet5(Classifier):
         self.head = nn.Linear(84, n_classes)
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a shortcut (He et al. 2016): identity, or, where the
+    shape changes, a 1x1 convolution (``projection``) or the paper's option A, subsampling and zero channels."""
+
+    def __init__(self, channels_in: int, channels: int, stride: int, projection: bool) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.stride, self.extra = stride, channels - channels_in
+        self.shortcut = nn.Identity()
+        if projection and (stride != 1 or channels != channels_in):
+            self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.shortcut, nn.Identity) and (self.stride != 1 or self.extra):  # option A
+            shortcut = functional.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+        else:
+            shortcut = self.shortcut(x)
+        return functional.relu(self.convs(x) + shortcut)
+
+
+class ResNet(Classifier):
+    """A CIFAR ResNet: a 3x3 stem without max-pooling, stages of basic blocks, global average pooling."""
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, widths: tuple[int, ...], blocks: int,
+                 projection: bool) -> None:
+        super().__init__()
+        if len(input_shape) != 3:
+            raise BenchError(f"a ResNet takes images (channels, height, width), got inputs of shape {input_shape}")
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], widths[0], 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        channels = widths[0]
+        for stage, width in enumerate(widths):
+            for block in range(blocks):
+                layers.append(BasicBlock(channels, width, 2 if stage and not block else 1, projection))
+                channels = width
+        self.embed = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(channels, n_classes)
+
+
+def resnet20(input_shape: tuple[int, ...], n_classes: int) -> ResNet:
+    """ResNet-20 of He et al. (2016) for CIFAR: 3 stages of 3 blocks, 16-32-64 channels, option A shortcuts
+    (0.27M parameters); small enough to train on CIFAR-shaped data on two CPU cores."""
+    return ResNet(input_shape, n_classes, (16, 32, 64), 3, projection=False)
+
+
+def resnet18(input_shape: tuple[int, ...], n_classes: int) -> ResNet:
+    """The CIFAR ResNet-18: 4 stages of 2 blocks, 64-512 channels, projection shortcuts (11.2M parameters)."""
+    return ResNet(input_shape, n_classes, (64, 128, 256, 512), 2, projection=True)
+
+
 class Wrapped(Classifier):
     """Any ``nn.Module`` whose last layer is an ``nn.Linear`` producing its output: ``embed`` is that
     layer's input, read with a hook, and ``head`` the layer itself (not registered twice)."""
@@ -165,7 +218,7 @@ def as_classifier(network: nn.Module, input_shape: tuple[int, ...], name: str) -
     return model
 
 
-MODELS = {"mlp": MLP, "lenet": LeNet5}
+MODELS = {"mlp": MLP, "lenet": LeNet5, "resnet20": resnet20, "resnet18": resnet18}
 ENTRY_POINT_GROUP = "bench.models"
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 

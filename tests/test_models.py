@@ -1,5 +1,6 @@
-"""The models' fast input-gradient convolution against PyTorch's own convolution backward."""
+"""The models: the fast input-gradient convolution against PyTorch's own, the ResNets, and users' networks."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -121,3 +122,43 @@ def test_models_from_other_packages_come_through_their_entry_points(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "['tiny'] 2" in result.stdout
+
+
+def test_the_resnets_have_the_parameter_counts_of_their_papers_by_hand():
+    """ResNet-20 (option A shortcuts have no parameters) and the CIFAR ResNet-18, counted layer by layer."""
+    conv = lambda c_in, c_out, k=3: c_in * c_out * k * k  # noqa: E731 (no bias: batch norm follows)
+    bn = lambda c: 2 * c  # noqa: E731
+    resnet20 = conv(3, 16) + bn(16) + sum(
+        conv(c_in, c) + bn(c) + conv(c, c) + bn(c)
+        for c_in, c in [(16, 16)] * 3 + [(16, 32)] + [(32, 32)] * 2 + [(32, 64)] + [(64, 64)] * 2) + 64 * 10 + 10
+    resnet18 = conv(3, 64) + bn(64) + sum(
+        conv(c_in, c) + bn(c) + conv(c, c) + bn(c) + (conv(c_in, c, 1) + bn(c) if c != c_in else 0)
+        for c_in, c in [(64, 64)] * 2 + [(64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
+    ) + 512 * 10 + 10
+    assert (resnet20, resnet18) == (269_722, 11_173_962)  # the counts quoted for these networks
+    for name, expected, embedding in (("resnet20", resnet20, 64), ("resnet18", resnet18, 512)):
+        model = build_model(name, (3, 32, 32), 10)
+        assert sum(p.numel() for p in model.parameters()) == expected
+        assert model.eval().embed(torch.rand(2, 3, 32, 32)).shape == (2, embedding)
+
+
+@pytest.mark.slow
+def test_a_resnet_with_batch_norm_is_probed_with_examples_independent(tmp_path):
+    """In the probe the network is in eval mode: an example's scores do not depend on its batch."""
+    from bench.probe import Probe, ProbeSplit
+    from bench import registry
+    from bench.api import Checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("resnet20", (3, 16, 16), 3)
+    model.train()
+    model(torch.rand(32, 3, 16, 16))  # running statistics that differ from a batch's own
+    x, y = torch.rand(10, 3, 16, 16), torch.randint(0, 3, (10,))
+    states = [(Checkpoint(index=0, epoch=1, total=1), {k: v.clone() for k, v in model.state_dict().items()})]
+    scores = {}
+    for size in (10, 3):
+        probe = Probe({"train": ProbeSplit(x, y, trusted_labels=True)}, [registry.create("vog[window=all]"),
+                      registry.create("grand")], (3, 16, 16), batch_size=size)
+        scores[size] = probe.run(model, states)["train"]
+    for spec in ("vog[window=all]", "grand"):
+        np.testing.assert_allclose(scores[10][spec], scores[3][spec], rtol=1e-5)
