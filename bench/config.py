@@ -21,6 +21,10 @@ import bench
 from bench.errors import BenchError
 
 PRESETS = Path(__file__).parent / "presets"
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+AUGMENTATIONS = ("none", "crop-flip")
+RECIPE = {"checkpoint_at_init": False, "optimizer": "sgd", "schedule": "constant", "augment": "none"}  # the defaults
 LABEL_MODES = ("predicted", "true")
 
 
@@ -40,6 +44,10 @@ class RunConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always one
+    checkpoint_at_init: bool = False  # a checkpoint before training too (epoch 0), as GraNd at initialisation needs
+    optimizer: str = "sgd"  # sgd (with momentum) or adamw
+    schedule: str = "constant"  # learning rate over the steps: constant, step, cosine or onecycle
+    augment: str = "none"  # none, or crop-flip (random crops of the zero-padded image, horizontal flips)
     label_mode: str = "predicted"  # label of non-training splits: the model's prediction, or the true one (oracle)
     device: str = "auto"
     out: str = ""  # results folder; empty means results/<name>
@@ -65,6 +73,9 @@ class RunConfig:
             raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
         if not 0.0 <= self.label_noise < 1.0:
             raise BenchError(f"config key 'label_noise' is {self.label_noise}; it must be in [0, 1), e.g. 0.2 to shuffle 20% of training labels")
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+            if getattr(self, key) not in allowed:
+                raise BenchError(f"config key {key!r} is {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
         if self.label_mode not in LABEL_MODES:
             raise BenchError(f"config key 'label_mode' is {self.label_mode!r}; allowed: {', '.join(LABEL_MODES)}")
 
@@ -87,6 +98,7 @@ class RunConfig:
             "label_noise": self.label_noise,
             "model": self.model,
             **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
+            **{k: getattr(self, k) for k in RECIPE if getattr(self, k) != RECIPE[k]},  # named only when changed
         }
 
     def unit_config(self, scorers: dict[str, str], data_source: str) -> dict[str, Any]:

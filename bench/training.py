@@ -1,4 +1,8 @@
-"""Training: minibatch SGD over an in-memory split, yielding at each checkpoint of the schedule.
+"""Training: minibatch SGD (or AdamW) over an in-memory split, yielding at each checkpoint of the schedule.
+
+The recipe is a setting: the optimizer, the learning-rate schedule over the optimizer steps,
+augmentation of colour or gray images on the device (random crops of the zero-padded image,
+horizontal flips), and an optional checkpoint at initialisation (epoch 0).
 
 The trainer knows nothing of scoring. It is a generator: the caller probes the model
 between two ``next`` calls, and the probe draws no random numbers, so training is the
@@ -7,13 +11,18 @@ same with or without scorers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from bench.api import Checkpoint
+
+
+PADDING = 4  # pixels of zeros around an image before a random crop, as in the standard CIFAR recipe
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,42 @@ class TrainSettings:
     momentum: float
     weight_decay: float
     checkpoint_every: int  # a checkpoint every this many epochs, and always after the last
+    optimizer: str = "sgd"  # SGD with momentum, or AdamW (momentum unused)
+    schedule: str = "constant"  # the learning rate over the optimizer steps (``lr_factor``)
+    augment: str = "none"  # "crop-flip": random crops of the zero-padded image and horizontal flips
+    checkpoint_at_init: bool = False  # a checkpoint before training, epoch 0
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning rate at optimizer step ``step`` of ``total``, as a fraction of ``lr``: ``constant``;
+    ``step``, a tenth from half the steps and a hundredth from three quarters (the standard CIFAR recipe's
+    epochs 100 and 150 of 200); ``cosine``, half a cosine down to 0; ``onecycle``, up linearly over the
+    first 30% of the steps from 1/25, then a cosine down to 1/25 of that (Smith & Topin 2019)."""
+    t = step / total
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        return 0.01 if t >= 0.75 else 0.1 if t >= 0.5 else 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    warm = 0.3
+    if t < warm:
+        return 1 / 25 + (1 - 1 / 25) * t / warm
+    return 1 / 625 + (1 - 1 / 625) * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of the batch (n, c, h, w) cropped back to its size at a random offset from its
+    zero-padded copy, and flipped left to right with probability 1/2; on the batch's device."""
+    n, _, height, width = x.shape
+    padded = functional.pad(x, (PADDING, PADDING, PADDING, PADDING))
+    offsets = torch.randint(0, 2 * PADDING + 1, (2, n), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    rows = offsets[0][:, None] + torch.arange(height, device=x.device)
+    cols = offsets[1][:, None] + torch.arange(width, device=x.device)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    every = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[every, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def checkpoint_epochs(epochs: int, every: int) -> list[int]:
@@ -50,11 +95,18 @@ def train(
 
     ``on_epoch(epoch, mean_loss, accuracy)`` is called after every epoch (for progress bars).
     """
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
     schedule = checkpoint_epochs(settings.epochs, settings.checkpoint_every)
+    if settings.checkpoint_at_init:
+        schedule = [0, *schedule]
+        yield Checkpoint(index=0, epoch=0, total=len(schedule))
     n = len(labels)
+    steps, total_steps = 0, settings.epochs * math.ceil(n / settings.batch_size)
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator).to(labels.device)
@@ -62,11 +114,18 @@ def train(
         correct = torch.zeros((), dtype=torch.int64, device=labels.device)
         for start in range(0, n, settings.batch_size):
             index = order[start : start + settings.batch_size]
-            logits = model(model_input(inputs[index], input_shape))
+            x = model_input(inputs[index], input_shape)
+            if settings.augment == "crop-flip":
+                x = crop_flip(x, generator)
+            if settings.schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * lr_factor(settings.schedule, steps, total_steps)
+            logits = model(x)
             loss = nn.functional.cross_entropy(logits, labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            steps += 1
             total_loss += loss.detach() * len(index)
             correct += (logits.argmax(1) == labels[index]).sum()
         if on_epoch is not None:

@@ -27,7 +27,8 @@ from bench.training import TrainSettings, train
 
 
 def train_settings(c: RunConfig) -> TrainSettings:
-    return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every)
+    return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every, c.optimizer,
+                         c.schedule, c.augment, c.checkpoint_at_init)
 
 
 def checkpoints_of(training: dict) -> list[Checkpoint]:

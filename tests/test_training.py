@@ -1,0 +1,98 @@
+"""Training recipes: the learning-rate schedules in closed form, crops and flips, AdamW, a checkpoint at initialisation."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+from bench.models import MLP
+from bench.training import PADDING, TrainSettings, crop_flip, lr_factor, train
+
+
+@pytest.mark.parametrize("schedule, points", [
+    ("constant", [(0, 1.0), (99, 1.0)]),
+    ("step", [(0, 1.0), (49, 1.0), (50, 0.1), (74, 0.1), (75, 0.01), (99, 0.01)]),
+    ("cosine", [(0, 1.0), (50, 0.5), (25, 0.5 * (1 + math.cos(math.pi / 4)))]),
+    ("onecycle", [(0, 1 / 25), (15, 1 / 25 + (1 - 1 / 25) / 2), (30, 1.0), (65, 1 / 625 + (1 - 1 / 625) / 2)]),
+])
+def test_schedules_follow_their_closed_forms(schedule, points):
+    for step, expected in points:
+        assert lr_factor(schedule, step, 100) == pytest.approx(expected)
+
+
+def blobs(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    inputs = (np.array([[-1.5, 0.0], [1.5, 0.0]])[labels] + rng.normal(size=(n, 2))).astype(np.float32)
+    return torch.as_tensor(inputs), torch.as_tensor(labels)
+
+
+def run(settings, seed=0):
+    torch.manual_seed(seed)
+    inputs, labels = blobs()
+    model = MLP((2,), 2, hidden=(8,))
+    initial = copy.deepcopy(model.state_dict())
+    checkpoints = [(c, copy.deepcopy(model.state_dict()))
+                   for c in train(model, inputs, labels, settings, torch.Generator().manual_seed(seed), (2,))]
+    return model, initial, checkpoints
+
+
+def settings(**changes):
+    return TrainSettings(**{**dict(epochs=4, batch_size=32, lr=0.1, momentum=0.9, weight_decay=0.0,
+                                   checkpoint_every=1), **changes})
+
+
+def test_training_steps_at_the_scheduled_learning_rates(monkeypatch):
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    run(settings(schedule="cosine"))
+    total = 4 * 3  # 4 epochs of 96 examples in batches of 32
+    assert seen == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)])
+
+
+def test_a_checkpoint_at_initialisation_holds_the_untrained_model():
+    _, initial, checkpoints = run(settings(checkpoint_at_init=True))
+    assert [c.epoch for c, _ in checkpoints] == [0, 1, 2, 3, 4] and checkpoints[0][0].total == 5
+    for name, tensor in initial.items():
+        assert torch.equal(checkpoints[0][1][name], tensor)
+    _, _, without = run(settings())
+    for name, tensor in without[-1][1].items():  # the checkpoint at init draws nothing: training is the same
+        assert torch.equal(checkpoints[-1][1][name], tensor)
+
+
+def test_adamw_trains():
+    model, _, _ = run(settings(optimizer="adamw", lr=0.05))
+    inputs, labels = blobs()
+    assert (model(inputs).argmax(1) == labels).float().mean() > 0.85
+
+
+def test_crops_are_windows_of_the_zero_padded_image_and_half_are_flipped():
+    torch.manual_seed(0)
+    x = torch.rand(200, 3, 8, 6)
+    out = crop_flip(x, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (PADDING,) * 4)
+    flipped, offsets = 0, set()
+    for image, source in zip(out, padded):
+        windows = [(dy, dx, flip) for dy in range(2 * PADDING + 1) for dx in range(2 * PADDING + 1) for flip in (0, 1)
+                   if torch.equal(image, source[:, dy:dy + 8, dx:dx + 6].flip(2) if flip else source[:, dy:dy + 8, dx:dx + 6])]
+        assert windows, "an output is no window of its padded image"
+        flipped += windows[0][2]
+        offsets.add(windows[0][:2])
+    assert 70 < flipped < 130 and len(offsets) > 40
+
+
+def test_an_unknown_recipe_is_refused_with_the_choices():
+    with pytest.raises(BenchError, match="'optimizer' is 'adam'; allowed: sgd, adamw"):
+        RunConfig(optimizer="adam")
+    with pytest.raises(BenchError, match="'schedule' is 'linear'; allowed: constant, step, cosine, onecycle"):
+        RunConfig(schedule="linear")
