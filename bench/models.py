@@ -10,6 +10,7 @@ input, with a hook (``Wrapped``), and refuses a network it cannot split so.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
@@ -223,6 +224,7 @@ ENTRY_POINT_GROUP = "bench.models"
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 
 
+@functools.cache
 def model_plugins() -> dict[str, Factory]:
     """The factories of the installed model plugins, by name."""
     found: dict[str, Factory] = {}
@@ -230,9 +232,11 @@ def model_plugins() -> dict[str, Factory]:
     return found
 
 
+@functools.cache
 def model_factory(name: str) -> Factory:
     """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in, a ``module:callable`` (or
-    ``path/to/file.py:callable``) or an installed model plugin (entry-point group ``bench.models``)."""
+    ``path/to/file.py:callable``) or an installed model plugin (entry-point group ``bench.models``);
+    found once per process, so a user's file is executed once, not once per unit."""
     if name in MODELS:
         return MODELS[name]
     module_name, sep, attribute = name.rpartition(":")

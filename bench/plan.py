@@ -8,6 +8,7 @@ depend on).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def scorer_specs(config: RunConfig) -> list[str]:
 
 @dataclass
 class Plan:
+    """Everything the units of a run share; the hashes are computed once (the plan is not changed after it is made)."""
+
     config: RunConfig
     dataset: str  # the dataset's name
     data_source: str  # the provenance of its data (files and their MD5s, or the generator)
@@ -45,15 +48,15 @@ class Plan:
     def store(self) -> Store:
         return Store(self.config.out_dir)
 
-    @property
+    @functools.cached_property
     def unit_config(self) -> dict:
         return self.config.unit_config(self.full_specs, self.data_source)
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         return self.config.config_hash(self.full_specs, self.data_source)
 
-    @property
+    @functools.cached_property
     def training_hash(self) -> str:
         return self.config.training_hash(self.data_source)
 

@@ -13,6 +13,7 @@ A scorer that raises is dropped with its error recorded; the others go on.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -52,6 +53,13 @@ class ProbeSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+@functools.cache
+def gradient_of(signal: str) -> tuple[str, str]:
+    """(of, cls) of an ``input_grad[of=...,cls=...]`` signal, parsed once rather than per batch."""
+    params = parse_spec(signal)[1]
+    return params["of"], params["cls"]
 
 
 class Probe:
@@ -192,10 +200,10 @@ class Probe:
                 classes["final"] = self.final_classes[name][index]
 
             def output(signal: str) -> torch.Tensor:
-                params = parse_spec(signal)[1]
-                values = logits.softmax(1) if params["of"] == "prob" else logits
+                of, cls = gradient_of(signal)
+                values = logits.softmax(1) if of == "prob" else logits
                 # Examples are independent in eval mode, so the gradient of a sum is every example's gradient.
-                return values.gather(1, classes[params["cls"]][:, None]).sum()
+                return values.gather(1, classes[cls][:, None]).sum()
 
             signals = {signal: torch.autograd.grad(output(signal), x, retain_graph=signal != gradients[-1])[0]
                        for signal in gradients}

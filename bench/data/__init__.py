@@ -87,18 +87,26 @@ def to_channels(inputs: np.ndarray, channels: int) -> np.ndarray:
     return np.rint(luma).astype(np.uint8) if inputs.dtype == np.uint8 else luma.astype(inputs.dtype)
 
 
+def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, source: str, what: str) -> Dataset:
+    """``dataset`` with ``splits`` added as OoD splits of ``kind`` and ``source`` added to its provenance;
+    a split name it already has is refused (``what`` says where the new splits come from)."""
+    taken = sorted(set(splits) & {*dataset.splits()})
+    if taken:
+        raise BenchError(f"{what}: {dataset.name} already has a split of that name ({taken[0]}); rename one of them")
+    return dataclasses.replace(dataset, ood={**dataset.ood, **splits},
+                               ood_kinds={**dataset.ood_kinds, **dict.fromkeys(splits, kind)},
+                               source=f"{dataset.source}; {source}")
+
+
 def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
     """Add the test split of each of ``others`` as an OoD split named after it, of kind ``semantic``.
 
     Channels are converted by ``to_channels``; image sizes and pixel types must match, and an
     image of another size is refused rather than resized. Their labels are unknown (-1).
     """
-    ood, kinds = dict(dataset.ood), dict(dataset.ood_kinds)
     shape = dataset.test.inputs.shape[1:]
     channels = 1 if len(shape) == 2 else shape[0]
     for other in others:
-        if other.name in ood or other.name in ("train", "test"):
-            raise BenchError(f"--ood {other.name}: {dataset.name} already has a split of that name")
         images = other.test.inputs
         if images.shape[-2:] != shape[-2:]:
             raise BenchError(f"--ood {other.name}: its images are {'x'.join(map(str, images.shape[-2:]))} but those of "
@@ -107,10 +115,10 @@ def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
         if (images.dtype == np.uint8) != (dataset.test.inputs.dtype == np.uint8):
             raise BenchError(f"--ood {other.name}: its pixels are {images.dtype} but those of {dataset.name} "
                              f"{dataset.test.inputs.dtype}; give both as uint8 or both as floats")
-        ood[other.name] = Split(to_channels(images, channels), np.full(len(images), -1))
-        kinds[other.name] = "semantic"
-    sources = "; ".join(f"semantic OoD {other.name}: {other.source}" for other in others)
-    return dataclasses.replace(dataset, ood=ood, ood_kinds=kinds, source=f"{dataset.source}; {sources}" if others else dataset.source)
+        split = Split(to_channels(images, channels), np.full(len(images), -1))
+        dataset = with_ood_splits(dataset, {other.name: split}, "semantic",
+                                  f"semantic OoD {other.name}: {other.source}", f"--ood {other.name}")
+    return dataset
 
 
 def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_SEED) -> Dataset:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_prefix
+from bench.data import Dataset, Split, dataset_prefix, with_ood_splits
 from bench.errors import BenchError
 
 LAYOUTS = ("nhwc", "nchw")
@@ -135,12 +135,8 @@ def with_corruptions(dataset: Dataset, roots: list[Path]) -> Dataset:
     from bench.data.corrupted import corrupted_splits
 
     corrupted, source = corrupted_splits(dataset.name, dataset.test, roots)
-    clash = sorted(set(corrupted) & set(dataset.ood))
-    if clash:
-        raise BenchError(f"{dataset.name} already has an OoD split named {clash[0]}, as a corruption is; rename it")
-    return dataclasses.replace(dataset, name=f"{dataset.name}-c", ood={**dataset.ood, **corrupted},
-                               ood_kinds={**dataset.ood_kinds, **dict.fromkeys(corrupted, "covariate")},
-                               source=f"{dataset.source}; {source}")
+    combined = with_ood_splits(dataset, corrupted, "covariate", source, f"the corruptions of {dataset.name}")
+    return dataclasses.replace(combined, name=f"{dataset.name}-c")
 
 
 @dataset_prefix("npz")

@@ -101,8 +101,9 @@ def _archive_members(path: Path, layout: Layout) -> dict[str, bytes]:
 
 def _folder_files(path: Path, layout: Layout) -> dict[str, bytes]:
     folder = path / layout.folder if (path / layout.folder).is_dir() else path
-    if folder.name in PYTHON_FOLDERS or any((folder / name).is_dir() for name in PYTHON_FOLDERS) and \
-            not (folder / next(iter(layout.train))).is_file():
+    pickled_here = folder.name in PYTHON_FOLDERS
+    pickled_inside = any((folder / name).is_dir() for name in PYTHON_FOLDERS) and not (folder / next(iter(layout.train))).is_file()
+    if pickled_here or pickled_inside:
         raise BenchError(f"{path} holds the python version of {layout.title}, which is pickled and is never read; "
                          f"use the binary version, {layout.archive}")
     files = {}
