@@ -80,7 +80,7 @@ class Checkpoint:
     """A point of the checkpoint schedule: the model after ``epoch`` epochs of training."""
 
     index: int  # position in the schedule, 0-based
-    epoch: int
+    epoch: int | float  # epochs of training done: a fraction for a checkpoint in mid-epoch (``checkpoint_unit = "step"``)
     total: int  # number of checkpoints in the schedule
 
     @property

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from bench.config import AUGMENTATIONS, CHECKPOINT_UNITS, OPTIMIZERS, SCHEDULES, STATE_DTYPES
 from bench.errors import BenchError
 from bench.schema import BETTER, CAPTIONS
 
@@ -145,6 +147,10 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
 
 
 
+RECIPE_FLAGS = ("batch_size", "lr", "optimizer", "schedule", "augment", "normalize", "amp", "checkpoint_every",
+                "checkpoint_unit", "checkpoint_at_init", "probe_batch_size", "state_dtype")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all (every built-in scorer; plugins run when named)')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
     run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
+    recipe = run.add_argument_group("training recipe and probe (config keys of the same names; defaults: the preset's)")
+    recipe.add_argument("--batch-size", type=int, help="training batch size (lower it if the GPU runs out of memory)")
+    recipe.add_argument("--lr", type=float, help="peak learning rate")
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with momentum, or AdamW")
+    recipe.add_argument("--schedule", choices=SCHEDULES, help="learning rate over the optimizer steps")
+    recipe.add_argument("--augment", choices=AUGMENTATIONS, help="crop-flip: random crops of the 4-pixel zero-padded image and horizontal flips")
+    recipe.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="standardise inputs per channel by the training split's mean and std")
+    recipe.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed-precision training (float16 on CUDA, bfloat16 on the CPU); the probe stays float32")
+    recipe.add_argument("--checkpoint-every", type=int, metavar="N", help="a checkpoint every N epochs (or steps); the end is always one")
+    recipe.add_argument("--checkpoint-unit", choices=CHECKPOINT_UNITS, help="what --checkpoint-every counts")
+    recipe.add_argument("--checkpoint-at-init", action=argparse.BooleanOptionalAction, default=None,
+                        help="a checkpoint of the untrained model too (epoch 0), as GraNd at initialisation needs")
+    recipe.add_argument("--probe-batch-size", type=int, help="examples per probe pass (lower it if the GPU runs out of memory probing)")
+    recipe.add_argument("--state-dtype", choices=STATE_DTYPES, help="running sums and moments of the scores; float32 halves VoG's state")
     run.add_argument("--label-mode", choices=["predicted", "true"],
                      help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
     run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -228,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from bench.benchmark import Benchmark
     from bench.config import RunConfig, load_preset, load_toml
-    from bench.runner import run
     from bench.specs import split_specs
     from bench.tables import render
 
@@ -241,12 +263,13 @@ def command_run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model,
         ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
         scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
+        **{key: getattr(args, key) for key in RECIPE_FLAGS},
         label_mode=args.label_mode, device=args.device, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
     if args.ray_address and args.executor != "ray":
         raise BenchError("--ray-address is for the Ray executor; add --executor ray")
-    result = run(config, progress=not args.no_progress, executor_name=args.executor, ray_address=args.ray_address)
+    result = Benchmark(**dataclasses.asdict(config)).run(not args.no_progress, args.executor, args.ray_address)
     board = result.leaderboard
     print()
     print(render(board))

@@ -24,7 +24,11 @@ PRESETS = Path(__file__).parent / "presets"
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "crop-flip")
-RECIPE = {"checkpoint_at_init": False, "optimizer": "sgd", "schedule": "constant", "augment": "none"}  # the defaults
+CHECKPOINT_UNITS = ("epoch", "step")
+RECIPE = {"checkpoint_at_init": False, "checkpoint_unit": "epoch", "optimizer": "sgd", "schedule": "constant",
+          "augment": "none", "amp": False, "normalize": False}  # the defaults
+PROBING = {"probe_batch_size": 256, "state_dtype": "float64"}  # the defaults
+STATE_DTYPES = ("float64", "float32")
 LABEL_MODES = ("predicted", "true")
 
 
@@ -43,12 +47,17 @@ class RunConfig:
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always one
+    checkpoint_every: int = 1  # epochs (or steps) between checkpoints; the end of training is always one
+    checkpoint_unit: str = "epoch"  # what checkpoint_every counts: epoch, or step (optimizer steps)
     checkpoint_at_init: bool = False  # a checkpoint before training too (epoch 0), as GraNd at initialisation needs
     optimizer: str = "sgd"  # sgd (with momentum) or adamw
     schedule: str = "constant"  # learning rate over the steps: constant, step, cosine or onecycle
     augment: str = "none"  # none, or crop-flip (random crops of the zero-padded image, horizontal flips)
+    normalize: bool = False  # standardise inputs per channel by the training split's mean and std (a fixed first layer)
+    amp: bool = False  # mixed-precision training: float16 with loss scaling on CUDA, bfloat16 on the CPU; the probe stays float32
     label_mode: str = "predicted"  # label of non-training splits: the model's prediction, or the true one (oracle)
+    probe_batch_size: int = 256  # examples per probe pass; lower it when the GPU runs out of memory probing
+    state_dtype: str = "float64"  # running sums and moments of the scores; float32 halves VoG's per-pixel state
     device: str = "auto"
     out: str = ""  # results folder; empty means results/<name>
     plugins: list[str] = field(default_factory=list)  # local scorer plugin files
@@ -66,14 +75,15 @@ class RunConfig:
             raise BenchError(f"config key 'seeds' repeats a seed: {self.seeds}")
         if not self.scorers:
             raise BenchError("config key 'scorers' is empty; name at least one, or \"all\"")
-        for key in ("epochs", "batch_size", "checkpoint_every"):
+        for key in ("epochs", "batch_size", "checkpoint_every", "probe_batch_size"):
             if getattr(self, key) < 1:
                 raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
         if not 0.0 <= self.label_noise < 1.0:
             raise BenchError(f"config key 'label_noise' is {self.label_noise}; it must be in [0, 1), e.g. 0.2 to shuffle 20% of training labels")
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
+                             ("checkpoint_unit", CHECKPOINT_UNITS), ("state_dtype", STATE_DTYPES)):
             if getattr(self, key) not in allowed:
                 raise BenchError(f"config key {key!r} is {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
         if self.label_mode not in LABEL_MODES:
@@ -102,9 +112,12 @@ class RunConfig:
         }
 
     def unit_config(self, scorers: dict[str, str], data_source: str) -> dict[str, Any]:
-        """What a unit's scores depend on, apart from the seed: the training, the label mode and the
-        scorers (spec -> full spec, every parameter named: a changed default is another scorer)."""
-        return {**self.training_config(data_source), "label_mode": self.label_mode, "scorers": dict(sorted(scorers.items()))}
+        """What a unit's scores depend on, apart from the seed: the training, the label mode, the probe's
+        settings where changed, and the scorers (spec -> full spec, every parameter named: a changed
+        default is another scorer)."""
+        probing = {k: getattr(self, k) for k in PROBING if getattr(self, k) != PROBING[k]}
+        return {**self.training_config(data_source), "label_mode": self.label_mode, **probing,
+                "scorers": dict(sorted(scorers.items()))}
 
     def config_hash(self, scorers: dict[str, str], data_source: str) -> str:
         return digest(self.unit_config(scorers, data_source))

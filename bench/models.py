@@ -11,10 +11,12 @@ input, with a hook (``Wrapped``), and refuses a network it cannot split so.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -195,8 +197,29 @@ class Wrapped(Classifier):
         return captured[-1]
 
 
-def as_classifier(network: nn.Module, input_shape: tuple[int, ...], name: str) -> Classifier:
-    """``network`` as the probe needs it, or a clear refusal: its last ``nn.Linear`` must give its output."""
+class Normalized(Classifier):
+    """``model`` behind a fixed per-channel standardisation of its input, ``(x - mean) / std``: part of
+    the network, so the probe's input gradients stay gradients with respect to the pixels in [0, 1].
+    A constant channel (std 0) is only centred."""
+
+    def __init__(self, model: Classifier, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "head", model.head)  # a part of ``model``: its parameters are stored once
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        std = torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("std", torch.where(std > 0, std, 1.0).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.model.embed((x - self.mean) / self.std)
+
+
+def as_classifier(network: nn.Module, input_shape: tuple[int, ...], n_classes: int, name: str) -> Classifier:
+    """``network`` as the probe needs it, or a clear refusal: it must take inputs of ``input_shape``, give
+    ``n_classes`` outputs, and its last ``nn.Linear`` must give its output."""
     if isinstance(network, Classifier):
         return network
     if not isinstance(network, nn.Module):
@@ -210,8 +233,16 @@ def as_classifier(network: nn.Module, input_shape: tuple[int, ...], name: str) -
         x = torch.rand(2, *input_shape)
         was_training = network.training
         network.eval()
-        same = torch.allclose(network(x), model.head(model.embed(x)), rtol=1e-4, atol=1e-5)
+        try:
+            output = network(x)
+        except Exception as error:  # the user's code
+            raise BenchError(f"model {name!r} rejects inputs of shape {tuple(input_shape)} ({type(error).__name__}: "
+                             f"{error}); build it from the input_shape its factory is given") from None
+        same = output.shape == (2, n_classes) and torch.allclose(output, model.head(model.embed(x)), rtol=1e-4, atol=1e-5)
         network.train(was_training)
+    if output.shape != (2, n_classes):
+        raise BenchError(f"model {name!r} gives {output.shape[-1] if output.ndim == 2 else tuple(output.shape[1:])} "
+                         f"outputs for {n_classes} classes; its last nn.Linear must have out_features = n_classes")
     if not same:
         raise BenchError(f"model {name!r}: its output is not the output of its last nn.Linear "
                          f"({type(linears[-1]).__name__}({linears[-1].in_features}, {linears[-1].out_features})); "
@@ -232,6 +263,28 @@ def model_plugins() -> dict[str, Factory]:
     return found
 
 
+_in_process: dict[str, Factory] = {}  # factories handed over in Python (``model_name``), by name
+
+
+def model_name(factory: Factory) -> str:
+    """A name for a factory or class given in Python, registered for this process: its qualified name and a
+    digest of its code (source text where Python keeps it, else bytecode), so an edited class is another model."""
+    name = f"{getattr(factory, '__module__', 'python')}.{getattr(factory, '__qualname__', type(factory).__name__)}"
+    name = f"{name.replace('<', '').replace('>', '')}-{code_digest(factory)}"
+    _in_process[name] = factory
+    return name
+
+
+def code_digest(factory: Callable) -> str:
+    try:
+        code = inspect.getsource(factory)
+    except (OSError, TypeError):  # defined where Python keeps no source (a notebook's class, a REPL)
+        functions = vars(factory).values() if inspect.isclass(factory) else [factory]
+        code = repr([(f.__code__.co_code, f.__code__.co_consts, f.__code__.co_names)
+                     for f in functions if hasattr(f, "__code__")])
+    return hashlib.sha256(code.encode()).hexdigest()[:8]
+
+
 @functools.cache
 def model_factory(name: str) -> Factory:
     """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in, a ``module:callable`` (or
@@ -239,6 +292,8 @@ def model_factory(name: str) -> Factory:
     found once per process, so a user's file is executed once, not once per unit."""
     if name in MODELS:
         return MODELS[name]
+    if name in _in_process:
+        return _in_process[name]
     module_name, sep, attribute = name.rpartition(":")
     if sep:
         try:
@@ -265,9 +320,31 @@ def model_factory(name: str) -> Factory:
     raise BenchError(f"unknown model {name!r}; known: {', '.join(known)}, or module:callable for your own")
 
 
-def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> Classifier:
-    """The named model for inputs of ``input_shape`` and ``n_classes`` classes."""
-    return as_classifier(model_factory(name)(input_shape, n_classes), input_shape, name)
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int,
+                normalization: tuple[Sequence[float], Sequence[float]] | None = None) -> Classifier:
+    """The named model for inputs of ``input_shape`` and ``n_classes`` classes (a class whose constructor
+    needs no argument is built as it is); with ``normalization`` (per-channel means and standard
+    deviations), behind that standardisation of its input."""
+    factory = model_factory(name)
+    try:
+        takes_nothing = inspect.isclass(factory) and not _required_parameters(factory)
+        network = factory() if takes_nothing else factory(input_shape, n_classes)
+    except BenchError:
+        raise
+    except Exception as error:  # the user's code
+        raise BenchError(f"model {name!r} could not build a network for inputs of shape {tuple(input_shape)} and "
+                         f"{n_classes} classes ({type(error).__name__}: {error}); its factory must take "
+                         "(input_shape, n_classes) and return an nn.Module") from None
+    model = as_classifier(network, input_shape, n_classes, name)
+    return model if normalization is None else Normalized(model, *normalization)
+
+
+def _required_parameters(factory: Callable) -> list[str]:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return ["unknown"]
+    return [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def resolve_device(device: str) -> torch.device:

@@ -72,8 +72,10 @@ class Probe:
         input_shape: tuple[int, ...],
         batch_size: int = 256,
         known: dict[str, dict[str, np.ndarray]] | None = None,
+        state_dtype: torch.dtype = torch.float64,
     ) -> None:
-        """``known`` holds finished columns (spec -> split -> scores), whose scorers are not run again."""
+        """``known`` holds finished columns (spec -> split -> scores), whose scorers are not run again;
+        ``state_dtype`` is that of the running sums and moments of ``CheckpointScore`` states."""
         self.splits = splits
         self.input_shape = input_shape
         self.batch_size = batch_size
@@ -84,7 +86,7 @@ class Probe:
         for scorer in todo:
             if isinstance(scorer, CheckpointScore):
                 groups.setdefault(Group.key(scorer), []).append(scorer)
-        self.groups = [Group(members) for members in groups.values()]
+        self.groups = [Group(members, state_dtype) for members in groups.values()]
         self.streaming = [s for s in todo if isinstance(s, StreamingScorer)]
         self.detectors = [s for s in todo if isinstance(s, Detector)]
         self.order = [s.spec for s in scorers]
@@ -99,6 +101,8 @@ class Probe:
             return None
         try:
             return method(*args)
+        except torch.OutOfMemoryError:
+            raise  # the device's, not the scorer's: the unit stops with advice (``bench.unit``)
         except Exception as error:
             last = traceback.extract_tb(error.__traceback__)[-1]
             for scorer in scorers:

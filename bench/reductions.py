@@ -4,8 +4,8 @@ reduction and split, one ``Group`` for the variants of a scorer that share it.
 The probe hands each batch to ``Group.update``, which feeds every state the values of the
 batch's examples with their positions in the split; when a split has been seen at every
 checkpoint, ``Group.reduce`` keeps its reduced values and frees the running state. States
-live on the device, float64 for sums and moments, and do not grow with the checkpoints (the
-std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+live on the device, float64 for sums and moments (float32 on request, halving the state of
+per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from bench.api import Batch, Checkpoint, CheckpointScore
 class Accumulator:
     """One reduction (a key of ``bench.api.REDUCTIONS``) over a split of ``size`` examples."""
 
-    def __init__(self, reduction: str, size: int) -> None:
+    def __init__(self, reduction: str, size: int, dtype: torch.dtype = torch.float64) -> None:
         self.reduction = reduction
         self.size = size
+        self.dtype = dtype  # of sums and moments
         self.seen: set[int] = set()  # checkpoint indices observed
         self.state: dict[str, torch.Tensor] = {}
 
@@ -38,10 +39,10 @@ class Accumulator:
         if self.reduction == "count":
             self._zeros("count", index, torch.int64)[index] += 1
         elif self.reduction in ("sum", "mean"):
-            self._zeros("sum", value, torch.float64)[index] += value.double()
+            self._zeros("sum", value, self.dtype)[index] += value.to(self.dtype)
         elif self.reduction == "std":
-            value = value.flatten(1).to(torch.float64) if value.ndim > 1 else value.to(torch.float64)[:, None]
-            state_mean, state_m2 = self._zeros("mean", value, torch.float64), self._zeros("m2", value, torch.float64)
+            value = value.flatten(1).to(self.dtype) if value.ndim > 1 else value.to(self.dtype)[:, None]
+            state_mean, state_m2 = self._zeros("mean", value, self.dtype), self._zeros("m2", value, self.dtype)
             mean, m2 = state_mean[index], state_m2[index]
             delta = value - mean
             mean += delta / len(self.seen)
@@ -66,7 +67,7 @@ class Accumulator:
         if self.reduction == "mean":
             return (state["sum"] / len(self.seen)).cpu().numpy()
         if self.reduction == "std":
-            return (state["m2"] / len(self.seen)).sqrt().mean(dim=1).cpu().numpy()
+            return (state["m2"] / len(self.seen)).sqrt().mean(dim=1, dtype=torch.float64).cpu().numpy()
         name = {"transitions": "events"}.get(self.reduction, self.reduction)
         return state[name].cpu().numpy()
 
@@ -74,8 +75,9 @@ class Accumulator:
 class Group:
     """``CheckpointScore`` variants that differ only in their ``finish_params``: one pass, one state."""
 
-    def __init__(self, scorers: list[CheckpointScore]) -> None:
+    def __init__(self, scorers: list[CheckpointScore], dtype: torch.dtype = torch.float64) -> None:
         self.scorers = scorers
+        self.dtype = dtype
         self.first = scorers[0]
         self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
         self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
@@ -87,7 +89,7 @@ class Group:
     def start(self, size: int) -> None:
         reduce = self.first.reduce
         states = {"": reduce} if isinstance(reduce, str) else reduce  # "": the one state of a single reduction
-        self.accumulators = {name: Accumulator(reduction, size) for name, reduction in states.items()}
+        self.accumulators = {name: Accumulator(reduction, size, self.dtype) for name, reduction in states.items()}
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         values = self.first.value(batch)

@@ -8,18 +8,19 @@ as soon as it finishes, so a killed run started again redoes only the unfinished
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from bench.config import RunConfig
-from bench.data import load_dataset, with_semantic_ood
+from bench.data import Dataset, load_dataset, with_label_noise, with_semantic_ood
 from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
 from bench.leaderboard import attach_provenance, write_csv
-from bench.models import model_factory, resolve_device
+from bench.models import build_model, model_factory, resolve_device
 from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
 from bench.store import ScoreTable, Store, readable
@@ -29,15 +30,24 @@ from bench.tasks import evaluate
 @dataclass
 class RunResult:
     config: RunConfig
-    tables: list[ScoreTable]
-    leaderboard: pd.DataFrame
+    tables: list[ScoreTable]  # one per seed, in the order of ``config.seeds``
+    leaderboard: pd.DataFrame  # as written to ``leaderboard_path``
     leaderboard_path: Path
     unit_paths: list[Path]
 
+    def scores(self, split: str = "test") -> pd.DataFrame:
+        """Every seed's scores of ``split``: one row per example and seed (``seed``, ``id``, ``label``, ``pred``,
+        ``noisy``), one column per scorer."""
+        return pd.concat([table.frame(split).assign(seed=table.meta["seed"]) for table in self.tables],
+                         ignore_index=True).pipe(lambda frame: frame[["seed", *frame.columns.drop("seed")]])
 
-def run(config: RunConfig, progress: bool = True, executor_name: str = "local",
-        ray_address: str | None = None) -> RunResult:
+
+def run(config: RunConfig, progress: bool = True, executor_name: str = "local", ray_address: str | None = None,
+        dataset: Dataset | None = None, ood: Sequence[Dataset] = ()) -> RunResult:
     """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV.
+
+    ``dataset`` replaces the one ``config.dataset`` names (the Python API's datasets built from arrays),
+    and the test splits of ``ood`` are added as semantic OoD splits after those of ``config.ood``.
 
     ``executor_name`` is ``local`` (units one after another in this process) or ``ray`` (each a
     Ray task, on a local Ray instance or the cluster at ``ray_address``); see ``bench.executors``.
@@ -48,12 +58,14 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local",
     resolve_device(config.device)
     model_factory(config.model)  # an unknown or broken model fails before any data is read
     Store(config.out_dir).check_writable()
-    dataset = with_semantic_ood(load_dataset(config.dataset, config.data_dir, config.label_noise),
-                                [load_dataset(name, config.data_dir) for name in config.ood])
+    base = (load_dataset(config.dataset, config.data_dir, config.label_noise) if dataset is None
+            else with_label_noise(dataset, config.label_noise))
+    dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir) for name in config.ood), *ood])
     unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
     if config.label_mode == "true" and unlabeled:
         raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores every "
                          "split with its true label; use --label-mode predicted")
+    build_model(config.model, dataset.input_shape, dataset.n_classes)  # a model that does not fit the data fails now
     plan = make_plan(config, dataset, specs)
     paths = {seed: plan.unit_path(seed) for seed in config.seeds}
     tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}

@@ -2,7 +2,8 @@
 
 The recipe is a setting: the optimizer, the learning-rate schedule over the optimizer steps,
 augmentation of colour or gray images on the device (random crops of the zero-padded image,
-horizontal flips), and an optional checkpoint at initialisation (epoch 0).
+horizontal flips), mixed precision, and checkpoints every so many epochs or optimizer steps,
+with an optional one at initialisation (epoch 0).
 
 The trainer knows nothing of scoring. It is a generator: the caller probes the model
 between two ``next`` calls, and the probe draws no random numbers, so training is the
@@ -11,6 +12,7 @@ same with or without scorers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -32,11 +34,13 @@ class TrainSettings:
     lr: float
     momentum: float
     weight_decay: float
-    checkpoint_every: int  # a checkpoint every this many epochs, and always after the last
+    checkpoint_every: int  # a checkpoint every this many epochs (or steps), and always after the last
     optimizer: str = "sgd"  # SGD with momentum, or AdamW (momentum unused)
     schedule: str = "constant"  # the learning rate over the optimizer steps (``lr_factor``)
     augment: str = "none"  # "crop-flip": random crops of the zero-padded image and horizontal flips
     checkpoint_at_init: bool = False  # a checkpoint before training, epoch 0
+    checkpoint_unit: str = "epoch"  # what ``checkpoint_every`` counts: "epoch", or "step" (optimizer steps)
+    amp: bool = False  # mixed precision: float16 with loss scaling on CUDA, bfloat16 elsewhere
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -76,6 +80,14 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
     return sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
+def checkpoint_steps(settings: TrainSettings, steps_per_epoch: int) -> list[int]:
+    """The optimizer steps after which the model is probed: every ``checkpoint_every`` epochs or
+    steps, and always after the last step."""
+    if settings.checkpoint_unit == "epoch":
+        return [e * steps_per_epoch for e in checkpoint_epochs(settings.epochs, settings.checkpoint_every)]
+    return checkpoint_epochs(settings.epochs * steps_per_epoch, settings.checkpoint_every)
+
+
 def model_input(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
     """Stored inputs -> float model inputs: uint8 pixels scaled to [0, 1], channel axis added."""
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -91,7 +103,7 @@ def train(
     input_shape: tuple[int, ...],
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> Iterator[Checkpoint]:
-    """Train ``model`` in place; yields after every checkpoint epoch with the model in train mode.
+    """Train ``model`` in place; yields at every checkpoint of the schedule with the model in train mode.
 
     ``on_epoch(epoch, mean_loss, accuracy)`` is called after every epoch (for progress bars).
     """
@@ -101,12 +113,22 @@ def train(
         optimizer = torch.optim.SGD(
             model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
         )
-    schedule = checkpoint_epochs(settings.epochs, settings.checkpoint_every)
-    if settings.checkpoint_at_init:
-        schedule = [0, *schedule]
-        yield Checkpoint(index=0, epoch=0, total=len(schedule))
     n = len(labels)
-    steps, total_steps = 0, settings.epochs * math.ceil(n / settings.batch_size)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    marks = set(checkpoint_steps(settings, steps_per_epoch))
+    total = len(marks) + settings.checkpoint_at_init
+    done = 0  # checkpoints yielded
+
+    def checkpoint(steps: int) -> Checkpoint:
+        nonlocal done
+        done += 1
+        epoch = steps // steps_per_epoch if steps % steps_per_epoch == 0 else steps / steps_per_epoch
+        return Checkpoint(index=done - 1, epoch=epoch, total=total)
+
+    if settings.checkpoint_at_init:
+        yield checkpoint(0)
+    autocast, scaler = mixed_precision(settings.amp, labels.device)
+    steps, total_steps = 0, settings.epochs * steps_per_epoch
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator).to(labels.device)
@@ -120,15 +142,33 @@ def train(
             if settings.schedule != "constant":
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, steps, total_steps)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, labels[index])
+            with autocast:
+                logits = model(x)
+                loss = nn.functional.cross_entropy(logits, labels[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             steps += 1
             total_loss += loss.detach() * len(index)
             correct += (logits.argmax(1) == labels[index]).sum()
+            if steps in marks and settings.checkpoint_unit == "step":
+                yield checkpoint(steps)
         if on_epoch is not None:
             on_epoch(epoch, total_loss.item() / n, correct.item() / n)
-        if epoch in schedule:
-            yield Checkpoint(index=schedule.index(epoch), epoch=epoch, total=len(schedule))
+        if steps in marks and settings.checkpoint_unit == "epoch":
+            yield checkpoint(steps)
+
+
+def mixed_precision(amp: bool, device: torch.device) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler | None]:
+    """The context training's forward pass runs in, and the loss scaler: float16 autocast with loss
+    scaling on CUDA, bfloat16 autocast elsewhere (its exponent range needs no scaling), or neither."""
+    if not amp:
+        return contextlib.nullcontext(), None
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16), None

@@ -7,8 +7,10 @@ full spec), and the model-free columns of another seed; it computes only the res
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from bench import registry
 from bench.api import Checkpoint
 from bench.config import RunConfig
 from bench.data import Dataset
+from bench.errors import BenchError
 from bench.models import build_model
 from bench.plan import Plan
 from bench.probe import Probe, ProbeSplit
@@ -28,7 +31,19 @@ from bench.training import TrainSettings, train
 
 def train_settings(c: RunConfig) -> TrainSettings:
     return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every, c.optimizer,
-                         c.schedule, c.augment, c.checkpoint_at_init)
+                         c.schedule, c.augment, c.checkpoint_at_init, c.checkpoint_unit, c.amp)
+
+
+@contextlib.contextmanager
+def out_of_memory_advice(doing: str, key: str, batch_size: int) -> Iterator[None]:
+    """Out of GPU memory becomes an error that says which batch size to lower; the units already
+    finished are on disk (the runner saves each as it finishes)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        smaller = max(1, batch_size // 2)
+        raise BenchError(f"out of GPU memory {doing} with {key} = {batch_size}; lower it, e.g. {key} = {smaller} in the "
+                         f"config file or --{key.replace('_', '-')} {smaller}; the finished units are kept") from None
 
 
 def checkpoints_of(training: dict) -> list[Checkpoint]:
@@ -78,7 +93,9 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     """
     config = plan.config
     torch.manual_seed(seed)
-    model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
+    statistics = dataset.channel_statistics()
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes,
+                        statistics if config.normalize else None).to(device)
     splits = {
         name: ProbeSplit(
             inputs=torch.as_tensor(split.inputs, device=device),
@@ -88,19 +105,22 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         )
         for name, split in dataset.splits().items()
     }
-    probe = Probe(splits, [registry.create(spec) for spec in plan.specs], dataset.input_shape, known=known)
+    probe = Probe(splits, [registry.create(spec) for spec in plan.specs], dataset.input_shape, config.probe_batch_size,
+                  known, getattr(torch, config.state_dtype))
     description = f"{dataset.name} {config.model} seed {seed}"
     seconds = {"train": 0.0}  # then the probe's "probe" and "finish" (detectors and final scores)
     if (checkpoints := readable(load_checkpoints, plan.checkpoints_path(seed))) is not None:
         states, training = checkpoints
     else:
         started = time.perf_counter()
-        training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
+        with out_of_memory_advice("training", "batch_size", config.batch_size):
+            training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
         seconds["train"] = time.perf_counter() - started
         save_checkpoints(plan.checkpoints_path(seed), states, training)
     schedule = checkpoints_of(training)
     with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
-              disable=not progress, file=sys.stderr) as bar:
+              disable=not progress, file=sys.stderr) as bar, \
+            out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
         columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
                             bar.update)
     seconds.update(probe.seconds)
@@ -121,6 +141,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "ood_splits": list(dataset.ood),
         "ood_kinds": {split: dataset.ood_kinds.get(split, "covariate") for split in dataset.ood},
         "classes": list(dataset.classes),
+        "input_statistics": {"mean": statistics[0], "std": statistics[1], "normalized": config.normalize},
         "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
         "final_train_loss": training["final_train_loss"],
         "seconds": seconds,

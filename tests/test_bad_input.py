@@ -159,13 +159,33 @@ FLAGS = {
     "a bad config value": (["--config", "{tmp}/study.toml"], "'label_mode' is 'oracle'; allowed: predicted, true"),
     "an unknown config key": (["--config", "{tmp}/typo.toml"], "unknown config key 'epoch'; allowed keys:"),
     "a Ray address without Ray": (["--scorers", "loss", "--ray-address", "auto"], "--ray-address is for the Ray executor"),
+    "CUDA without a GPU": (["--scorers", "loss", "--device", "cuda"], "torch sees no CUDA GPU; use --device cpu or auto"),
+    "a model of the wrong output size": (["--scorers", "loss", "--model", "{tmp}/nets.py:too_few"],
+                                         "gives 3 outputs for 10 classes"),
+    "a factory of the wrong signature": (["--scorers", "loss", "--model", "{tmp}/nets.py:no_arguments"],
+                                         "could not build"),
+    "an input shape the model rejects": (["--scorers", "loss", "--model", "{tmp}/nets.py:for_cifar"],
+                                         "rejects inputs of shape (1, 28, 28)"),
+    "a model file that does not import": (["--scorers", "loss", "--model", "{tmp}/missing.py:net"], "could not be loaded"),
+    "a zero probe batch": (["--scorers", "loss", "--probe-batch-size", "0"], "'probe_batch_size' must be at least 1"),
 }
+
+NETWORKS = """
+from torch import nn
+def too_few(shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
+def no_arguments():
+    return nn.Linear(784, 10)
+def for_cifar(shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, n_classes))
+"""
 
 
 @pytest.mark.parametrize("flags, message", FLAGS.values(), ids=FLAGS)
 def test_bad_flags_and_configs_are_refused_before_anything_is_written(tmp_path, capsys, finished, flags, message):
     (tmp_path / "study.toml").write_text('label_mode = "oracle"\n')
     (tmp_path / "typo.toml").write_text("epoch = 3\n")
+    (tmp_path / "nets.py").write_text(NETWORKS)
     flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     before = snapshot(finished)
     for out in (finished, tmp_path / "fresh"):
@@ -186,6 +206,27 @@ def test_a_ray_cluster_that_refuses_the_connection_is_named_with_the_fix(tmp_pat
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "could not join the Ray cluster at 127.0.0.1:6379" in err and "RAY_AUTH_MODE=token" in err
+
+
+def test_out_of_gpu_memory_names_the_batch_size_to_lower_and_keeps_the_finished_units(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from bench import unit
+
+    trained = unit.train_checkpoints
+
+    def second_seed_runs_out(plan, model, split, dataset, seed, *args):
+        if seed == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return trained(plan, model, split, dataset, seed, *args)
+
+    monkeypatch.setattr(unit, "train_checkpoints", second_seed_runs_out)
+    out = tmp_path / "out"
+    assert main([*RUN, "--seeds", "2", "--batch-size", "48", "--scorers", "loss", "--out", str(out)]) == 2
+    assert ("out of GPU memory training with batch_size = 48; lower it, e.g. batch_size = 24 in the config file or "
+            "--batch-size 24; the finished units are kept") in capsys.readouterr().err
+    [kept] = (out / "units").glob("*seed0*.npz")
+    assert ScoreTable.load(kept).meta["seed"] == 0 and not list((out / "units").glob("*seed1*"))
 
 
 # ---------- results folders ----------

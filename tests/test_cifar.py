@@ -172,3 +172,16 @@ def test_without_the_official_corrupted_folder_the_corruptions_are_generated_by_
     np.testing.assert_array_equal(dataset.ood["pixelate@4"].inputs, corrupt_colour(dataset.test.inputs, "pixelate", 4, 0))
     corrupted_folder(tmp_path / "CIFAR-10-C", dataset.test)  # the official folder, once present, wins
     assert "official CIFAR-10-C" in load(folder, [tmp_path / "data"], SMALL, "cifar10").source
+
+
+def test_the_bare_name_finds_the_archive_or_folder_in_the_first_data_root_that_has_one(tmp_path):
+    from bench.data.cifar import in_roots
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_files(SMALL, second / SMALL.folder)
+    first.mkdir()
+    assert in_roots([first, second], SMALL) == second / SMALL.folder
+    (first / SMALL.archive).write_bytes(b"")
+    assert in_roots([first, second], SMALL) == first / SMALL.archive
+    with pytest.raises(BenchError, match=r"no cifar-10-binary.tar.gz or cifar-10-batches-bin/ in the data roots"):
+        in_roots([tmp_path / "empty"], SMALL)

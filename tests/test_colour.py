@@ -10,7 +10,8 @@ from PIL import Image
 from scipy import ndimage
 
 from bench.data import load_dataset
-from bench.data.colour import COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour
+from bench.data.colour import (COLOUR_CORRUPTIONS, FROST_PHOTOS, SEVERITIES, corrupt_colour, frost, frost_blend,
+                               frost_textures)
 from bench.errors import BenchError
 
 
@@ -38,13 +39,15 @@ def test_every_corruption_keeps_the_shape_is_a_function_of_the_seed_and_changes_
         assert (first != images).any()
 
 
-MONOTONE = [name for name in COLOUR_CORRUPTIONS if name not in ("glass_blur", "elastic_transform")]
+MONOTONE = [name for name in COLOUR_CORRUPTIONS if name not in ("glass_blur", "elastic_transform", "frost")]
 
 
 @pytest.mark.parametrize("name", MONOTONE)
 def test_severity_moves_the_image_further_from_the_clean_one(images, name):
-    """Not for glass_blur (severities 3 and 5 blur the same pixel moves more widely than 2 and 4) nor elastic_transform, whose recipe trades
-    affine jitter (largest at severity 1) for displacement as severity grows."""
+    """Not for glass_blur (severities 3 and 5 blur the same pixel moves more widely than 2 and 4), elastic_transform,
+    whose recipe trades affine jitter (largest at severity 1) for displacement as severity grows, nor frost, whose
+    recipe dims the image (weights 1, 1, 0.9, 0.85, 0.75) faster than it adds frost (0.2, 0.3, 0.4, 0.4, 0.45) after
+    severity 3: the official photographs move the patches 32, 46, 54, 51 and 52 gray levels on average."""
     distance = [np.abs(corrupt_colour(images, name, s, seed=0).astype(float) - images).mean() for s in range(1, 6)]
     assert all(a <= b + 0.05 for a, b in zip(distance, distance[1:])), distance
 
@@ -141,9 +144,50 @@ def test_blurs_and_warps_leave_a_flat_image_flat_fog_keeps_the_brightest_value_a
     assert corrupt_colour(flat, "snow", 5, 0).mean() > 100
 
 
-def test_frost_is_not_generated_and_says_why(images):
-    with pytest.raises(BenchError, match="frost.*needs the frost photographs"):
-        corrupt_colour(images, "frost", 1, 0)
+def test_frost_blend_is_the_closed_form_of_the_original():
+    x = np.array([[[[0.5, 1.0, 0.0], [0.2, 0.4, 0.6]]]])
+    texture = np.array([[[[0.5, 0.8, 1.0], [0.0, 0.5, 1.0]]]])
+    np.testing.assert_allclose(frost_blend(x, texture, 1), [[[[0.6, 1.0, 0.2], [0.2, 0.5, 0.8]]]])
+    np.testing.assert_allclose(frost_blend(x, texture, 3), [[[[0.65, 1.0, 0.4], [0.18, 0.56, 0.94]]]])
+    np.testing.assert_allclose(frost_blend(x, texture, 5), [[[[0.6, 1.0, 0.45], [0.15, 0.525, 0.9]]]])
+
+
+def test_frost_crops_a_texture_and_differs_between_seeds(images):
+    """On black images frost is 0.45 times its crop: every crop is a 32x32 window of one of the textures drawn
+    first, at an offset the original draws (below 64 and 96)."""
+    out = frost(np.zeros((16, 32, 32, 3)), 5, np.random.default_rng(7)) / 0.45
+    textures = frost_textures((96, 128), np.random.default_rng(7))
+    for crop in out:
+        starts = zip(*np.nonzero((np.abs(textures[:, :64, :96] - crop[0, 0]) < 1e-9).all(axis=-1)))
+        assert any(np.allclose(textures[k, a:a + 32, b:b + 32], crop) for k, a, b in starts)
+    assert (corrupt_colour(images, "frost", 3, seed=0) != corrupt_colour(images, "frost", 3, seed=1)).any()
+
+
+def test_frost_textures_have_the_statistics_of_the_official_photographs():
+    """Per texture: the mean R, G, B (bluish: B > G > R) and luma contrast of its photograph, neighbour differences of
+    0.59-0.75 of the contrast and crops holding 0.79-0.89 of it, as the photographs' (after the 0.2 resize)."""
+    textures = frost_textures((96, 128), np.random.default_rng(0)) * 255
+    assert textures.shape == (5, 96, 128, 3) and textures.min() >= 0 and textures.max() <= 255
+    np.testing.assert_allclose(textures.mean(axis=(1, 2)), FROST_PHOTOS[:, :3], atol=1.5)
+    luma = textures @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(luma.std(axis=(1, 2)), FROST_PHOTOS[:, 3], rtol=0.06)
+    assert (np.diff(textures.mean(axis=(1, 2)), axis=1) > 0).all()
+    steps = np.abs(np.diff(luma, axis=2)).mean(axis=(1, 2)) / luma.std(axis=(1, 2))
+    assert ((0.59 < steps) & (steps < 0.75)).all(), steps
+    crops = np.stack([luma[:, a:a + 32, b:b + 32] for a in range(0, 64, 8) for b in range(0, 96, 8)], axis=1)
+    held = crops.std(axis=(2, 3)).mean(axis=1) / luma.std(axis=(1, 2))
+    assert ((0.79 < held) & (held < 0.89)).all(), held
+
+
+def test_frost_severity_follows_the_recipe(images):
+    """Further from the clean image up to severity 3; 4 and 5 stay further than 2 (see the monotone test)."""
+    distance = [np.abs(corrupt_colour(images, "frost", s, seed=0).astype(float) - images).mean() for s in range(1, 6)]
+    assert distance[0] < distance[1] < distance[2] and min(distance[3:]) > distance[1], distance
+
+
+def test_unknown_corruptions_and_wrong_images_are_refused(images):
+    with pytest.raises(BenchError, match="unknown colour corruption 'frosting'; known: .*snow, frost, fog"):
+        corrupt_colour(images, "frosting", 1, 0)
     with pytest.raises(BenchError, match="takes uint8 images of shape"):
         corrupt_colour(images[:, 0], "fog", 1, 0)
 

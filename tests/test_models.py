@@ -162,3 +162,35 @@ def test_a_resnet_with_batch_norm_is_probed_with_examples_independent(tmp_path):
         scores[size] = probe.run(model, states)["train"]
     for spec in ("vog[window=all]", "grand"):
         np.testing.assert_allclose(scores[10][spec], scores[3][spec], rtol=1e-5)
+
+
+def test_channel_statistics_are_those_numpy_computes_on_the_model_scale():
+    from bench.data.arrays import from_arrays
+
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (5000, 3, 4, 4)).astype(np.uint8)
+    colour[:, 2] //= 4  # a darker, narrower third channel
+    gray = rng.random((300, 5, 5)).astype(np.float32)
+    for images, scale in ((colour, 255.0), (gray, 1.0)):
+        dataset = from_arrays("t", images, np.zeros(len(images), int), images[:10], np.zeros(10, int))
+        mean, std = dataset.channel_statistics()
+        axes = (0, 2, 3) if images.ndim == 4 else None
+        np.testing.assert_allclose(mean, np.atleast_1d((images.astype(np.float64) / scale).mean(axis=axes)), rtol=1e-12)
+        np.testing.assert_allclose(std, np.atleast_1d((images.astype(np.float64) / scale).std(axis=axes)), rtol=1e-9)
+
+
+def test_a_normalized_model_standardises_its_input_and_its_gradients_stay_in_pixel_space():
+    torch.manual_seed(0)
+    mean, std = [0.5, 0.4, 0.3], [0.25, 0.2, 0.1]
+    inner = build_model("resnet20", (3, 8, 8), 4).eval()
+    model = build_model("resnet20", (3, 8, 8), 4, (mean, std)).eval()
+    model.model.load_state_dict(inner.state_dict())
+    x = torch.rand(3, 3, 8, 8, requires_grad=True)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    standardised = ((x - m) / s).detach().requires_grad_(True)
+    torch.testing.assert_close(model(x), inner(standardised))
+    torch.testing.assert_close(model.head(model.embed(x)), model(x))
+    model(x)[:, 0].sum().backward()
+    inner(standardised)[:, 0].sum().backward()
+    torch.testing.assert_close(x.grad, standardised.grad / s)  # the chain rule: d/dx = d/dz / std
+    assert model.head is model.model.head and len(list(model.parameters())) == len(list(inner.parameters()))

@@ -122,3 +122,32 @@ def test_variants_differing_in_finish_params_share_a_state_and_fail_together(two
     table, probe = train_and_probe(inputs, labels, [owner, follower, other], epochs=1)
     assert "RuntimeError: boom" in probe.failures[owner.spec] and "RuntimeError: boom" in probe.failures[follower.spec]
     assert "spy" in table["train"] and owner.spec not in table["train"] and follower.spec not in table["train"]
+
+
+def test_float32_running_state_changes_vog_by_less_than_a_millionth():
+    """VoG's per-pixel state in float32 (half the memory) against float64, on LeNet-5 trained for 10 epochs."""
+    import copy
+
+    from scipy.stats import spearmanr
+
+    from bench.data import load_dataset
+    from bench.models import build_model
+    from bench.probe import Probe, ProbeSplit
+    from bench.training import TrainSettings, train
+
+    digits = load_dataset("digits-c")
+    x, y = torch.as_tensor(digits.train.inputs[:300]), torch.as_tensor(digits.train.labels[:300])
+    torch.manual_seed(0)
+    model = build_model("lenet", digits.input_shape, 10)
+    settings = TrainSettings(epochs=10, batch_size=32, lr=0.03, momentum=0.9, weight_decay=5e-4, checkpoint_every=1)
+    states = [(c, copy.deepcopy(model.state_dict()))
+              for c in train(model, x, y, settings, torch.Generator().manual_seed(0), digits.input_shape)]
+    specs = ["vog", "vog[window=all,target=logit]"]
+    scores = {dtype: Probe({"train": ProbeSplit(x, y, trusted_labels=True)}, [registry.create(s) for s in specs],
+                           digits.input_shape, state_dtype=dtype).run(model, states)["train"]
+              for dtype in (torch.float64, torch.float32)}
+    for spec in specs:
+        exact, half = scores[torch.float64][spec], scores[torch.float32][spec]
+        assert not np.array_equal(exact, half)  # the state really was float32
+        assert np.max(np.abs(half - exact) / np.abs(exact)) < 1e-6
+        assert spearmanr(exact, half).statistic > 0.99999

@@ -176,3 +176,26 @@ def test_detectors_give_finite_scores_on_features_that_never_vary(spec):
     test[:, :4] = 0
     scores = registry.create(spec).fit(train, (train[:, 5] > 0.5).astype(int)).decision_function(test)
     assert np.isfinite(scores).all()
+
+
+def test_grand_at_initialisation_equals_a_per_example_loop_on_the_initial_model(two_blobs):
+    import copy
+
+    from bench.probe import Probe, ProbeSplit
+    from bench.training import TrainSettings, train
+
+    inputs, labels = (torch.as_tensor(a) for a in two_blobs)
+    torch.manual_seed(0)
+    model = MLP((2,), 2, hidden=(16,))
+    initial = copy.deepcopy(model)
+    settings = TrainSettings(epochs=3, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0, checkpoint_every=1,
+                             checkpoint_at_init=True)
+    states = [(c, copy.deepcopy(model.state_dict()))
+              for c in train(model, inputs, labels, settings, torch.Generator().manual_seed(0), (2,))]
+    probe = Probe({"train": ProbeSplit(inputs, labels, trusted_labels=True)}, [registry.create("grand[epoch=0]")], (2,))
+    scores = probe.run(model, states)["train"]["grand[epoch=0]"]
+    expected = torch.stack([autograd_norm(initial, x, y) for x, y in zip(inputs, labels)]).detach().numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    initial.load_state_dict(states[1][1])  # the model after one epoch: a different answer, so the test can tell
+    after_one = torch.stack([autograd_norm(initial, x, y) for x, y in zip(inputs, labels)]).detach().numpy()
+    assert not np.allclose(scores, after_one, rtol=1e-2)

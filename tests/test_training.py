@@ -96,3 +96,87 @@ def test_an_unknown_recipe_is_refused_with_the_choices():
         RunConfig(optimizer="adam")
     with pytest.raises(BenchError, match="'schedule' is 'linear'; allowed: constant, step, cosine, onecycle"):
         RunConfig(schedule="linear")
+
+
+def after_every_step(monkeypatch, model_holder):
+    """The model's parameters after each optimizer step, recorded by wrapping ``SGD.step``."""
+    states = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        states.append(copy.deepcopy(model_holder[0].state_dict()))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    return states
+
+
+def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypatch):
+    holder = []
+    original = MLP.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        holder.append(self)
+
+    monkeypatch.setattr(MLP, "__init__", remember)
+    states = after_every_step(monkeypatch, holder)
+    _, initial, checkpoints = run(settings(checkpoint_every=5, checkpoint_unit="step", checkpoint_at_init=True))
+    # 96 examples in batches of 32: 3 steps an epoch, 12 in all; checkpoints after steps 5 and 10, the last, and at init
+    assert [c.epoch for c, _ in checkpoints] == [0, 5 / 3, 10 / 3, 4]
+    assert [(c.index, c.total) for c, _ in checkpoints] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert len(states) == 12
+    for (_, state), expected in zip(checkpoints, [initial, states[4], states[9], states[11]]):
+        assert all(torch.equal(state[name], expected[name]) for name in expected)
+
+
+def test_checkpoints_in_steps_train_the_same_model_as_checkpoints_in_epochs():
+    _, _, in_steps = run(settings(checkpoint_every=2, checkpoint_unit="step"))
+    _, _, in_epochs = run(settings())
+    assert len(in_steps) == 6 and len(in_epochs) == 4
+    assert all(torch.equal(in_steps[-1][1][name], tensor) for name, tensor in in_epochs[-1][1].items())
+
+
+def test_mixed_precision_runs_the_forward_pass_in_bfloat16_on_the_cpu_and_repeats_bit_for_bit(monkeypatch):
+    dtypes = []
+    forward = torch.nn.Linear.forward
+    monkeypatch.setattr(torch.nn.Linear, "forward", lambda self, x: dtypes.append(forward(self, x).dtype) or forward(self, x))
+    model, _, first = run(settings(amp=True))
+    assert set(dtypes) == {torch.bfloat16}
+    _, _, again = run(settings(amp=True))
+    _, _, full = run(settings())
+    assert all(torch.equal(again[-1][1][name], tensor) for name, tensor in first[-1][1].items())
+    assert not all(torch.equal(full[-1][1][name], tensor) for name, tensor in first[-1][1].items())
+    inputs, labels = blobs()
+    assert (model(inputs).argmax(1) == labels).float().mean() > 0.85
+
+
+def test_every_recipe_option_at_once_gives_the_same_scores_bit_for_bit(tmp_path):
+    from bench.runner import run as run_benchmark
+
+    recipe = dict(dataset="digits-c", model="mlp", scorers=["vog", "loss", "grand[epoch=0]", "el2n"], seeds=[0], epochs=2,
+                  batch_size=64, optimizer="adamw", lr=0.01, schedule="onecycle", augment="crop-flip",
+                  checkpoint_at_init=True, checkpoint_unit="step", checkpoint_every=10, normalize=True, amp=True,
+                  state_dtype="float32", probe_batch_size=100)
+    first, second = (run_benchmark(RunConfig(**recipe, out=str(tmp_path / name)), progress=False) for name in "ab")
+    (a,), (b,) = first.tables, second.tables
+    assert a.meta["config_hash"] == b.meta["config_hash"] != run_benchmark(
+        RunConfig(**{**recipe, "amp": False}, out=str(tmp_path / "c")), progress=False).tables[0].meta["config_hash"]
+    for split, columns in a.splits.items():
+        for name, values in columns.items():
+            assert np.array_equal(values, b.splits[split][name], equal_nan=True), (split, name)
+    from bench.data import load_dataset
+
+    mean, std = load_dataset("digits-c").channel_statistics()
+    assert a.meta["input_statistics"] == {"mean": mean, "std": std, "normalized": True}
+    epochs = load_checkpoints_epochs(first)
+    steps_per_epoch = math.ceil(len(a.splits["train"]["label"]) / 64)
+    assert epochs == [0, *[s / steps_per_epoch for s in range(10, 2 * steps_per_epoch, 10)], 2]
+
+
+def load_checkpoints_epochs(result):
+    from bench.store import load_checkpoints
+
+    (path,) = (result.unit_paths[0].parent.parent / "checkpoints").glob("*")
+    return load_checkpoints(path)[1]["checkpoint_epochs"]

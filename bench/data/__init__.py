@@ -26,6 +26,7 @@ from bench.errors import BenchError
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "datasets"
 LABEL_NOISE_SEED = 0
+STATISTICS_CHUNK = 4096  # images converted to float64 at once for the channel statistics
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,22 @@ class Dataset:
     def splits(self) -> dict[str, Split]:
         """Every scored split by name: train, test, then the OoD splits."""
         return {"train": self.train, "test": self.test, **self.ood}
+
+    def channel_statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and (population) standard deviation of the training images, on the scale the
+        model sees (uint8 pixels / 255): the input normalisation of ``normalize = true``."""
+        images = self.train.inputs
+        images = images[:, None] if images.ndim == 3 else images
+        total, squares = np.zeros(images.shape[1]), np.zeros(images.shape[1])
+        for start in range(0, len(images), STATISTICS_CHUNK):  # float64 a chunk at a time, not a copy of the split
+            chunk = images[start:start + STATISTICS_CHUNK].astype(np.float64)
+            total += chunk.sum(axis=(0, 2, 3))
+            squares += np.square(chunk).sum(axis=(0, 2, 3))
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        scale = 255.0 if images.dtype == np.uint8 else 1.0
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        return (mean / scale).tolist(), (std / scale).tolist()
 
 
 def data_roots(data_dir: str | Path | None = None) -> list[Path]:

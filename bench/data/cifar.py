@@ -1,7 +1,7 @@
 """CIFAR-10 and CIFAR-100 (Krizhevsky 2009) from the official binary version, and CIFAR-10-C / -100-C.
 
 ``cifar10:PATH``, ``cifar100:PATH`` (fine labels) and ``cifar100-coarse:PATH`` (the 20
-superclasses) take the binary archive (``cifar-10-binary.tar.gz``, ``cifar-100-binary.tar.gz``),
+superclasses), or the bare names to find them in the data roots, take the binary archive (``cifar-10-binary.tar.gz``, ``cifar-100-binary.tar.gz``),
 checked against its published MD5, or the folder it unpacks to (or a folder holding that one),
 whose files are checked by size and label range (the authors publish no per-file checksum).
 An archive is read member by member without extracting anything: only the expected members
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_prefix
+from bench.data import Dataset, Split, dataset_loader, dataset_prefix
 from bench.data.arrays import content_digest
 from bench.data.corrupted import corrupted_splits, read_severities
 from bench.errors import BenchError
@@ -155,16 +155,23 @@ def load(path: Path, roots: list[Path], layout: Layout, name: str) -> Dataset:
     return Dataset(name, layout.n_classes, train, test, ood, source=f"{source}; {corruptions}", classes=classes)
 
 
-@dataset_prefix("cifar10")
-def load_cifar10(path: Path, roots: list[Path]) -> Dataset:
-    return load(path, roots, CIFAR10, "cifar10")
+def in_roots(roots: list[Path], layout: Layout) -> Path:
+    """The archive or unpacked folder of ``layout`` in the first data root that has one."""
+    for root in roots:
+        for candidate in (root / layout.archive, root / layout.folder):
+            if candidate.exists():
+                return candidate
+    raise BenchError(f"no {layout.archive} or {layout.folder}/ in the data roots ({', '.join(map(str, roots))}); "
+                     f"download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html into one of them "
+                     "(or --data-dir), or give its path as PREFIX:PATH")
 
 
-@dataset_prefix("cifar100")
-def load_cifar100(path: Path, roots: list[Path]) -> Dataset:
-    return load(path, roots, CIFAR100, "cifar100")
+def register(name: str, layout: Layout) -> None:
+    """``name`` (found in the data roots) and ``name:PATH``."""
+    dataset_loader(name)(lambda roots: load(in_roots(roots, layout), roots, layout, name))
+    dataset_prefix(name)(lambda path, roots: load(path, roots, layout, name))
 
 
-@dataset_prefix("cifar100-coarse")
-def load_cifar100_coarse(path: Path, roots: list[Path]) -> Dataset:
-    return load(path, roots, CIFAR100_COARSE, "cifar100-coarse")
+register("cifar10", CIFAR10)
+register("cifar100", CIFAR100)
+register("cifar100-coarse", CIFAR100_COARSE)

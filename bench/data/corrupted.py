@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import bench
 from bench.data import Split
-from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, NOT_GENERATED, SEVERITIES, corrupt_colour
+from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError
 from bench.files import umask, write_atomically
@@ -193,7 +193,7 @@ def read_severities(folder: Path, test: Split, what: str) -> dict[str, Split]:
 
 def _colour_recipe(test: Split) -> dict:
     return {**_recipe(test), "recipe": "CIFAR-10-C (Hendrycks & Dietterich 2019)", "corruptions": list(COLOUR_CORRUPTIONS),
-            "severities": SEVERITIES, "chunk": CHUNK, "not_generated": NOT_GENERATED}
+            "severities": SEVERITIES, "chunk": CHUNK}
 
 
 def build_colour_corrupted(folder: Path, test: Split, progress: bool = True) -> None:
