@@ -35,7 +35,10 @@ def device_name(device: torch.device) -> str:
 
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()})"
+    # The kernel family (the vector instructions torch dispatches to) and the thread count change the
+    # floating-point sums, so scores reproduce bit for bit only where both are the same.
+    return (f"cpu ({platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads)")
 
 
 def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:

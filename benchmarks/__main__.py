@@ -7,6 +7,8 @@ import importlib
 
 BENCHMARKS = {
     "probe-floor": "benchmarks.probe_floor",
+    "probe-floor-resnet": "benchmarks.probe_floor_resnet",
+    "training-overhead": "benchmarks.training_overhead",
     "per-example-gradients": "benchmarks.per_example_gradients",
     "vog-memory": "benchmarks.vog_memory",
     "seeds-at-once": "benchmarks.seeds_at_once",

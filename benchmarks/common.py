@@ -1,16 +1,41 @@
-"""What the benchmarks share: a best-of-k timer and LeNet-5 on MNIST-sized random inputs."""
+"""What the benchmarks share: best-of-k timers, the ``BENCH_TINY`` switch, LeNet-5 on MNIST-sized
+and a CIFAR ResNet on CIFAR-shaped random inputs.
+
+``BENCH_TINY=1`` in the environment shrinks the benchmarks that read it (``sized``) to a few
+seconds each, for smoke tests; their figures then say nothing about speed.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from bench.models import Classifier, build_model
 
 INPUT_SHAPE = (1, 28, 28)
+CIFAR_SHAPE = (3, 32, 32)
 N_CLASSES = 10
+T = TypeVar("T")
+
+
+def tiny() -> bool:
+    """Whether ``BENCH_TINY`` asks for smoke-test sizes (any value but empty or 0), read at each call."""
+    return os.environ.get("BENCH_TINY", "") not in ("", "0")
+
+
+def sized(full: T, small: T) -> T:
+    """``small`` under ``BENCH_TINY``, else ``full``."""
+    return small if tiny() else full
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a timer must not stop before it)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def best_time(work: Callable[[], object], repeat: int = 3) -> float:
@@ -24,12 +49,38 @@ def best_time(work: Callable[[], object], repeat: int = 3) -> float:
     return min(times)
 
 
+def best_times(works: dict[str, Callable[[], object]], repeat: int = 3, warm_up: bool = True) -> dict[str, float]:
+    """The fastest of ``repeat`` runs of each work, in seconds, the works taking turns after one warm-up
+    run each (none with ``warm_up=False``, for a caller that warmed up on less): on a shared machine a
+    burst of someone else's load then falls on both sides alike."""
+    for work in works.values() if warm_up else ():
+        work()
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(repeat):
+        for name, work in works.items():
+            started = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - started)
+    return {name: min(values) for name, values in times.items()}
+
+
 def lenet_and_data(n: int, seed: int = 0) -> tuple[Classifier, torch.Tensor, torch.Tensor]:
     """A freshly initialised LeNet-5 in eval mode, ``n`` random uint8 images and labels."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = build_model("lenet", INPUT_SHAPE, N_CLASSES).eval()
     images = torch.randint(0, 256, (n, 28, 28), generator=generator, dtype=torch.uint8)
+    labels = torch.randint(0, N_CLASSES, (n,), generator=generator)
+    return model, images, labels
+
+
+def resnet_and_data(n: int, name: str = "resnet20", seed: int = 0) -> tuple[Classifier, torch.Tensor, torch.Tensor]:
+    """A freshly initialised CIFAR ResNet (``resnet20`` or ``resnet18``) in train mode, ``n`` random
+    CIFAR-shaped uint8 images (n, 3, 32, 32) and labels."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build_model(name, CIFAR_SHAPE, N_CLASSES)
+    images = torch.randint(0, 256, (n, *CIFAR_SHAPE), generator=generator, dtype=torch.uint8)
     labels = torch.randint(0, N_CLASSES, (n,), generator=generator)
     return model, images, labels
 

@@ -20,7 +20,7 @@ from bench.config import load_preset
 from bench.data import load_dataset
 from bench.models import build_model, resolve_device
 from bench.training import train
-from benchmarks.common import report
+from benchmarks.common import report, synchronize
 
 PRESET = "mnist-c"
 SEEDS = [0]
@@ -37,6 +37,7 @@ def training_alone(config, dataset, seed: int) -> float:
     started = time.perf_counter()
     for _ in train(model, inputs, labels, settings, torch.Generator().manual_seed(seed), dataset.input_shape):
         pass
+    synchronize(device)
     return time.perf_counter() - started
 
 
@@ -46,18 +47,27 @@ def timed(work) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def measure(config) -> dict:
+    """The run of ``config`` (its data loaded, or generated, first and untimed), then the same training
+    alone: seconds of each (``full``, ``baseline``), the run's own parts (``parts``: train, probe,
+    finish) and its result."""
+    dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
+    full, result = timed(lambda: runner.run(config, progress=False))
+    baseline = sum(training_alone(config, dataset, seed) for seed in config.seeds)  # after: the process is warm
+    seconds = [table.meta["seconds"] for table in result.tables]
+    parts = {part: sum(s[part] for s in seconds) for part in ("train", "probe", "finish")}
+    return {"full": full, "baseline": baseline, "parts": parts, "result": result}
+
+
 def run() -> None:
     with tempfile.TemporaryDirectory() as out:
         config = load_preset(PRESET).updated(seeds=SEEDS, out=out)
-        dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
-        full, result = timed(lambda: runner.run(config, progress=False))
-        baseline = sum(training_alone(config, dataset, seed) for seed in config.seeds)  # after: the process is warm
+        measured = measure(config)
+        full, baseline, parts, result = (measured[key] for key in ("full", "baseline", "parts", "result"))
         again, _ = timed(lambda: runner.run(config, progress=False))
         every = [CHANGED[1] if name == CHANGED[0] else name for name in registry.available()]  # "all", one changed
         changed_config = config.updated(scorers=every + [spec for spec in config.scorers if spec != "all"])
         changed, _ = timed(lambda: runner.run(changed_config, progress=False))
-    seconds = [table.meta["seconds"] for table in result.tables]
-    parts = {part: sum(s[part] for s in seconds) for part in ("train", "probe", "finish")}
     report("end to end", full / baseline, "at most 1.6", {
         "run": f"preset {PRESET}, seeds {config.seeds}, {len(result.tables[0].scorers)} scorer specs, "
                f"{sum(len(s['id']) for s in result.tables[0].splits.values())} examples scored per checkpoint",
