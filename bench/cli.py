@@ -77,11 +77,15 @@ COMPARE_EPILOG = """\
 examples:
   bench compare leaderboards/digits-c.csv.gz results/quick/leaderboard.csv
   bench compare old.csv new.csv --fail-if-drops auroc=0.01 --fail-if-drops fpr95=0.02
+  bench compare old.csv new.csv --fail-if-worse auroc --alpha 0.01
 
---fail-if-drops checks every joined row over all seeds (seed=all) with that metric, in
-every task and split that has it; "worse" means lower, except for fpr95, welch_p and
-runs_for_0.9, where it means higher. The tolerance is raw: it does not know the noise of
-seeds or hardware. Exit status: 0 fine, 1 a drop, 2 an error."""
+--fail-if-drops and --fail-if-worse check every joined row over all seeds (seed=all) with
+that metric, in every task and split that has it; "worse" means lower, except for fpr95,
+welch_p and runs_for_0.9, where it means higher. A row fails only when it is worse by more
+than the tolerance AND the difference is beyond the noise of both files: p, Welch's test on
+the per-seed values (or, with one seed, a z-test from the two 95% intervals), adjusted over
+the checked rows by Holm's method (--correction bh: Benjamini-Hochberg), at most --alpha
+(default 0.05). --alpha 1 gives the raw tolerance. Exit status: 0 fine, 1 a drop, 2 an error."""
 
 MERGE_DESCRIPTION = """\
 Stack leaderboards into one CSV, e.g. the two label modes of one study, or several datasets:
@@ -148,7 +152,7 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
 
 
 RECIPE_FLAGS = ("batch_size", "lr", "optimizer", "schedule", "augment", "normalize", "amp", "checkpoint_every",
-                "checkpoint_unit", "checkpoint_at_init", "probe_batch_size", "state_dtype")
+                "checkpoint_unit", "checkpoint_at_init", "probe_batch_size", "state_dtype", "bootstrap_resamples")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all (every built-in scorer; plugins run when named)')
     run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
     run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
-    recipe = run.add_argument_group("training recipe and probe (config keys of the same names; defaults: the preset's)")
+    recipe = run.add_argument_group("training recipe, probe and intervals (config keys of the same names; defaults: the preset's)")
     recipe.add_argument("--batch-size", type=int, help="training batch size (lower it if the GPU runs out of memory)")
     recipe.add_argument("--lr", type=float, help="peak learning rate")
     recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with momentum, or AdamW")
@@ -191,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a checkpoint of the untrained model too (epoch 0), as GraNd at initialisation needs")
     recipe.add_argument("--probe-batch-size", type=int, help="examples per probe pass (lower it if the GPU runs out of memory probing)")
     recipe.add_argument("--state-dtype", choices=STATE_DTYPES, help="running sums and moments of the scores; float32 halves VoG's state")
+    recipe.add_argument("--bootstrap-resamples", type=int, metavar="N",
+                        help="resamples of the bootstrap over examples that gives a one-seed run its 95%% intervals (default 1000; 0: none)")
     run.add_argument("--label-mode", choices=["predicted", "true"],
                      help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
     run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -230,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", type=Path, metavar="B.csv", help="the candidate; delta = B - A")
     compare.add_argument("--fail-if-drops", action="append", default=[], metavar="METRIC=TOL",
                          help="exit 1 if METRIC gets worse by more than TOL on any row over all seeds; repeatable")
+    compare.add_argument("--fail-if-worse", action="append", default=[], metavar="METRIC",
+                         help="exit 1 if METRIC gets significantly worse on any row over all seeds (tolerance 0); repeatable")
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the gates, after the correction (default 0.05)")
+    compare.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                         help="over the checked rows: holm (family-wise error, default) or bh (false discovery rate)")
     compare.add_argument("--all", action="store_true", help="every joined row, not only the headline metrics")
 
     merge = commands.add_parser("merge", help="stack leaderboards of different protocols into one CSV",
@@ -294,10 +305,12 @@ def command_show(args: argparse.Namespace) -> int:
 
 
 def rounded(joined: pd.DataFrame) -> pd.DataFrame:
-    """Joined rows as printed: A, B and the delta at four decimals (the CSVs keep every digit)."""
+    """Joined rows as printed: A, B and the delta at four decimals, p at three significant digits (the CSVs keep
+    every digit)."""
     shown = joined.rename(columns={"value_a": "A", "value_b": "B"})
-    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}")):
-        shown[column] = shown[column].map(style.format)
+    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}"), ("p", "{:.3g}"), ("p_adjusted", "{:.3g}")):
+        if column in shown:
+            shown[column] = shown[column].map(style.format)
     return shown
 
 
@@ -306,8 +319,13 @@ def command_compare(args: argparse.Namespace) -> int:
     from bench.leaderboard import read_csv
     from bench.tables import text_table
 
-    tolerances = parse_tolerances(args.fail_if_drops)
-    result = compare(read_csv(args.a), read_csv(args.b), tolerances)
+    if not 0 < args.alpha <= 1:
+        raise BenchError(f"--alpha {args.alpha} is outside (0, 1]; e.g. 0.05, or 1 for the raw tolerance")
+    tolerances = {**dict.fromkeys(args.fail_if_worse, 0.0), **parse_tolerances(args.fail_if_drops)}
+    unknown = sorted(set(args.fail_if_worse) - set(BETTER))
+    if unknown:
+        raise BenchError(f"--fail-if-worse {unknown[0]}: no such headline metric; known: {', '.join(BETTER)}")
+    result = compare(read_csv(args.a), read_csv(args.b), tolerances, args.alpha, args.correction)
     for side, protocols in (("A", result.only_a), ("B", result.only_b)):
         for protocol in protocols:
             print(f"only in {side} ({args.a if side == 'A' else args.b}), not compared: " + " / ".join(map(str, protocol)))
@@ -317,10 +335,11 @@ def command_compare(args: argparse.Namespace) -> int:
     print(text_table(shown.drop(columns=["full_spec", "label_mode", "seed"])))
     if not tolerances:
         return 0
+    gate = f"{', '.join(f'{m}={t:g}' for m, t in tolerances.items())}, {args.correction}-adjusted p <= {args.alpha:g}"
     if result.drops.empty:
-        print(f"\nno drop beyond the tolerance: {', '.join(f'{m}={t:g}' for m, t in tolerances.items())}")
+        print(f"\nno drop beyond the tolerance and the noise: {gate}")
         return 0
-    print(f"\n{len(result.drops)} rows got worse beyond the tolerance:\n")
+    print(f"\n{len(result.drops)} rows got worse beyond the tolerance and the noise ({gate}):\n")
     print(text_table(rounded(result.drops).drop(columns=["full_spec", "label_mode", "seed"])))
     return 1
 

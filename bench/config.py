@@ -57,6 +57,7 @@ class RunConfig:
     amp: bool = False  # mixed-precision training: float16 with loss scaling on CUDA, bfloat16 on the CPU; the probe stays float32
     label_mode: str = "predicted"  # label of non-training splits: the model's prediction, or the true one (oracle)
     probe_batch_size: int = 256  # examples per probe pass; lower it when the GPU runs out of memory probing
+    bootstrap_resamples: int = 1000  # for the 95% intervals of a one-seed run (a bootstrap over examples); 0: none
     state_dtype: str = "float64"  # running sums and moments of the scores; float32 halves VoG's per-pixel state
     device: str = "auto"
     out: str = ""  # results folder; empty means results/<name>
@@ -78,6 +79,9 @@ class RunConfig:
         for key in ("epochs", "batch_size", "checkpoint_every", "probe_batch_size"):
             if getattr(self, key) < 1:
                 raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.bootstrap_resamples < 0:
+            raise BenchError(f"config key 'bootstrap_resamples' must be 0 (no intervals for one seed) or more, "
+                             f"got {self.bootstrap_resamples}")
         if self.lr <= 0:
             raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
         if not 0.0 <= self.label_noise < 1.0:

@@ -82,7 +82,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         table.save(paths[seed])  # at once: a killed run loses no finished unit
         tables[seed] = table
     ordered = [tables[seed] for seed in config.seeds]
-    board = attach_provenance(evaluate(ordered), ordered)
+    board = attach_provenance(evaluate(ordered, config.bootstrap_resamples), ordered)
     leaderboard_path = config.out_dir / "leaderboard.csv"
     write_csv(board, leaderboard_path)
     write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))

@@ -28,34 +28,34 @@ class Headline:
     header: str
     better: int  # +1: higher is better, -1: lower is better
     std: str = ""  # suffix of the metric shown after ±
-    spread: str = ""  # suffix of the metric shown in brackets
+    interval: bool = True  # its 95% interval over seeds (``_ci_low``, ``_ci_high``) shown in brackets
     integer: bool = False
     scientific: bool = False  # printed as 1.23e-45 (p-values)
 
 
 HEADLINES = [
-    Headline("ood", "mean", "auroc", "AUROC", +1, "std_corruptions", "std_seeds"),
-    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_corruptions", "std_seeds"),
-    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_corruptions", "std_seeds"),
-    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_corruptions", "std_seeds"),
-    Headline("mislabel", "train", "auroc", "AUROC", +1, "std_seeds"),
-    Headline("mislabel", "train", "ap", "AP", +1, "std_seeds"),
-    Headline("mislabel", "train", "precision_at_k", "P@k", +1, "std_seeds"),
-    Headline("mislabel", "train", "welch_t", "Welch t", +1, "std_seeds"),
-    Headline("mislabel", "train", "welch_p", "Welch p", -1, scientific=True),
-    Headline("difficulty", "test", "error_auroc", "error AUROC", +1, "std_seeds"),
-    Headline("difficulty", "test", "error_ratio", "top/bottom error", +1, "std_seeds"),
+    Headline("ood", "mean", "auroc", "AUROC", +1, "std_corruptions"),
+    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_corruptions"),
+    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_corruptions"),
+    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_corruptions"),
+    Headline("mislabel", "train", "auroc", "AUROC", +1),
+    Headline("mislabel", "train", "ap", "AP", +1),
+    Headline("mislabel", "train", "precision_at_k", "P@k", +1),
+    Headline("mislabel", "train", "welch_t", "Welch t", +1),
+    Headline("mislabel", "train", "welch_p", "Welch p", -1, interval=False, scientific=True),
+    Headline("difficulty", "test", "error_auroc", "error AUROC", +1),
+    Headline("difficulty", "test", "error_ratio", "top/bottom error", +1),
     Headline("difficulty", "test", "early_late_flip", "early/late flip", +1),
-    Headline("consistency", "test", "split_half", "split-half test", +1),
-    Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, integer=True),
-    Headline("consistency", "train", "split_half", "split-half train", +1),
-    Headline("consistency", "train", "runs_for_0.9", "seeds for 0.9 train", -1, integer=True),
+    Headline("consistency", "test", "split_half", "split-half test", +1, interval=False),
+    Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, interval=False, integer=True),
+    Headline("consistency", "train", "split_half", "split-half train", +1, interval=False),
+    Headline("consistency", "train", "runs_for_0.9", "seeds for 0.9 train", -1, interval=False, integer=True),
 ]
 BETTER = {h.metric: h.better for h in HEADLINES}
 CAPTIONS = {
-    "ood": "OoD detection, clean test vs each OoD split: mean ± std over OoD splits (std over seeds)",
-    "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean ± std over seeds",
-    "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error; over seeds",
+    "ood": "OoD detection, clean test vs each OoD split: mean ± std over OoD splits [95% interval]",
+    "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean [95% interval]",
+    "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error: mean [95% interval]",
     "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"
                    "(scorers that do not use the trained model, such as detectors on pixels, agree perfectly)",
 }

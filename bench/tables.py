@@ -31,7 +31,7 @@ def text_table(frame: pd.DataFrame, width: int = WIDTH) -> str:
     return "\n\n".join(render(frame[[first, *columns]]) for columns in [*blocks, block])
 
 
-def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: bool = False,
+def _cell(mean: float, std: float = np.nan, interval: tuple[float, float] = (np.nan, np.nan), integer: bool = False,
           scientific: bool = False) -> str:
     if np.isnan(mean) or np.isinf(mean):
         return str(mean)
@@ -43,8 +43,8 @@ def _cell(mean: float, std: float = np.nan, spread: float = np.nan, integer: boo
         text = f"{mean:.3g}" if abs(mean) < 1e-3 and mean != 0 else f"{mean:.3f}"
     if not np.isnan(std):
         text += f" ± {std:.3f}"
-    if not np.isnan(spread):
-        text += f" ({spread:.3f})"
+    if np.isfinite(interval).all():
+        text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
     return text
 
 
@@ -61,8 +61,8 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
         if (h.split, scorer, h.metric) not in lookup:
             return ""
         std = value(h, scorer, h.std) if h.std else np.nan
-        spread = value(h, scorer, h.spread) if h.spread else np.nan
-        return _cell(value(h, scorer), std, spread, h.integer, h.scientific)
+        interval = (value(h, scorer, "ci_low"), value(h, scorer, "ci_high")) if h.interval else (np.nan, np.nan)
+        return _cell(value(h, scorer), std, interval, h.integer, h.scientific)
 
     scorers = [s for s in dict.fromkeys(rows.scorer) if any((h.split, s, h.metric) in lookup for h in headlines)]
     first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)
@@ -93,6 +93,9 @@ def render(board: pd.DataFrame) -> str:
     parts = []
     for protocol, rows in board.groupby(PROTOCOL, sort=False):
         parts.append("== " + " / ".join(map(str, protocol)) + " ==")
+        seeds = sorted(set(rows.seed) - {"all"})
+        parts.append(f"95% intervals: t over the {len(seeds)} seeds" if len(seeds) > 1 else
+                     "95% intervals: one seed, so a bootstrap over examples, stratified by class")
         for task, caption in CAPTIONS.items():
             if not (rows.task == task).any():
                 continue

@@ -25,6 +25,7 @@ FULL = {"vog": "vog[window=late,norm=none,target=prob,label=checkpoint]",
         "kde": "kde[features=pixels,fit_size=1000,pca=none,bandwidth=1.0]"}
 BASE = {("ood", "mean", "vog", "auroc"): 0.80, ("ood", "mean", "vog", "auroc_std_corruptions"): 0.10,
         ("ood", "mean", "vog", "auroc_std_seeds"): 0.02, ("ood", "mean", "vog", "fpr95"): 0.50,
+        ("ood", "mean", "vog", "auroc_ci_low"): 0.75, ("ood", "mean", "vog", "auroc_ci_high"): 0.85,
         ("ood", "mean", "kde", "auroc"): 0.70, ("ood", "blur", "vog", "auroc"): 0.90,
         ("mislabel", "train", "loss", "auroc"): 0.95}
 
@@ -38,14 +39,14 @@ def write(tmp_path, name, frame):
 def test_compare_deltas_and_drops():
     changed = {**BASE, ("ood", "mean", "vog", "auroc"): 0.75, ("ood", "mean", "vog", "fpr95"): 0.45,
                ("ood", "mean", "kde", "auroc"): np.nan}
-    result = compare(board(BASE), board(changed), parse_tolerances(["auroc=0.01", "fpr95=0.01"]))
+    result = compare(board(BASE), board(changed), parse_tolerances(["auroc=0.01", "fpr95=0.01"]), alpha=1.0)  # raw
     delta = result.joined.set_index(["split", "scorer", "metric"]).delta
     assert delta["mean", "vog", "auroc"] == pytest.approx(-0.05)
     assert delta["mean", "vog", "fpr95"] == pytest.approx(-0.05)  # lower FPR: better, not a drop
     assert delta["blur", "vog", "auroc"] == 0
     drops = set(zip(result.drops.scorer, result.drops.metric))
     assert drops == {("vog", "auroc"), ("kde", "auroc")}  # a value that became NaN is a drop too
-    assert compare(board(BASE), board(changed), parse_tolerances(["fpr95=0"])).drops.empty
+    assert compare(board(BASE), board(changed), parse_tolerances(["fpr95=0"]), alpha=1.0).drops.empty
 
 
 def test_compare_cli_exit_codes(tmp_path, capsys):
@@ -55,8 +56,13 @@ def test_compare_cli_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "0.8000" in out and "0.7800" in out and "-0.0200" in out
     assert main(["compare", str(a), str(b), "--fail-if-drops", "auroc=0.05"]) == 0
-    assert main(["compare", str(a), str(b), "--fail-if-drops", "auroc=0.01"]) == 1
+    assert main(["compare", str(a), str(b), "--fail-if-drops", "auroc=0.01"]) == 0  # within the intervals' noise
+    assert "no drop beyond the tolerance and the noise" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--fail-if-drops", "auroc=0.01", "--alpha", "1"]) == 1  # raw
     assert "1 rows got worse" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--fail-if-worse", "auroc", "--alpha", "1"]) == 1
+    assert main(["compare", str(a), str(b), "--fail-if-worse", "auroc", "--alpha", "0"]) == 2
+    assert "--alpha 0.0 is outside (0, 1]" in capsys.readouterr().err
     assert main(["compare", str(a), str(b), "--fail-if-drops", "error_decile_01=0.1"]) == 2
     assert "has no better direction" in capsys.readouterr().err
 
@@ -75,11 +81,12 @@ def test_compare_refuses_to_join_different_protocols(tmp_path, capsys):
     assert f"{len(BASE)} rows joined" in out
 
 
-def test_show_prints_mean_std_and_spread(tmp_path, capsys):
+def test_show_prints_mean_std_and_interval(tmp_path, capsys):
     path = write(tmp_path, "a.csv", board(BASE))
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "0.800 ± 0.100 (0.020)" in out and "mislabel:" in out
+    assert "0.800 ± 0.100 [0.750, 0.850]" in out and "mislabel:" in out
+    assert "95% intervals: one seed, so a bootstrap over examples" in out
     assert main(["show", str(path), "--task", "consistency"]) == 2
 
 
@@ -116,7 +123,7 @@ def test_merge_stacks_label_modes_and_refuses_a_row_measured_twice(tmp_path, cap
         pd.testing.assert_frame_equal(merged[merged.label_mode == mode].reset_index(drop=True), read_csv(path))
     assert main(["merge", str(predicted), str(predicted), "--out", str(tmp_path / "twice.csv")]) == 2
     error = capsys.readouterr().err
-    assert "7 measurements are in more than one file" in error and "predicted.csv" in error
+    assert "9 measurements are in more than one file" in error and "predicted.csv" in error
     assert not (tmp_path / "twice.csv").exists()
 
 
@@ -149,11 +156,15 @@ def test_show_compare_and_merge_run_without_torch(tmp_path):
     import sys
 
     a, b = write(tmp_path, "a.csv", board(BASE)), write(tmp_path, "b.csv", board(BASE, label_mode="true"))
-    script = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+    script = ("import sys\n"
+              "class NoTorch:\n"  # any `import torch` now raises ImportError, as where torch is not installed
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.partition('.')[0] == 'torch': raise ImportError('torch is not installed')\n"
+              "sys.meta_path.insert(0, NoTorch())\n"
               "from bench.cli import main\n"
               f"codes = [main(['show', {str(a)!r}]), main(['compare', {str(a)!r}, {str(a)!r}]),\n"
               f"         main(['merge', {str(a)!r}, {str(b)!r}, '--out', {str(tmp_path / 'm.csv')!r}])]\n"
-              "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+              "assert 'torch' not in sys.modules\n"
               "sys.exit(max(codes))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -174,3 +185,43 @@ def test_wide_tables_are_split_to_fit_the_terminal_and_p_values_are_scientific(t
     assert main(["show", str(path), "--task", "mislabel"]) == 0
     out = capsys.readouterr().out
     assert "3.20e-45" in out and "Welch t" in out and "14.500" in out
+
+
+def seeded(means, noise, seeds=5, seed=0, **keys):
+    """A leaderboard of per-seed rows ({(split, scorer): mean} + N(0, noise) per seed) and their means over seeds."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (split, scorer), mean in means.items():
+        values = mean + noise * rng.standard_normal(seeds)
+        rows += [((split, scorer, str(k)), v) for k, v in enumerate(values)] + [((split, scorer, "all"), values.mean())]
+    frame = board({("ood", split, scorer, "auroc"): 0.0 for (split, scorer) in means}, **keys)
+    frame = pd.concat([frame.assign(seed=seed_, split=split, scorer=scorer, full_spec=FULL.get(scorer, scorer), value=value)
+                       .iloc[:1] for (split, scorer, seed_), value in rows], ignore_index=True)
+    return frame
+
+
+SPLITS = {(f"noise{k}", "vog"): 0.8 for k in range(10)}
+
+
+def test_the_gate_passes_seed_noise_and_fails_a_regression_beyond_it():
+    a, rerun = seeded(SPLITS, 0.02, seed=0), seeded(SPLITS, 0.02, seed=1)  # the same method, other seeds
+    assert not compare(a, rerun, {"auroc": 0.0}, alpha=1.0).drops.empty  # raw: some row is always lower
+    assert compare(a, rerun, {"auroc": 0.0}).drops.empty  # noise-aware: none is beyond the noise
+    worse = seeded({**SPLITS, ("noise3", "vog"): 0.70}, 0.02, seed=1)
+    drops = compare(a, worse, {"auroc": 0.0}).drops
+    assert list(drops.split) == ["noise3"] and drops.p_adjusted.iloc[0] < 0.05
+    assert compare(a, worse, {"auroc": 0.2}).drops.empty  # significant, but within the tolerance
+
+
+def test_with_one_seed_the_gate_reads_the_intervals():
+    base = {("ood", "mean", "vog", "auroc"): 0.80, ("ood", "mean", "vog", "auroc_ci_low"): 0.78,
+            ("ood", "mean", "vog", "auroc_ci_high"): 0.82}
+    near = {**base, ("ood", "mean", "vog", "auroc"): 0.79}
+    far = {**base, ("ood", "mean", "vog", "auroc"): 0.70, ("ood", "mean", "vog", "auroc_ci_low"): 0.68,
+           ("ood", "mean", "vog", "auroc_ci_high"): 0.72}
+    assert compare(board(base), board(near), {"auroc": 0.0}).drops.empty
+    result = compare(board(base), board(far), {"auroc": 0.0})
+    error = np.hypot(0.02, 0.02) / 1.959964
+    expected = 2 * (1 - __import__("scipy").stats.norm.cdf(0.10 / error))
+    assert result.joined.set_index(["metric"]).p["auroc"] == pytest.approx(expected)
+    assert list(result.drops.metric) == ["auroc"]

@@ -198,3 +198,47 @@ def test_the_report_draws_the_flip_of_each_early_late_pair():
     assert "vog[window=early] vs vog: flips on 100% of seeds" in section
     assert "vog[norm=z,window=early] vs vog[norm=z]: flips on 0% of seeds" in section
     assert section.count("data:image/png;base64,") == 1
+
+
+# ---------- intervals ----------
+
+def shifted_ood_table(seed, n=400):
+    """Clean test scores N(0, 1), one OoD split N(1, 1) and one N(0.5, 1), for a scorer `s`."""
+    rng = np.random.default_rng(seed)
+    splits = {"test": {"s": rng.normal(size=n), "label": np.zeros(n, int), "pred": np.zeros(n, int)},
+              "far": {"s": rng.normal(1.0, size=n)}, "near": {"s": rng.normal(0.5, size=n)}}
+    return make_table(seed, splits, ood_splits=("far", "near"))
+
+
+def test_intervals_over_seeds_are_t_intervals_of_the_per_seed_values():
+    from scipy import stats
+
+    board = ood([shifted_ood_table(seed) for seed in range(4)])
+    for split in ("far", "mean"):
+        per_seed = [value(board, "s", "auroc", str(seed), split).value for seed in range(4)]
+        low, high = stats.t.interval(0.95, 3, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+        assert value(board, "s", "auroc_ci_low", split=split).value == pytest.approx(low)
+        assert value(board, "s", "auroc_ci_high", split=split).value == pytest.approx(high)
+    board = mislabel([mislabel_table(0), mislabel_table(1)])
+    assert np.isfinite(value(board, "random", "auroc_ci_low").value)
+
+
+def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resamples():
+    from bench.stats import bootstrap_distribution, percentile_interval
+
+    table = shifted_ood_table(0)
+    board = ood([table], resamples=500)
+    inlier = table.splits["test"]["s"]
+    resampled = {}
+    for split in ("far", "near"):
+        outlier = table.splits[split]["s"]
+        labels = np.r_[np.zeros(len(inlier), bool), np.ones(len(outlier), bool)]
+        resampled[split] = bootstrap_distribution(labels, np.r_[inlier, outlier], resamples=500, seed=0)["auroc"]
+        low, high = percentile_interval(resampled[split])
+        assert value(board, "s", "auroc_ci_low", split=split).value == low
+        assert value(board, "s", "auroc_ci_high", split=split).value == high
+        assert low < value(board, "s", "auroc", split=split).value < high
+    low, high = percentile_interval((resampled["far"] + resampled["near"]) / 2)
+    assert (value(board, "s", "auroc_ci_low", split="mean").value, value(board, "s", "auroc_ci_high", split="mean").value) \
+        == (low, high)
+    assert np.isnan(value(ood([table], resamples=0), "s", "auroc_ci_low", split="far").value)

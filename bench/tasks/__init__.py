@@ -17,12 +17,13 @@ from bench.tasks.mislabel import mislabel
 from bench.tasks.ood import ood
 from bench.tasks.rows import ROW_COLUMNS
 
-TASKS = {"ood": ood, "mislabel": mislabel, "difficulty": difficulty, "consistency": consistency}
 
 
-def evaluate(tables: list[ScoreTable]) -> pd.DataFrame:
-    """The rows of every task, in the order of ``TASKS``, each with its scorer's ``full_spec`` as stored in the units."""
-    results = [rows for task in TASKS.values() if not (rows := task(tables)).empty]
+def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+    """The rows of every task, each with its scorer's ``full_spec`` as stored in the units; ``resamples``:
+    the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""
+    tasks = [ood(tables, resamples), mislabel(tables, resamples), difficulty(tables, resamples), consistency(tables)]
+    results = [rows for rows in tasks if not rows.empty]
     board = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
     full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}
     full_spec = [PAIR.join(full[part] for part in scorer.split(PAIR)) for scorer in board["scorer"]]

@@ -16,7 +16,8 @@ On the clean test split, with error = the final model's prediction differs from 
   bottom one early in training and more late in training (the paper's Figs. 5 and 8), else 0;
   its mean over seeds is the fraction of seeds that flip.
 
-Rows per scorer and seed, then the mean over seeds (``seed=all``) and its ``_std_seeds``.
+Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+interval (t over seeds; with one seed, for ``error_auroc``, a bootstrap over examples).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bench.metrics import auroc, unusable
 from bench.schema import PAIR
 from bench.specs import parse_spec
 from bench.store import ScoreTable
-from bench.tasks.rows import metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "difficulty"
 SPLIT = "test"
@@ -96,6 +97,14 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
     return rows
 
 
-def difficulty(tables: list[ScoreTable]) -> pd.DataFrame:
-    """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip."""
-    return with_seed_means([row for table in tables for row in per_seed_rows(table)])
+def difficulty(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+    """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip;
+    with one seed, the error AUROC's interval is a bootstrap over examples stratified by error."""
+    intervals = {}
+    if len(tables) == 1 and resamples:
+        columns = tables[0].splits[SPLIT]
+        wrong = columns["pred"] != columns["label"]
+        for spec, scores, failure in scorer_scores(tables[0], SPLIT):
+            if not failure and wrong.any() and not wrong.all():
+                intervals.update(bootstrap(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, resamples))
+    return with_seed_means([row for table in tables for row in per_seed_rows(table)], intervals)

@@ -8,7 +8,9 @@ the positives, ranked by each scorer over the training split:
 * ``welch_t`` and ``welch_p``: Welch's two-sample t-test of shuffled against clean scores
   (unequal variances, two-sided), as in the paper, which reports p < 0.001 for VoG.
 
-Rows per scorer and seed, then the mean over seeds (``seed=all``) and its ``_std_seeds``.
+Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+interval (t over seeds; with one seed, a bootstrap over examples stratified by the noisy flag, for
+``auroc`` and ``ap``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from scipy.stats import ttest_ind
 
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
 from bench.store import ScoreTable
-from bench.tasks.rows import metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "mislabel"
 SPLIT = "train"
@@ -41,9 +43,9 @@ def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str
     }, ""
 
 
-def mislabel(tables: list[ScoreTable]) -> pd.DataFrame:
+def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """Tidy rows of the mislabel metrics for every scorer and seed; empty without label noise."""
-    rows = []
+    rows, intervals = [], {}
     for table in tables:
         shuffled = np.asarray(table.splits[SPLIT]["noisy"], dtype=bool)
         if not shuffled.any() or shuffled.all():
@@ -52,4 +54,6 @@ def mislabel(tables: list[ScoreTable]) -> pd.DataFrame:
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
             rows += metric_rows(keys, SPLIT, spec, values, note)
-    return with_seed_means(rows)
+            if len(tables) == 1 and resamples and not note:
+                intervals.update(bootstrap(SPLIT, spec, shuffled, scores, {"auroc": "auroc", "ap": "aupr_out"}, resamples))
+    return with_seed_means(rows, intervals)

@@ -12,6 +12,13 @@ datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, th
   run has both kinds (near and far OoD are never blended unseen), and over the splits of one
   severity, ``split=mean@3``, for corruptions at several severities (``gaussian_noise@3``).
 
+Every mean over seeds has its 95% interval, ``<metric>_ci_low`` and ``_ci_high``: the t-interval
+over seeds, or with one seed a bootstrap over examples, stratified by class (in-distribution and
+OoD each resampled to its own size; ``bench.stats``). For a mean over OoD splits, the resampled
+values of its splits are averaged resample by resample; every split is resampled with the same
+seed, so splits of the same size resample the in-distribution examples alike and the interval
+keeps the noise they share.
+
 An aggregate is NaN when any value it averages is NaN; its note carries the reasons.
 """
 
@@ -21,13 +28,16 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import OOD_METRICS, ood_metrics
+from bench.stats import bootstrap_distribution, percentile_interval
 from bench.store import ScoreTable
 from bench.tasks.rows import (
+    BOOTSTRAP_SEED,
     ROW_COLUMNS,
     aggregate,
     metric_rows,
     scorer_scores,
     unit_keys,
+    with_bootstrap_intervals,
 )
 
 TASK = "ood"
@@ -64,8 +74,30 @@ def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     return found
 
 
-def ood(tables: list[ScoreTable]) -> pd.DataFrame:
-    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means."""
+def bootstrap(table: ScoreTable, resamples: int) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit."""
+    members = groups([table])
+    distributions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
+    for split in table.meta["ood_splits"]:
+        for spec, outlier, failure in scorer_scores(table, split):
+            if not failure:
+                labels = np.r_[np.zeros(len(inlier[spec]), bool), np.ones(len(outlier), bool)]
+                distributions[split, spec] = bootstrap_distribution(labels, np.r_[inlier[spec], outlier],
+                                                                    resamples=resamples, seed=BOOTSTRAP_SEED)
+    for label, splits in members.items():
+        for spec in inlier:
+            if all((split, spec) in distributions for split in splits):
+                distributions[label, spec] = {
+                    metric: np.mean([distributions[split, spec][metric] for split in splits], axis=0)
+                    for metric in OOD_METRICS}
+    return {(split, spec, metric): percentile_interval(values)
+            for (split, spec), by_metric in distributions.items() for metric, values in by_metric.items()}
+
+
+def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means;
+    ``resamples`` is the bootstrap's, for the intervals of a one-seed run (0: none)."""
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure
         return per_seed
@@ -75,6 +107,11 @@ def ood(tables: list[ScoreTable]) -> pd.DataFrame:
         over_splits = aggregate(per_seed[per_seed.split.isin(members)], "split", label, "std_corruptions", ddof=0)
         seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS) & over_seeds.split.isin(members)]
         split_means = over_splits[over_splits.metric.isin(OOD_METRICS)]
+        over_both = aggregate(split_means, "seed", "all", "std_seeds", ddof=1)
         parts += [over_splits, aggregate(seed_means, "split", label, "std_corruptions", ddof=0),
-                  aggregate(split_means, "seed", "all", "std_seeds", ddof=1).query("metric.str.endswith('_std_seeds')")]
-    return pd.concat(parts, ignore_index=True)
+                  over_both[over_both.metric.str.endswith(OVER_SEEDS)]]
+    rows = pd.concat(parts, ignore_index=True)
+    return with_bootstrap_intervals(rows, bootstrap(tables[0], resamples)) if len(tables) == 1 and resamples else rows
+
+
+OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what the mean over splits of per-seed values adds

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from bench.schema import TASK_KEYS
+from bench.stats import bootstrap_distribution, percentile_interval, t_interval
 from bench.store import ScoreTable
 
 ROW_COLUMNS = [*TASK_KEYS, "value", "note"]
+BOOTSTRAP_SEED = 0  # of the bootstrap over examples that gives a one-seed run its intervals
 
 
 def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
@@ -42,7 +44,9 @@ def metric_rows(keys: dict, split: str, scorer: str, values: dict[str, float], n
 
 
 def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: int) -> pd.DataFrame:
-    """Mean (and std) of ``value`` over the ``over`` column, as new rows with ``over`` set to ``label``.
+    """Mean (and std) of ``value`` over the ``over`` column, as new rows with ``over`` set to ``label``;
+    over seeds also the 95% t-interval of the mean, ``<metric>_ci_low`` and ``<metric>_ci_high``
+    (NaN with one seed, where the tasks that can put a bootstrap over examples in its place).
 
     A mean is NaN when any value it averages is NaN; the notes of the averaged rows are kept.
     """
@@ -55,12 +59,37 @@ def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: in
         std = values.std(ddof=ddof) if len(values) > ddof and np.isfinite(values).all() else np.nan
         out.append({**base, "value": values.mean(), "note": notes})
         out.append({**base, "metric": f"{base['metric']}_{std_name}", "value": std, "note": notes})
+        if over == "seed":
+            low, high = t_interval(values)
+            out.append({**base, "metric": f"{base['metric']}_ci_low", "value": low, "note": notes})
+            out.append({**base, "metric": f"{base['metric']}_ci_high", "value": high, "note": notes})
     return pd.DataFrame(out, columns=ROW_COLUMNS)
 
 
-def with_seed_means(per_seed: list[dict]) -> pd.DataFrame:
-    """Per-seed rows followed by their means over seeds (``seed=all``) and sample std (``<metric>_std_seeds``)."""
+def with_bootstrap_intervals(rows: pd.DataFrame, intervals: dict[tuple[str, str, str], tuple[float, float]]) -> pd.DataFrame:
+    """``rows`` with the intervals over seeds of a one-seed run (NaN there) replaced by ``intervals``,
+    (split, scorer, metric) -> (low, high), the bootstrap over examples."""
+    rows = rows.copy()
+    for bound, position in (("_ci_low", 0), ("_ci_high", 1)):
+        at = (rows.seed == "all") & rows.metric.str.endswith(bound)
+        keys = zip(rows.split[at], rows.scorer[at], rows.metric[at].str.removesuffix(bound))
+        rows.loc[at, "value"] = [intervals.get(key, (np.nan, np.nan))[position] for key in keys]
+    return rows
+
+
+def with_seed_means(per_seed: list[dict], intervals: dict | None = None) -> pd.DataFrame:
+    """Per-seed rows followed by their means over seeds (``seed=all``), sample std (``<metric>_std_seeds``)
+    and 95% t-interval; with one seed, ``intervals`` (``with_bootstrap_intervals``) in its place."""
     rows = pd.DataFrame(per_seed, columns=ROW_COLUMNS)
     if rows.empty:
         return rows
-    return pd.concat([rows, aggregate(rows, "seed", "all", "std_seeds", ddof=1)], ignore_index=True)
+    rows = pd.concat([rows, aggregate(rows, "seed", "all", "std_seeds", ddof=1)], ignore_index=True)
+    return with_bootstrap_intervals(rows, intervals) if intervals else rows
+
+
+def bootstrap(split: str, spec: str, positive: np.ndarray, scores: np.ndarray, metrics: dict[str, str],
+              resamples: int) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(split, spec, metric) -> bootstrap interval over examples, stratified by ``positive``; ``metrics``
+    maps the task's metric names to those of ``bench.stats`` (``{"ap": "aupr_out"}``)."""
+    values = bootstrap_distribution(positive, scores, tuple(metrics.values()), resamples, BOOTSTRAP_SEED)
+    return {(split, spec, name): percentile_interval(values[metric]) for name, metric in metrics.items()}

@@ -1,0 +1,363 @@
+"""Uncertainty and significance for the leaderboard's comparisons.
+
+Two sources of noise are handled: the seeds (t-intervals and Welch's test over per-seed values)
+and the examples of one seed (a stratified bootstrap of the detection metrics, DeLong's test for
+two AUROCs on the same examples). Many comparisons at once get Holm or Benjamini-Hochberg
+adjusted p-values; scorers over many (dataset, split, seed) blocks get Friedman's test, the
+Nemenyi post-hoc test and a critical-difference diagram (Demšar 2006).
+
+Labels and scores follow ``bench.metrics``: the OoD (or mislabeled) class is positive and scores are
+oriented higher = more anomalous.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.metrics import OOD_METRICS, unusable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_CHUNK_ELEMENTS = 1 << 20  # draws held at once in the bootstrap (8 MiB per float64 array)
+
+
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean over seeds (n - 1 degrees of freedom).
+
+    ``(nan, nan)`` for fewer than 2 values or any non-finite one: a failed seed makes the mean unknown,
+    not the interval of the others. Equal values give the degenerate interval (v, v).
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size < 2 or not np.isfinite(values).all():
+        return float("nan"), float("nan")
+    if np.ptp(values) == 0:  # scipy would answer NaN for a zero scale
+        return float(values[0]), float(values[0])
+    low, high = stats.t.interval(level, values.size - 1, loc=values.mean(), scale=stats.sem(values))
+    return float(low), float(high)
+
+
+# --- Bootstrap over examples -------------------------------------------------------------------------
+#
+# Written here rather than taken from scipy.stats.bootstrap or sklearn.utils.resample: those evaluate
+# the metric once per resample on copied data (a sort each time), which is too slow for every
+# (scorer, split) of a run. Here the scores are sorted once into groups of equal score; a resample
+# is then only how often each (group, class) cell was drawn, and every metric is a cumulative sum
+# over the groups, vectorised over a block of resamples.
+
+
+def _cells(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each example's cell, label * g + (rank of its distinct score), and g, the number of distinct scores."""
+    distinct, group = np.unique(scores, return_inverse=True)
+    return labels * len(distinct) + group, len(distinct)
+
+
+def _cell_weights(cells: np.ndarray, groups: int, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group weights of negatives and positives (each resamples x groups, ascending score) from cell
+    ids (resamples x draws), each draw counted once or with its ``weights``."""
+    rows = cells.shape[0]
+    flat = (cells + (2 * groups * np.arange(rows))[:, None]).ravel()
+    totals = np.bincount(flat, weights=None if weights is None else weights.ravel(), minlength=2 * groups * rows)
+    totals = totals.reshape(rows, 2, groups).astype(np.float64, copy=False)
+    return totals[:, 0], totals[:, 1]
+
+
+def _precision_weighted(hits: np.ndarray, found: np.ndarray, flagged: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Average precision: over the thresholds, the recall gained there (hits / total) times the precision
+    there (found / flagged, counting everything at or beyond the threshold); scikit-learn's definition."""
+    precision = np.divide(found, flagged, out=np.zeros_like(found), where=flagged > 0)
+    return np.einsum("ij,ij->i", hits, precision) / total
+
+
+def _group_metrics(negative: np.ndarray, positive: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """The metrics of each row of per-group weights (groups in ascending score, ties one group); NaN where a
+    row has no weight on one class.
+
+    All come from the two ascending cumulative sums: what lies at or above group j is the total less
+    what lies below it.
+    """
+    neg_through, pos_through = np.cumsum(negative, axis=1), np.cumsum(positive, axis=1)
+    n_neg, n_pos = neg_through[:, -1:], pos_through[:, -1:]
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if "auroc" in metrics:  # Mann-Whitney: each positive beats the negatives below it, ties count half
+            beaten = neg_through - 0.5 * negative
+            out["auroc"] = np.einsum("ij,ij->i", positive, beaten) / (n_pos * n_neg)[:, 0]
+        if "aupr_in" in metrics:  # in-distribution found by ascending score
+            out["aupr_in"] = _precision_weighted(negative, neg_through, neg_through + pos_through, n_neg[:, 0])
+        if {"aupr_out", "fpr95"} & set(metrics):  # OoD found by descending score
+            pos_from = n_pos - pos_through + positive
+            neg_from = n_neg - neg_through + negative
+        if "aupr_out" in metrics:
+            out["aupr_out"] = _precision_weighted(positive, pos_from, pos_from + neg_from, n_pos[:, 0])
+        if "fpr95" in metrics:  # the first threshold from the top whose true positives reach 95%
+            last = np.count_nonzero(pos_from >= 0.95 * n_pos, axis=1) - 1
+            out["fpr95"] = neg_from[np.arange(len(last)), last] / n_neg[:, 0]
+    return {name: out[name] for name in metrics}
+
+
+def _checked(labels, scores, metrics) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """Labels and scores as flat arrays, the metric names as a tuple, and why they cannot be ranked (or "")."""
+    labels, scores = np.asarray(labels, dtype=bool).ravel(), np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"{labels.size} labels for {scores.size} scores")
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    if unknown := set(metrics) - set(OOD_METRICS):
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(OOD_METRICS)}")
+    reason = "no positives or no negatives" if labels.all() or not labels.any() else unusable(scores)
+    return labels, scores, metrics, reason
+
+
+def weighted_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray,
+                     metrics: Sequence[str] = OOD_METRICS) -> dict[str, np.ndarray]:
+    """The metrics with example i counted ``weights[..., i]`` times, for each row of ``weights``.
+
+    Integer weights give exactly the metrics of ``bench.metrics`` on the examples repeated that often;
+    it is what one bootstrap resample is. NaN for unusable scores (as ``ood_metrics``) and for rows
+    with no weight on one class.
+    """
+    labels, scores, metrics, reason = _checked(labels, scores, metrics)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if reason:
+        return {name: np.full(len(weights), np.nan) for name in metrics}
+    cells, groups = _cells(labels, scores)
+    return _group_metrics(*_cell_weights(np.broadcast_to(cells, weights.shape), groups, weights), metrics)
+
+
+def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
+                           resamples: int = 1000, seed: int = 0,
+                           strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each metric on ``resamples`` stratified bootstrap resamples of the examples.
+
+    Every stratum (by default the label: in-distribution vs OoD, or clean vs noisy) is resampled with
+    replacement to its own size, so each resample keeps the class balance of the data. All NaN for
+    unusable scores; a resample lacking a class (possible only with ``strata`` that cut across the
+    labels) gives NaN.
+    """
+    labels, scores, metrics, reason = _checked(labels, scores, metrics)
+    if reason:
+        return {name: np.full(resamples, np.nan) for name in metrics}
+    cells, groups = _cells(labels, scores)
+    strata = labels if strata is None else np.asarray(strata).ravel()
+    if strata.shape != labels.shape:
+        raise ValueError(f"{strata.size} strata for {labels.size} examples")
+    _, stratum = np.unique(strata, return_inverse=True)
+    members = [cells[stratum == s] for s in range(stratum.max() + 1)]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_ELEMENTS // len(cells))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        drawn = np.concatenate([group[rng.integers(0, len(group), size=(rows, len(group)))] for group in members],
+                               axis=1)
+        for name, values in _group_metrics(*_cell_weights(drawn, groups), metrics).items():
+            parts[name].append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
+                        resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                        strata: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    """Percentile interval at ``level`` of each metric over a stratified bootstrap of the examples
+    (``bootstrap_distribution``); resamples where a metric is undefined are left out, (nan, nan) if all are."""
+    distribution = bootstrap_distribution(labels, scores, metrics, resamples, seed, strata)
+    return {name: percentile_interval(values, level) for name, values in distribution.items()}
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap values; undefined resamples (NaN) are left out."""
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+# --- DeLong's test ----------------------------------------------------------------------------------
+#
+# Written here: neither scipy, statsmodels nor scikit-learn has DeLong's test. The structural
+# components come from midranks (Sun & Xu 2014), O(n log n) with scipy's rankdata.
+
+
+@dataclass(frozen=True)
+class DeLongAUROC:
+    """One AUROC and DeLong's estimate of its variance over resampled examples."""
+
+    auroc: float
+    variance: float
+
+
+@dataclass(frozen=True)
+class DeLongComparison:
+    """Two AUROCs on the same examples, their DeLong covariance, and the z test of their difference (a - b)."""
+
+    auroc_a: float
+    auroc_b: float
+    variance_a: float
+    variance_b: float
+    covariance: float
+    z: float
+    p: float
+
+
+def _delong(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROCs (one per row of ``scores``) and their DeLong covariance matrix; NaN for under 2 of a class."""
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    positive, negative = scores[:, labels], scores[:, ~labels]
+    m, n = positive.shape[1], negative.shape[1]
+    if m < 2 or n < 2 or not np.isfinite(scores).all():
+        return np.full(len(scores), np.nan), np.full((len(scores), len(scores)), np.nan)
+    both = stats.rankdata(np.hstack([positive, negative]), axis=1)
+    # V10: share of negatives each positive outscores; V01: share of positives outscoring each negative
+    v10 = (both[:, :m] - stats.rankdata(positive, axis=1)) / n
+    v01 = 1 - (both[:, m:] - stats.rankdata(negative, axis=1)) / m
+    covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
+    return v10.mean(axis=1), covariance
+
+
+def delong_variance(labels: np.ndarray, scores: np.ndarray) -> DeLongAUROC:
+    """The AUROC of ``scores`` against ``labels`` (positive = OoD) and DeLong's variance of it."""
+    auc, covariance = _delong(labels, scores)
+    return DeLongAUROC(float(auc[0]), float(covariance[0, 0]))
+
+
+def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> DeLongComparison:
+    """DeLong, DeLong & Clarke-Pearson (1988): are two correlated AUROCs on the same examples equal?
+
+    z = (AUROC_a - AUROC_b) / sd of the difference, p two-sided from the normal. When the difference
+    has zero variance (e.g. the same ranking twice) z is 0 and p 1 for equal AUROCs, else z is
+    infinite and p 0.
+    """
+    auc, cov = _delong(labels, np.vstack([np.ravel(scores_a), np.ravel(scores_b)]))
+    difference, variance = auc[0] - auc[1], cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    if np.isnan(variance) or variance > 0:
+        z = difference / np.sqrt(variance)
+    else:  # the difference does not vary (e.g. the same ranking twice)
+        z = 0.0 if difference == 0 else np.copysign(np.inf, difference)
+    p = 2 * stats.norm.sf(abs(z))
+    return DeLongComparison(float(auc[0]), float(auc[1]), float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1]),
+                            float(z), float(p))
+
+
+# --- Multiple comparisons and seeds -----------------------------------------------------------------
+
+
+def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: Literal["holm", "bh"] = "holm") -> np.ndarray:
+    """Holm (family-wise error) or Benjamini-Hochberg (false discovery rate) adjusted p-values.
+
+    NaN p-values (comparisons that could not be made) stay NaN and do not count among the tests.
+    """
+    from statsmodels.stats.multitest import multipletests  # imported on use, as scikit_posthocs: both are slow to load
+
+    names = {"holm": "holm", "bh": "fdr_bh"}
+    if method not in names:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(names)}")
+    pvalues = np.asarray(pvalues, dtype=np.float64)
+    adjusted, tested = np.full(pvalues.shape, np.nan), ~np.isnan(pvalues)
+    if tested.any():
+        adjusted[tested] = multipletests(pvalues[tested], method=names[method])[1]
+    return adjusted
+
+
+def welch_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p of Welch's t-test that per-seed values ``a`` and ``b`` (two runs) have the same mean.
+
+    Non-finite values (failed seeds) are left out; NaN where either side keeps fewer than 2. When both
+    sides are constant the t statistic is 0/0 or x/0, so p is set to 1 for the same constant and 0 for
+    different ones (no noise at all separates them).
+    """
+    a, b = (np.asarray(side, dtype=np.float64).ravel() for side in (a, b))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    with warnings.catch_warnings():  # one constant side is an ordinary test; scipy warns of its zero variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+# --- Ranking scorers over many blocks ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FriedmanRanking:
+    """Scorers ranked within each block (rank 1 = best), Friedman's test and the Nemenyi post-hoc test."""
+
+    average_ranks: pd.Series  # by scorer, best first
+    statistic: float  # Friedman's chi-square (tie-corrected); NaN for under 3 scorers
+    p: float
+    nemenyi: pd.DataFrame  # pairwise p-values, scorers x scorers
+    critical_difference: float  # average ranks further apart than this differ at ``alpha`` (Nemenyi)
+    alpha: float
+    blocks: int  # blocks used
+    dropped_blocks: int  # blocks left out because some scorer had NaN there
+
+
+def nemenyi_q(k: int, alpha: float = 0.05) -> float:
+    """Critical value q_alpha of the Nemenyi test for k scorers: the studentized range quantile over sqrt 2."""
+    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
+
+
+def critical_difference(k: int, blocks: int, alpha: float = 0.05) -> float:
+    """Nemenyi critical difference q_alpha * sqrt(k (k + 1) / (6 N)) of average ranks (Demšar 2006)."""
+    return nemenyi_q(k, alpha) * float(np.sqrt(k * (k + 1) / (6 * blocks)))
+
+
+def friedman_ranking(table: pd.DataFrame, higher_is_better: bool = True, alpha: float = 0.05) -> FriedmanRanking:
+    """Rank the scorers (columns) within each block (row, e.g. a (dataset, split, seed)) and test them.
+
+    Blocks with a NaN for any scorer are dropped (counted in ``dropped_blocks``): Friedman's test
+    needs every scorer in every block. Ties share the average rank.
+    """
+    import scikit_posthocs
+
+    if not table.columns.is_unique:
+        raise ValueError("scorer names (columns) must be unique")
+    complete = table.notna().all(axis=1)
+    values = table[complete].astype(np.float64)
+    if len(values) == 0:
+        raise ValueError(f"no block has a value for all {table.shape[1]} scorers")
+    k, blocks = values.shape[1], len(values)
+    ranks = stats.rankdata(-values.to_numpy() if higher_is_better else values.to_numpy(), axis=1)
+    average = pd.Series(ranks.mean(axis=0), index=values.columns, name="average rank").sort_values(kind="stable")
+    statistic = p = float("nan")
+    if k >= 3:  # scipy's test needs 3 groups; all-tied blocks give NaN (0/0), not a warning
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = stats.friedmanchisquare(*values.to_numpy().T)
+        statistic, p = float(result.statistic), float(result.pvalue)
+    nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(values)
+    return FriedmanRanking(average, statistic, p, nemenyi, critical_difference(k, blocks, alpha), alpha, blocks,
+                           int((~complete).sum()))
+
+
+def critical_difference_figure(ranking: FriedmanRanking) -> Figure:
+    """Demšar's critical-difference diagram: scorers on an axis of average rank (best left), bars joining
+    those the Nemenyi test does not tell apart at ``ranking.alpha``, and the critical difference drawn.
+
+    A bare ``Figure`` (no pyplot, so no global state and any backend); save it with ``savefig``.
+    """
+    import scikit_posthocs
+    from matplotlib.figure import Figure
+
+    k = len(ranking.average_ranks)
+    figure = Figure(figsize=(8, 0.3 * k + 1.5))
+    axes = figure.add_subplot()
+    scikit_posthocs.critical_difference_diagram(ranking.average_ranks, ranking.nemenyi, ax=axes, alpha=ranking.alpha,
+                                                label_fmt_left="{label} ({rank:.2f})",
+                                                label_fmt_right="({rank:.2f}) {label}")
+    axes.set_xlim(1, k)
+    axes.set_xticks(range(1, k + 1))
+    # the CD bar is drawn here, above the rank labels: scikit-posthocs puts it where they overlap it
+    axes.plot([1, 1 + ranking.critical_difference], [1.6, 1.6], color="k", linewidth=2, clip_on=False)
+    axes.text(1, 1.9, f"CD = {ranking.critical_difference:.2f} (Nemenyi, alpha {ranking.alpha:g})", fontsize=8)
+    axes.set_title(f"average rank over {ranking.blocks} blocks (1 = best); Friedman p = {ranking.p:.2g}",
+                   pad=40, fontsize=9)
+    return figure
