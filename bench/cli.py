@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description=SHOW_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("csv", type=Path, metavar="FILE.csv", help="a leaderboard written by `bench run`")
     show.add_argument("--task", choices=list(CAPTIONS), help="only this task")
+    show.add_argument("--ranks", action="store_true",
+                      help="rank the scorers over every OoD split and seed (Friedman test, Nemenyi post-hoc) instead")
 
     compare = commands.add_parser("compare", help="join two leaderboards and show the deltas; fail on regressions",
                                   description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG,
@@ -300,7 +302,18 @@ def command_show(args: argparse.Namespace) -> int:
         if args.task not in set(board.task):
             raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(board.task)))}")
         board = board[board.task == args.task]
-    print(render(board))
+    if not args.ranks:
+        print(render(board))
+        return 0
+    from bench.ranking import ranking_caption, ranking_table, rankings
+    from bench.tables import text_table
+
+    found = rankings(board)
+    if not found:
+        raise BenchError(f"{args.csv} has no per-seed rows that two scorers share: nothing to rank")
+    for key, ranking in found.items():
+        print(ranking_caption(key, ranking) + "\n")
+        print(text_table(ranking_table(ranking)) + "\n")
     return 0
 
 

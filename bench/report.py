@@ -28,6 +28,7 @@ from bench.tasks.difficulty import DECILES
 
 SECTIONS = {
     "summary": "Summary tables",
+    "ranks": "Which scorer is better, and is it: ranks and paired tests",
     "ood-heatmap": "OoD: AUROC by scorer and corruption",
     "deciles": "Test error by score decile",
     "flip": "Early and late training: the flip of the VoG paper",
@@ -83,6 +84,33 @@ def summary_section(board: pd.DataFrame) -> str:
                 table, reasons = task_summary(rows, task)
                 parts += [f"<h4>{task}</h4>", _note(caption), table.to_html()]
                 parts += [_note(f"{scorer}: nan because {reason}") for scorer, reason in reasons.items()]
+    return "\n".join(parts)
+
+
+def ranks_section(board: pd.DataFrame, tables: list[ScoreTable]) -> str:
+    """Critical-difference diagrams of the Friedman ranks, and DeLong's test of the best scorer against the
+    next ones on the hardest OoD split (the one where the best scorer's AUROC is lowest)."""
+    from bench.ranking import delong_against_best, ranking_caption, rankings
+    from bench.stats import critical_difference_figure
+
+    found = rankings(board)
+    if not found:
+        return _note("no measurement that two scorers share over seeds or OoD splits: nothing to rank")
+    parts = []
+    for key, ranking in found.items():
+        parts += [_note(ranking_caption(key, ranking)), _png(critical_difference_figure(ranking))]
+    ood_ranks = next((ranking for key, ranking in found.items() if key[-1] == "ood"), None)
+    if ood_ranks is not None and tables and len(ood_ranks.average_ranks) > 1:
+        order = list(ood_ranks.average_ranks.index[:6])
+        per_split = board[(board.task == "ood") & (board.seed == "all") & (board.metric == "auroc")
+                          & (board.scorer == order[0]) & ~board.split.str.startswith("mean")]
+        if per_split.value.isna().all():
+            return "\n".join(parts)
+        hardest = per_split.loc[per_split.value.idxmin(), "split"]
+        pairs = delong_against_best(tables, hardest, order)
+        parts += [_note(f"DeLong's test (paired: the same examples) of {order[0]}, ranked best, against the next "
+                        f"five on the split where its AUROC is lowest, {hardest}, per seed:"),
+                  pairs.to_html(index=False, float_format=lambda v: f"{v:.3g}")]
     return "\n".join(parts)
 
 
@@ -222,6 +250,7 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
     deciles = decile_rows(board)
     body = {
         "summary": summary_section(board),
+        "ranks": ranks_section(board, tables),
         "ood-heatmap": ood_heatmap_section(board),
         "deciles": deciles_section(deciles),
         "flip": flip_section(board, deciles),

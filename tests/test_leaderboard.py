@@ -225,3 +225,18 @@ def test_with_one_seed_the_gate_reads_the_intervals():
     expected = 2 * (1 - __import__("scipy").stats.norm.cdf(0.10 / error))
     assert result.joined.set_index(["metric"]).p["auroc"] == pytest.approx(expected)
     assert list(result.drops.metric) == ["auroc"]
+
+
+def test_show_ranks_orders_scorers_by_their_average_rank_over_splits_and_seeds(tmp_path, capsys):
+    means = {**{(f"noise{k}", "good"): 0.9 for k in range(6)}, **{(f"noise{k}", "fair"): 0.8 for k in range(6)},
+             **{(f"noise{k}", "poor"): 0.6 for k in range(6)}}
+    path = write(tmp_path, "ranked.csv", seeded(means, 0.01, seeds=3))
+    assert main(["show", str(path), "--ranks"]) == 0
+    out = capsys.readouterr().out
+    assert "average rank over 18 blocks (OoD split x seed)" in out
+    lines = [line.split() for line in out.splitlines() if line.split()[:1] in (["good"], ["fair"], ["poor"])]
+    assert [(name, float(rank)) for name, rank, *_ in lines] == [("good", 1.0), ("fair", 2.0), ("poor", 3.0)]
+    # Nemenyi (Demsar 2006): q_0.05 = 2.343 for 3 scorers, CD = 2.343 sqrt(3 * 4 / (6 * 18)) = 0.78 < 1 rank apart
+    assert "Nemenyi critical difference 0.78" in out and float(lines[1][2]) < 0.05 and float(lines[2][2]) < 0.05
+    assert main(["show", str(write(tmp_path, "means.csv", board(BASE))), "--ranks"]) == 2
+    assert "nothing to rank" in capsys.readouterr().err

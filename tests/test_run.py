@@ -156,6 +156,8 @@ def test_show_and_report_read_the_results_folder(finished_run, capsys):
     assert "could not" not in page and "src=\"http" not in page  # every image inline, none missing
     assert "averaged over 2 seeds" in page
     assert "needs two variants of a scorer that read early and late checkpoints" in page  # two epochs: no pair
+    ranks = page.split('id="ranks"')[1].split("<h2")[0]
+    assert "Friedman chi2" in ranks and "DeLong" in ranks and "average rank over 30 blocks (OoD split x seed)" in ranks
 
 
 def test_second_run_reuses_every_finished_score_and_computes_only_the_failed_one_again(finished_run, monkeypatch,

@@ -242,3 +242,18 @@ def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resam
     assert (value(board, "s", "auroc_ci_low", split="mean").value, value(board, "s", "auroc_ci_high", split="mean").value) \
         == (low, high)
     assert np.isnan(value(ood([table], resamples=0), "s", "auroc_ci_low", split="far").value)
+
+
+def test_the_flip_over_seeds_has_the_exact_binomial_interval():
+    from scipy.stats import binomtest
+
+    from bench.tasks.difficulty import with_flip_intervals
+    from bench.tasks.rows import with_seed_means
+
+    flips = [1, 1, 0, 1, 1, 1, 0, 1, 1, 1]
+    keys = {"dataset": "d", "model": "m", "task": "difficulty", "label_mode": "predicted", "split": "test",
+            "scorer": "a vs b", "metric": "early_late_flip", "note": ""}
+    rows = with_flip_intervals(with_seed_means([{**keys, "seed": str(k), "value": float(v)} for k, v in enumerate(flips)]))
+    expected = binomtest(8, 10).proportion_ci(method="exact")  # 0.444 to 0.975: the t-interval would pass 1
+    at = rows.set_index("metric").value
+    assert (at["early_late_flip_ci_low"], at["early_late_flip_ci_high"]) == (expected.low, expected.high)

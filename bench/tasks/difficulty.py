@@ -14,17 +14,17 @@ On the clean test split, with error = the final model's prediction differs from 
   (as stored with the unit: each variant's full parameters and the epochs it observed, e.g.
   VoG's ``window=early`` and ``window=late``): 1 when the top decile has less error than the
   bottom one early in training and more late in training (the paper's Figs. 5 and 8), else 0;
-  its mean over seeds is the fraction of seeds that flip.
+  its mean over seeds is the fraction of seeds that flip, with the exact binomial interval.
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
-interval (t over seeds; with one seed, for ``error_auroc``, a bootstrap over examples).
+interval (t over seeds; where the seeds agree exactly, for ``error_auroc``, a bootstrap over examples).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy.stats import binomtest, rankdata
 
 from bench.metrics import auroc, unusable
 from bench.schema import PAIR
@@ -99,12 +99,30 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
 
 def difficulty(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip;
-    with one seed, the error AUROC's interval is a bootstrap over examples stratified by error."""
-    intervals = {}
-    if len(tables) == 1 and resamples:
+    where the seeds agree exactly, the error AUROC's interval is a bootstrap over examples stratified by error."""
+    def intervals(scorers: set[str]) -> dict:
         columns = tables[0].splits[SPLIT]
         wrong = columns["pred"] != columns["label"]
+        found = {}
         for spec, scores, failure in scorer_scores(tables[0], SPLIT):
-            if not failure and wrong.any() and not wrong.all():
-                intervals.update(bootstrap(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, resamples))
-    return with_seed_means([row for table in tables for row in per_seed_rows(table)], intervals)
+            if spec in scorers and not failure and not unusable(scores) and wrong.any() and not wrong.all():
+                found.update(bootstrap(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, resamples))
+        return found
+
+    rows = with_seed_means([row for table in tables for row in per_seed_rows(table)], intervals if resamples else None)
+    return with_flip_intervals(rows) if not rows.empty else rows
+
+
+def with_flip_intervals(rows: pd.DataFrame) -> pd.DataFrame:
+    """The flip over seeds is a fraction of seeds: its interval is the exact binomial (Clopper-Pearson) one,
+    which stays within [0, 1], rather than the t-interval."""
+    flips = rows[(rows.metric == "early_late_flip") & (rows.seed != "all")]
+    for scorer, group in flips.groupby("scorer", sort=False):
+        values = group.value.to_numpy(np.float64)
+        if len(values) < 2 or not np.isfinite(values).all():
+            continue
+        interval = binomtest(int(values.sum()), len(values)).proportion_ci(method="exact")
+        for bound, value in (("low", interval.low), ("high", interval.high)):
+            rows.loc[(rows.scorer == scorer) & (rows.seed == "all") & (rows.metric == f"early_late_flip_ci_{bound}"),
+                     "value"] = value
+    return rows

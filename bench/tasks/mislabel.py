@@ -9,8 +9,8 @@ the positives, ranked by each scorer over the training split:
   (unequal variances, two-sided), as in the paper, which reports p < 0.001 for VoG.
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
-interval (t over seeds; with one seed, a bootstrap over examples stratified by the noisy flag, for
-``auroc`` and ``ap``).
+interval (t over seeds; where the seeds agree exactly, one seed or a scorer that does not depend on
+it, a bootstrap over examples stratified by the noisy flag, for ``auroc`` and ``ap``).
 """
 
 from __future__ import annotations
@@ -43,17 +43,27 @@ def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str
     }, ""
 
 
+def shuffled_labels(table: ScoreTable) -> np.ndarray:
+    return np.asarray(table.splits[SPLIT]["noisy"], dtype=bool)
+
+
 def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """Tidy rows of the mislabel metrics for every scorer and seed; empty without label noise."""
-    rows, intervals = [], {}
-    for table in tables:
-        shuffled = np.asarray(table.splits[SPLIT]["noisy"], dtype=bool)
-        if not shuffled.any() or shuffled.all():
-            continue
+    noisy = [table for table in tables if shuffled_labels(table).any() and not shuffled_labels(table).all()]
+    rows = []
+    for table in noisy:
         keys = unit_keys(table, TASK)
+        shuffled = shuffled_labels(table)
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
             rows += metric_rows(keys, SPLIT, spec, values, note)
-            if len(tables) == 1 and resamples and not note:
-                intervals.update(bootstrap(SPLIT, spec, shuffled, scores, {"auroc": "auroc", "ap": "aupr_out"}, resamples))
-    return with_seed_means(rows, intervals)
+
+    def intervals(scorers: set[str]) -> dict:
+        found = {}
+        for spec, scores, failure in scorer_scores(noisy[0], SPLIT):
+            if spec in scorers and not failure and not unusable(scores):
+                found.update(bootstrap(SPLIT, spec, shuffled_labels(noisy[0]), scores,
+                                       {"auroc": "auroc", "ap": "aupr_out"}, resamples))
+        return found
+
+    return with_seed_means(rows, intervals if resamples and noisy else None)

@@ -13,7 +13,8 @@ datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, th
   severity, ``split=mean@3``, for corruptions at several severities (``gaussian_noise@3``).
 
 Every mean over seeds has its 95% interval, ``<metric>_ci_low`` and ``_ci_high``: the t-interval
-over seeds, or with one seed a bootstrap over examples, stratified by class (in-distribution and
+over seeds, or where the seeds agree exactly (one seed, or a scorer that does not depend on the
+training seed, such as a detector on pixels) a bootstrap over examples, stratified by class (in-distribution and
 OoD each resampled to its own size; ``bench.stats``). For a mean over OoD splits, the resampled
 values of its splits are averaged resample by resample; every split is resampled with the same
 seed, so splits of the same size resample the in-distribution examples alike and the interval
@@ -36,6 +37,7 @@ from bench.tasks.rows import (
     aggregate,
     metric_rows,
     scorer_scores,
+    seed_free,
     unit_keys,
     with_bootstrap_intervals,
 )
@@ -74,19 +76,20 @@ def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     return found
 
 
-def bootstrap(table: ScoreTable, resamples: int) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit."""
+def bootstrap(table: ScoreTable, resamples: int, scorers: set[str]) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit,
+    for ``scorers``."""
     members = groups([table])
     distributions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
     for split in table.meta["ood_splits"]:
         for spec, outlier, failure in scorer_scores(table, split):
-            if not failure:
+            if spec in scorers and not failure:
                 labels = np.r_[np.zeros(len(inlier[spec]), bool), np.ones(len(outlier), bool)]
                 distributions[split, spec] = bootstrap_distribution(labels, np.r_[inlier[spec], outlier],
                                                                     resamples=resamples, seed=BOOTSTRAP_SEED)
     for label, splits in members.items():
-        for spec in inlier:
+        for spec in scorers & set(inlier):
             if all((split, spec) in distributions for split in splits):
                 distributions[label, spec] = {
                     metric: np.mean([distributions[split, spec][metric] for split in splits], axis=0)
@@ -111,7 +114,8 @@ def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
         parts += [over_splits, aggregate(seed_means, "split", label, "std_corruptions", ddof=0),
                   over_both[over_both.metric.str.endswith(OVER_SEEDS)]]
     rows = pd.concat(parts, ignore_index=True)
-    return with_bootstrap_intervals(rows, bootstrap(tables[0], resamples)) if len(tables) == 1 and resamples else rows
+    free = seed_free(per_seed)
+    return with_bootstrap_intervals(rows, bootstrap(tables[0], resamples, free)) if resamples and free else rows
 
 
 OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what the mean over splits of per-seed values adds

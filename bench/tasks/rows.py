@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ def metric_rows(keys: dict, split: str, scorer: str, values: dict[str, float], n
 def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: int) -> pd.DataFrame:
     """Mean (and std) of ``value`` over the ``over`` column, as new rows with ``over`` set to ``label``;
     over seeds also the 95% t-interval of the mean, ``<metric>_ci_low`` and ``<metric>_ci_high``
-    (NaN with one seed, where the tasks that can put a bootstrap over examples in its place).
+    (where the seeds agree exactly, ``seed_free``, the tasks put a bootstrap over examples in its place).
 
     A mean is NaN when any value it averages is NaN; the notes of the averaged rows are kept.
     """
@@ -66,25 +66,40 @@ def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: in
     return pd.DataFrame(out, columns=ROW_COLUMNS)
 
 
-def with_bootstrap_intervals(rows: pd.DataFrame, intervals: dict[tuple[str, str, str], tuple[float, float]]) -> pd.DataFrame:
-    """``rows`` with the intervals over seeds of a one-seed run (NaN there) replaced by ``intervals``,
-    (split, scorer, metric) -> (low, high), the bootstrap over examples."""
+def seed_free(per_seed: pd.DataFrame) -> set[str]:
+    """Scorers whose per-seed rows agree exactly on every seed (one seed, or a scorer that does not depend
+    on the training seed, such as a detector on pixels): the seeds give them no interval, the examples do."""
+    if per_seed.empty:
+        return set()
+    same = per_seed.groupby(["scorer", "split", "metric"], sort=False).value.agg(lambda v: v.nunique(dropna=False) == 1)
+    agree = same.groupby(level="scorer", sort=False).all()
+    return set(agree[agree].index)
+
+
+def with_bootstrap_intervals(rows: pd.DataFrame,
+                             intervals: dict[tuple[str, str, str], tuple[float, float]]) -> pd.DataFrame:
+    """``rows`` with the intervals over seeds of the (split, scorer, metric) keys of ``intervals`` replaced by
+    its (low, high), the bootstrap over examples."""
     rows = rows.copy()
     for bound, position in (("_ci_low", 0), ("_ci_high", 1)):
         at = (rows.seed == "all") & rows.metric.str.endswith(bound)
-        keys = zip(rows.split[at], rows.scorer[at], rows.metric[at].str.removesuffix(bound))
-        rows.loc[at, "value"] = [intervals.get(key, (np.nan, np.nan))[position] for key in keys]
+        keys = list(zip(rows.split[at], rows.scorer[at], rows.metric[at].str.removesuffix(bound)))
+        replaced = [key in intervals for key in keys]
+        index = rows.index[at][replaced]
+        rows.loc[index, "value"] = [intervals[key][position] for key, hit in zip(keys, replaced) if hit]
     return rows
 
 
-def with_seed_means(per_seed: list[dict], intervals: dict | None = None) -> pd.DataFrame:
+def with_seed_means(per_seed: list[dict], intervals: Callable[[set[str]], dict] | None = None) -> pd.DataFrame:
     """Per-seed rows followed by their means over seeds (``seed=all``), sample std (``<metric>_std_seeds``)
-    and 95% t-interval; with one seed, ``intervals`` (``with_bootstrap_intervals``) in its place."""
+    and 95% t-interval; for the ``seed_free`` scorers, ``intervals(those scorers)`` in its place (the
+    bootstrap over examples, ``with_bootstrap_intervals``)."""
     rows = pd.DataFrame(per_seed, columns=ROW_COLUMNS)
     if rows.empty:
         return rows
+    free = seed_free(rows)
     rows = pd.concat([rows, aggregate(rows, "seed", "all", "std_seeds", ddof=1)], ignore_index=True)
-    return with_bootstrap_intervals(rows, intervals) if intervals else rows
+    return with_bootstrap_intervals(rows, intervals(free)) if intervals and free else rows
 
 
 def bootstrap(split: str, spec: str, positive: np.ndarray, scores: np.ndarray, metrics: dict[str, str],
