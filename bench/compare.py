@@ -1,9 +1,10 @@
 """Comparing and merging leaderboards: joined on every key, the scorer's full spec included.
 
 A difference between two files is judged against the noise of both: per joined row over all
-seeds, Welch's test on the per-seed values of A and of B; where either file has one seed, a
-z-test from the two 95% intervals (the bootstrap over examples), whose half-widths give the
-standard errors. The p-values of the rows a gate checks are adjusted together (Holm by default,
+seeds, Welch's test on the per-seed values of A and of B; where the seeds give no noise (one
+seed, or a scorer that does not depend on the seed, whose seeds agree exactly), a z-test from
+the two 95% intervals (there the bootstrap over examples), whose half-widths give the standard
+errors; one file's interval stands for both where the other has none (a file of bench < 0.4). The p-values of the rows a gate checks are adjusted together (Holm by default,
 or Benjamini-Hochberg), and a row fails only when it is worse by more than its tolerance and
 its adjusted p is at most ``alpha``.
 """
@@ -73,7 +74,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, tolerances: dict[str, float], alph
 
 def noise_p(joined: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
     """Per joined row over all seeds, the two-sided p that A and B measure the same value (NaN elsewhere):
-    Welch's test on the per-seed values, or with one seed a z-test from the two 95% intervals."""
+    Welch's test on the per-seed values, or where the seeds give no noise a z-test from the 95% intervals."""
     group = [key for key in KEYS if key != "seed"]
 
     def per_seed(board: pd.DataFrame) -> dict[tuple, np.ndarray]:
@@ -98,10 +99,12 @@ def noise_p(joined: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame) -> np.ndarra
         if seed != "all":
             continue
         values_a, values_b = seeds_a.get(key, np.array([])), seeds_b.get(key, np.array([]))
-        if len(values_a) > 1 and len(values_b) > 1:
+        seed_free = all(len(v) < 2 or np.ptp(v) == 0 for v in (values_a, values_b))  # the seeds give no noise
+        if not seed_free:
             p[i] = welch_p(values_a, values_b)
-        elif key in errors_a and key in errors_b and np.isfinite(delta):
-            error = np.hypot(errors_a[key], errors_b[key])
+        elif (key in errors_a or key in errors_b) and np.isfinite(delta):
+            known = [errors[key] for errors in (errors_a, errors_b) if key in errors]
+            error = np.sqrt(2 * np.mean(np.square(known)))  # one file's interval stands for both where only it has one
             p[i] = 1.0 if delta == 0 else 0.0 if error == 0 else 2 * stats.norm.sf(abs(delta) / error)
     return p
 

@@ -240,3 +240,20 @@ def test_show_ranks_orders_scorers_by_their_average_rank_over_splits_and_seeds(t
     assert "Nemenyi critical difference 0.78" in out and float(lines[1][2]) < 0.05 and float(lines[2][2]) < 0.05
     assert main(["show", str(write(tmp_path, "means.csv", board(BASE))), "--ranks"]) == 2
     assert "nothing to rank" in capsys.readouterr().err
+
+
+def test_a_scorer_whose_seeds_agree_is_judged_by_its_bootstrap_interval_not_by_zero_noise():
+    def free(value, low, high, seeds=3):
+        rows = {("ood", "blur", "kde", "auroc"): value, ("ood", "blur", "kde", "auroc_ci_low"): low,
+                ("ood", "blur", "kde", "auroc_ci_high"): high}
+        frame = board(rows)
+        per_seed = frame[frame.metric == "auroc"]
+        return pd.concat([frame, *[per_seed.assign(seed=str(k)) for k in range(seeds)]], ignore_index=True)
+
+    a, moved = free(0.900, 0.88, 0.92), free(0.899, 0.88, 0.92)  # every seed the same value: no seed noise
+    result = compare(a, moved, {"auroc": 0.0})
+    assert result.drops.empty and result.joined.query("seed == 'all' and metric == 'auroc'").p.iloc[0] > 0.9
+    assert not compare(a, free(0.80, 0.78, 0.82), {"auroc": 0.0}).drops.empty
+    old = free(0.900, 0.88, 0.92)
+    old = old[~old.metric.str.contains("_ci_")]  # a file of bench < 0.4: the other file's interval stands for both
+    assert compare(old, moved, {"auroc": 0.0}).drops.empty and not compare(old, free(0.8, 0.78, 0.82), {"auroc": 0.0}).drops.empty
