@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label-mode", choices=["predicted", "true"],
                      help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
     run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for torch (default: the cores this process may use); scores are bit for bit "
+                          "the same only for the same thread count")
     run.add_argument("--out", help="results folder (default: results/<preset>)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -277,7 +280,7 @@ def command_run(args: argparse.Namespace) -> int:
         ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
         scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
         **{key: getattr(args, key) for key in RECIPE_FLAGS},
-        label_mode=args.label_mode, device=args.device, out=args.out,
+        label_mode=args.label_mode, device=args.device, threads=args.threads, out=args.out,
         plugins=config.plugins + args.plugin if args.plugin else None,
     )
     if args.ray_address and args.executor != "ray":
@@ -435,6 +438,11 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait for work spin only briefly before they sleep (GNU OpenMP's default is 300,000
+    # spins): a spinning thread steals the core that another process's thread, or ours descheduled, needs,
+    # and a run beside other CPU-bound work slows far more than its share (benchmarks/load.py). Read once,
+    # when torch loads its OpenMP runtime: here, before any import of torch.
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -60,6 +60,7 @@ class RunConfig:
     bootstrap_resamples: int = 1000  # for the 95% intervals of a one-seed run (a bootstrap over examples); 0: none
     state_dtype: str = "float64"  # running sums and moments of the scores; float32 halves VoG's per-pixel state
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch; 0: the cores this process may use (os.sched_getaffinity)
     out: str = ""  # results folder; empty means results/<name>
     plugins: list[str] = field(default_factory=list)  # local scorer plugin files
 
@@ -79,6 +80,8 @@ class RunConfig:
         for key in ("epochs", "batch_size", "checkpoint_every", "probe_batch_size"):
             if getattr(self, key) < 1:
                 raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.threads < 0:
+            raise BenchError(f"config key 'threads' must be 0 (the cores this process may use) or more, got {self.threads}")
         if self.bootstrap_resamples < 0:
             raise BenchError(f"config key 'bootstrap_resamples' must be 0 (no intervals for one seed) or more, "
                              f"got {self.bootstrap_resamples}")

@@ -38,7 +38,7 @@ def device_name(device: torch.device) -> str:
     # The kernel family (the vector instructions torch dispatches to) and the thread count change the
     # floating-point sums, so scores reproduce bit for bit only where both are the same.
     return (f"cpu ({platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
-            f"{torch.get_num_threads()} threads)")
+            f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'})")
 
 
 def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:

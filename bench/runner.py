@@ -7,12 +7,15 @@ as soon as it finishes, so a killed run started again redoes only the unfinished
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from bench.config import RunConfig
 from bench.data import Dataset, load_dataset, with_label_noise, with_semantic_ood
@@ -25,6 +28,22 @@ from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
 from bench.store import ScoreTable, Store, readable
 from bench.tasks import evaluate
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` for the run, and restored after it (a notebook keeps its own)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -53,37 +72,38 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
     Ray task, on a local Ray instance or the cluster at ``ray_address``); see ``bench.executors``.
     """
     runner = executor(executor_name, ray_address)
-    code = git_sha()  # before anything runs: the code this process imported
-    specs = scorer_specs(config)  # bad names and settings fail before any data is read
-    resolve_device(config.device)
-    model_factory(config.model)  # an unknown or broken model fails before any data is read
-    Store(config.out_dir).check_writable()
-    base = (load_dataset(config.dataset, config.data_dir, config.label_noise) if dataset is None
-            else with_label_noise(dataset, config.label_noise))
-    dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir) for name in config.ood), *ood])
-    unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
-    if config.label_mode == "true" and unlabeled:
-        raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores every "
-                         "split with its true label; use --label-mode predicted")
-    build_model(config.model, dataset.input_shape, dataset.n_classes)  # a model that does not fit the data fails now
-    plan = make_plan(config, dataset, specs)
-    paths = {seed: plan.unit_path(seed) for seed in config.seeds}
-    tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
-    for seed, table in list(tables.items()):
-        if table.meta["failures"]:  # a failed score is never a finished one: computed again, the others reused
-            del tables[seed]
-            print(f"{dataset.name} {config.model} seed {seed}: computing again the scores that failed in "
-                  f"{paths[seed]}: {', '.join(table.meta['failures'])}", file=sys.stderr)
-        elif progress:
-            print(f"{dataset.name} {config.model} seed {seed}: reusing {paths[seed]}", file=sys.stderr)
-    model_free = next((model_free_columns(plan, table) for table in tables.values()), {})
-    pending = [seed for seed in config.seeds if seed not in tables]
-    for seed, table in runner.map(plan, dataset, pending, code, model_free, progress):
-        table.save(paths[seed])  # at once: a killed run loses no finished unit
-        tables[seed] = table
-    ordered = [tables[seed] for seed in config.seeds]
-    board = attach_provenance(evaluate(ordered, config.bootstrap_resamples), ordered)
-    leaderboard_path = config.out_dir / "leaderboard.csv"
-    write_csv(board, leaderboard_path)
-    write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
-    return RunResult(config, ordered, board, leaderboard_path, [paths[seed] for seed in config.seeds])
+    with torch_threads(config.threads or usable_cores()):  # the Ray executor asks each task for as many CPUs
+        code = git_sha()  # before anything runs: the code this process imported
+        specs = scorer_specs(config)  # bad names and settings fail before any data is read
+        resolve_device(config.device)
+        model_factory(config.model)  # an unknown or broken model fails before any data is read
+        Store(config.out_dir).check_writable()
+        base = (load_dataset(config.dataset, config.data_dir, config.label_noise) if dataset is None
+                else with_label_noise(dataset, config.label_noise))
+        dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir) for name in config.ood), *ood])
+        unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
+        if config.label_mode == "true" and unlabeled:
+            raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores "
+                             "every split with its true label; use --label-mode predicted")
+        build_model(config.model, dataset.input_shape, dataset.n_classes)  # a model that does not fit the data fails
+        plan = make_plan(config, dataset, specs)
+        paths = {seed: plan.unit_path(seed) for seed in config.seeds}
+        tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
+        for seed, table in list(tables.items()):
+            if table.meta["failures"]:  # a failed score is never a finished one: computed again, the others reused
+                del tables[seed]
+                print(f"{dataset.name} {config.model} seed {seed}: computing again the scores that failed in "
+                      f"{paths[seed]}: {', '.join(table.meta['failures'])}", file=sys.stderr)
+            elif progress:
+                print(f"{dataset.name} {config.model} seed {seed}: reusing {paths[seed]}", file=sys.stderr)
+        model_free = next((model_free_columns(plan, table) for table in tables.values()), {})
+        pending = [seed for seed in config.seeds if seed not in tables]
+        for seed, table in runner.map(plan, dataset, pending, code, model_free, progress):
+            table.save(paths[seed])  # at once: a killed run loses no finished unit
+            tables[seed] = table
+        ordered = [tables[seed] for seed in config.seeds]
+        board = attach_provenance(evaluate(ordered, config.bootstrap_resamples), ordered)
+        leaderboard_path = config.out_dir / "leaderboard.csv"
+        write_csv(board, leaderboard_path)
+        write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
+        return RunResult(config, ordered, board, leaderboard_path, [paths[seed] for seed in config.seeds])

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "end-to-end": "benchmarks.end_to_end",
     "cifar-loading": "benchmarks.cifar_loading",
     "colour-corruptions": "benchmarks.colour_corruptions",
+    "load": "benchmarks.load",
 }
 
 

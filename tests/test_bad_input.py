@@ -168,6 +168,7 @@ FLAGS = {
                                          "rejects inputs of shape (1, 28, 28)"),
     "a model file that does not import": (["--scorers", "loss", "--model", "{tmp}/missing.py:net"], "could not be loaded"),
     "a zero probe batch": (["--scorers", "loss", "--probe-batch-size", "0"], "'probe_batch_size' must be at least 1"),
+    "a negative thread count": (["--scorers", "loss", "--threads", "-1"], "'threads' must be 0 (the cores this process may use) or more"),
 }
 
 NETWORKS = """

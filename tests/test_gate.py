@@ -37,13 +37,10 @@ def run(tmp_path, name, threads, isolated_registry):
     plugin = tmp_path / "planted.py"
     plugin.write_text(PLANTED)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        assert main(["run", "--dataset", "digits-c", "--model", "lenet", "--scorers", "loss,max-softmax,vog,planted",
-                     "--seeds", "4", "--epochs", "3", "--plugin", str(plugin), "--out", str(tmp_path / name),
-                     "--no-progress"]) == 0
-    finally:
-        torch.set_num_threads(before)
+    assert main(["run", "--dataset", "digits-c", "--model", "lenet", "--scorers", "loss,max-softmax,vog,planted",
+                 "--seeds", "4", "--epochs", "3", "--threads", str(threads), "--plugin", str(plugin),
+                 "--out", str(tmp_path / name), "--no-progress"]) == 0
+    assert torch.get_num_threads() == before  # the run's threads are its own
     return tmp_path / name / "leaderboard.csv"
 
 
@@ -52,6 +49,8 @@ def test_other_thread_counts_pass_the_gate_and_a_planted_regression_fails_it(tmp
     one = run(tmp_path, "one-thread", 1, isolated_registry)
     two = run(tmp_path, "two-threads", 2, isolated_registry)
     a, b = read_csv(one), read_csv(two)
+    assert "1 thread)" in a.device.iloc[0]
+    assert "2 threads" in b.device.iloc[0]
     moved = (a.value - b.value).abs()
     assert moved.max() > 0  # the thread count did change the sums: the proof is not vacuous
     assert main(["compare", str(one), str(two), "--fail-if-worse", "auroc", "--fail-if-worse", "error_auroc"]) == 0

@@ -151,3 +151,26 @@ def test_float32_running_state_changes_vog_by_less_than_a_millionth():
         assert not np.array_equal(exact, half)  # the state really was float32
         assert np.max(np.abs(half - exact) / np.abs(exact)) < 1e-6
         assert spearmanr(exact, half).statistic > 0.99999
+
+
+def test_input_gradients_are_taken_only_at_the_checkpoints_a_scorer_reads(two_blobs, monkeypatch):
+    """VoG's default window is the last 3 of 10 checkpoints: no input gradient is taken at the other 7."""
+    from bench import probe as probe_module
+    from bench import registry
+
+    asked = []
+    signals = probe_module.Probe._signals
+
+    def spying(self, model, name, split, start, needs):
+        asked.append((name, any(need.startswith("input_grad") for need in needs)))
+        return signals(self, model, name, split, start, needs)
+
+    monkeypatch.setattr(probe_module.Probe, "_signals", spying)
+    inputs, labels = two_blobs
+    train_and_probe(inputs, labels, [registry.create("vog")], epochs=10)
+    batches = -(-len(labels) // 256)  # the probe's batches per pass over the split
+    assert sum(gradient for _, gradient in asked) == 3 * batches
+    assert len(asked) == 3 * batches  # and no pass at all where nothing is wanted (the last checkpoint is one of the 3)
+    asked.clear()
+    train_and_probe(inputs, labels, [registry.create("vog[window=all]")], epochs=10)
+    assert sum(gradient for _, gradient in asked) == 10 * batches
