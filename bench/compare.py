@@ -4,9 +4,10 @@ A difference between two files is judged against the noise of both: per joined r
 seeds, Welch's test on the per-seed values of A and of B; where the seeds give no noise (one
 seed, or a scorer that does not depend on the seed, whose seeds agree exactly), a z-test from
 the two 95% intervals (there the bootstrap over examples), whose half-widths give the standard
-errors; one file's interval stands for both where the other has none (a file of bench < 0.4). The p-values of the rows a gate checks are adjusted together (Holm by default,
-or Benjamini-Hochberg), and a row fails only when it is worse by more than its tolerance and
-its adjusted p is at most ``alpha``.
+errors; one file's interval stands for both where the other has none (a file of bench < 0.4).
+The p-values of the rows a gate checks are adjusted together (Holm by default, or
+Benjamini-Hochberg), and a row fails only when it is worse by more than its tolerance and its
+adjusted p is at most ``alpha``.
 """
 
 from __future__ import annotations

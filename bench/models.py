@@ -327,7 +327,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int,
     deviations), behind that standardisation of its input."""
     factory = model_factory(name)
     try:
-        takes_nothing = inspect.isclass(factory) and not _required_parameters(factory)
+        takes_nothing = inspect.isclass(factory) and _takes_no_arguments(factory)
         network = factory() if takes_nothing else factory(input_shape, n_classes)
     except BenchError:
         raise
@@ -339,12 +339,13 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int,
     return model if normalization is None else Normalized(model, *normalization)
 
 
-def _required_parameters(factory: Callable) -> list[str]:
+def _takes_no_arguments(factory: Callable) -> bool:
+    """Whether ``factory`` can be called with no positional argument (False where its signature is unknown)."""
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
-        return ["unknown"]
-    return [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return False
+    return not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -4,8 +4,8 @@ reduction and split, one ``Group`` for the variants of a scorer that share it.
 The probe hands each batch to ``Group.update``, which feeds every state the values of the
 batch's examples with their positions in the split; when a split has been seen at every
 checkpoint, ``Group.reduce`` keeps its reduced values and frees the running state. States
-live on the device, float64 for sums and moments (float32 on request, halving the state of
-per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+live on the device, float64 for sums and moments (float32 on request, halving the state
+of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from bench.tasks.ood import ood
 from bench.tasks.rows import ROW_COLUMNS
 
 
-
 def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units; ``resamples``:
     the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""

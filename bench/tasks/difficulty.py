@@ -80,10 +80,14 @@ def window_pairs(table: ScoreTable) -> list[tuple[str, str]]:
     return pairs
 
 
+def misclassified(table: ScoreTable) -> np.ndarray:
+    columns = table.splits[SPLIT]
+    return columns["pred"] != columns["label"]
+
+
 def per_seed_rows(table: ScoreTable) -> list[dict]:
     keys = unit_keys(table, TASK)
-    columns = table.splits[SPLIT]
-    wrong = columns["pred"] != columns["label"]
+    wrong = misclassified(table)
     rows, top_beats_bottom = [], {}
     for spec, scores, failure in scorer_scores(table, SPLIT):
         values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else difficulty_metrics(scores, wrong)
@@ -101,8 +105,7 @@ def difficulty(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip;
     where the seeds agree exactly, the error AUROC's interval is a bootstrap over examples stratified by error."""
     def intervals(scorers: set[str]) -> dict:
-        columns = tables[0].splits[SPLIT]
-        wrong = columns["pred"] != columns["label"]
+        wrong = misclassified(tables[0])
         found = {}
         for spec, scores, failure in scorer_scores(tables[0], SPLIT):
             if spec in scorers and not failure and not unusable(scores) and wrong.any() and not wrong.all():

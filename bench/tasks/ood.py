@@ -76,7 +76,7 @@ def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     return found
 
 
-def bootstrap(table: ScoreTable, resamples: int, scorers: set[str]) -> dict[tuple[str, str, str], tuple[float, float]]:
+def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> dict[tuple[str, str, str], tuple[float, float]]:
     """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit,
     for ``scorers``."""
     members = groups([table])
@@ -115,7 +115,7 @@ def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
                   over_both[over_both.metric.str.endswith(OVER_SEEDS)]]
     rows = pd.concat(parts, ignore_index=True)
     free = seed_free(per_seed)
-    return with_bootstrap_intervals(rows, bootstrap(tables[0], resamples, free)) if resamples and free else rows
+    return with_bootstrap_intervals(rows, split_intervals(tables[0], resamples, free)) if resamples and free else rows
 
 
 OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what the mean over splits of per-seed values adds
