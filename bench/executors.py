@@ -21,7 +21,6 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -29,34 +28,38 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import resolve_device
 from bench.plan import Plan, scorer_specs
-from bench.store import ScoreTable
+from bench.store import Reused, ScoreTable
 from bench.unit import compute_unit
 
 
-def model_free_columns(plan: Plan, table: ScoreTable) -> dict[str, dict[str, np.ndarray]]:
-    return {spec: columns for spec, columns in table.columns().items() if spec in plan.model_free}
+def model_free_columns(plan: Plan, table: ScoreTable) -> Reused:
+    reused = Reused()
+    for spec in table.columns():
+        if spec in plan.model_free:
+            reused.take(spec, table, spec)
+    return reused
 
 
 class Executor(ABC):
     """Runs units; ``model_free`` holds model-free columns already computed (by a unit on disk)."""
 
     @abstractmethod
-    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: dict,
+    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: Reused,
             progress: bool) -> Iterator[tuple[int, ScoreTable]]:
         """Compute the units of ``seeds``; yields (seed, score table) as each finishes."""
 
 
 class LocalExecutor(Executor):
-    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: dict,
+    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: Reused,
             progress: bool) -> Iterator[tuple[int, ScoreTable]]:
         device = resolve_device(plan.config.device)
         for seed in seeds:
             table = compute_unit(plan, dataset, seed, device, code, progress, model_free)
-            model_free = model_free or model_free_columns(plan, table)
+            model_free = model_free if model_free.columns else model_free_columns(plan, table)
             yield seed, table
 
 
-def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: dict, threads: int) -> ScoreTable:
+def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int) -> ScoreTable:
     torch.set_num_threads(threads)
     scorer_specs(plan.config)  # registers the run's plugin files in this worker
     return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free)
@@ -66,7 +69,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None) -> None:
         self.address = address
 
-    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: dict,
+    def map(self, plan: Plan, dataset: Dataset, seeds: list[int], code: str, model_free: Reused,
             progress: bool) -> Iterator[tuple[int, ScoreTable]]:
         try:
             import ray

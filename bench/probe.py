@@ -9,11 +9,23 @@ running states are in memory at once. At the last checkpoint the probe also reco
 model's predictions and extracts each detector feature space once, for all detectors.
 
 A scorer that raises is dropped with its error recorded; the others go on.
+
+Each scorer's cost is measured as it runs (``Probe.cost``): the seconds of its own calls
+(``start``, ``update``, ``reduce``, ``fit``, ``decision_function``, ``finish``, ``scores``) plus
+its share of the passes, where the cost of something several scorers use is divided equally
+among the scorers using it: a forward pass among every scorer active at that pass (the
+detectors too, at the last checkpoint, for their features), an input gradient among those
+that asked for it, a running state's update among the variants sharing it. Its state bytes
+are the peak size of its running state: the ``CheckpointScore`` state at the end of a split's
+passes (in full for each variant sharing it: what the scorer needs alone), and the pickled
+size of a streaming scorer at the end of each split, or of a fitted detector.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import pickle
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -55,6 +67,36 @@ class ProbeSplit:
         return len(self.labels)
 
 
+class _ByteCounter(io.RawIOBase):
+    """A file that keeps only the number of bytes written to it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes  # pickle writes bytes, and large arrays as buffers
+        self.count += size
+        return size
+
+
+def pickled_bytes(obj: Any) -> float:
+    """The size of ``obj`` pickled (its arrays, tensors and fitted estimators), without holding the bytes;
+    NaN for an object that cannot be pickled (its size is then unknown, which is not the scorer's failure)."""
+    counter = _ByteCounter()
+    try:
+        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except Exception:  # a plugin's object: any error of its own pickling
+        return float("nan")
+    return counter.count
+
+
+def state_bytes(group: Group) -> int:
+    return sum(t.nelement() * t.element_size() for a in group.accumulators.values() for t in a.state.values())
+
+
 @functools.cache
 def gradient_of(signal: str) -> tuple[str, str]:
     """(of, cls) of an ``input_grad[of=...,cls=...]`` signal, parsed once rather than per batch."""
@@ -94,11 +136,30 @@ class Probe:
         self.predictions: dict[str, np.ndarray] = {}
         self.final_classes: dict[str, torch.Tensor] = {}
         self.features: dict[str, dict[str, np.ndarray]] = {}  # feature space -> split -> (n, d)
+        self.cost = {s.spec: {"seconds": 0.0, "state_bytes": 0} for s in todo}  # see the module's docstring
+        self.device = next(iter(splits.values())).inputs.device
+
+    def _now(self) -> float:
+        """The time, once the device's queued work is done (CUDA runs asynchronously)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _charge(self, scorers: Sequence[Scorer], seconds: float) -> None:
+        """``seconds`` divided equally among ``scorers``, the ones that used what it paid for."""
+        for scorer in scorers:
+            self.cost[scorer.spec]["seconds"] += seconds / len(scorers)
+
+    def _peak_bytes(self, scorers: Sequence[Scorer], size: float) -> None:
+        for scorer in scorers:
+            cost = self.cost[scorer.spec]
+            cost["state_bytes"] = size if np.isnan(size) else max(cost["state_bytes"], size)
 
     def _call(self, scorers: list[Scorer], method: Callable, *args) -> Any:
         """Run ``method``; on error, record it for ``scorers`` (those it serves) and drop them from the run."""
         if any(s.spec in self.failures for s in scorers):
             return None
+        started = self._now()
         try:
             return method(*args)
         except torch.OutOfMemoryError:
@@ -108,6 +169,8 @@ class Probe:
             for scorer in scorers:
                 self.failures[scorer.spec] = f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
             return None
+        finally:
+            self._charge(scorers, self._now() - started)
 
     def _alive(self, scorers: list[Scorer]) -> bool:
         return not any(s.spec in self.failures for s in scorers)
@@ -133,9 +196,11 @@ class Probe:
         for parameter in trainable:  # the input gradient alone is wanted; weight gradients would cost a third more
             parameter.requires_grad_(False)
         try:
-            if any("cls=final" in signal for signal in self._needs()):
+            if users := [s for scorers, _ in self._feeders() for s in scorers if any("cls=final" in n for n in s.needs)]:
+                before = self._now()
                 model.load_state_dict(checkpoints[-1][1])
                 self._final_classes(model)
+                self._charge(users, self._now() - before)
             for name, split in self.splits.items():
                 for scorers, fed in self._feeders():
                     if isinstance(fed, Group):
@@ -149,7 +214,10 @@ class Probe:
                         on_pass()
                 for scorers, fed in self._feeders():
                     if isinstance(fed, Group):
+                        self._peak_bytes(scorers, state_bytes(fed))
                         self._call(scorers, fed.reduce, name)
+                    else:
+                        self._peak_bytes(scorers, pickled_bytes(fed))
         finally:
             for parameter in trainable:
                 parameter.requires_grad_(True)
@@ -172,13 +240,17 @@ class Probe:
         active = [(scorers, fed) for scorers, fed in self._feeders()
                   if self._call(scorers, scorers[0].observes, checkpoint)]
         needs = set().union(*(s.needs for scorers, _ in active for s in scorers))
-        feature_spaces = {d.features for d in self.detectors if self._alive([d])} if checkpoint.is_last else set()
+        extracting = [d for d in self.detectors if self._alive([d])] if checkpoint.is_last else []
+        feature_spaces = {d.features for d in extracting}
         if not needs and not checkpoint.is_last:
             return
+        users = [s for scorers, _ in active for s in scorers] + extracting
         split = self.splits[name]
         predictions, features = [], {space: [] for space in feature_spaces}
         for start in range(0, len(split), self.batch_size):
-            batch = self._signals(model, name, split, start, needs | feature_spaces)
+            batch, seconds = self._signals(model, name, split, start, needs | feature_spaces)
+            for signal, spent in seconds.items():  # the forward pass (LOGITS) serves all but pixel-only scorers
+                self._charge([s for s in users if signal in s.needs or (signal == LOGITS and s.needs - {PIXELS})], spent)
             for scorers, fed in active:
                 self._call(scorers, fed.update, batch, checkpoint)
             if checkpoint.is_last:
@@ -190,7 +262,10 @@ class Probe:
             for space, parts in features.items():
                 self.features.setdefault(space, {})[name] = torch.cat(parts).numpy()
 
-    def _signals(self, model: nn.Module, name: str, split: ProbeSplit, start: int, needs: set[str]) -> Batch:
+    def _signals(self, model: nn.Module, name: str, split: ProbeSplit, start: int,
+                 needs: set[str]) -> tuple[Batch, dict[str, float]]:
+        """The batch's signals, and the seconds each one took (``LOGITS``: the forward pass)."""
+        seconds, started = {}, self._now()
         index = torch.arange(start, min(start + self.batch_size, len(split)), device=split.labels.device)
         label = split.labels[index]
         x = model_input(split.inputs[index], self.input_shape)
@@ -199,6 +274,7 @@ class Probe:
         with torch.set_grad_enabled(bool(gradients)):
             embedding = model.embed(x)
             logits = model.head(embedding)
+            seconds[LOGITS] = self._now() - started
             classes = {"target": label if split.trusted_labels else logits.argmax(1), "label": label}
             if name in self.final_classes:
                 classes["final"] = self.final_classes[name][index]
@@ -209,16 +285,21 @@ class Probe:
                 # Examples are independent in eval mode, so the gradient of a sum is every example's gradient.
                 return values.gather(1, classes[cls][:, None]).sum()
 
-            signals = {signal: torch.autograd.grad(output(signal), x, retain_graph=signal != gradients[-1])[0]
-                       for signal in gradients}
+            signals = {}
+            for signal in gradients:
+                started = self._now()
+                signals[signal] = torch.autograd.grad(output(signal), x, retain_graph=signal != gradients[-1])[0]
+                seconds[signal] = self._now() - started
         signals[LOGITS] = logits.detach()
         if EMBEDDING in needs:
             signals[EMBEDDING] = embedding.detach()
         if PIXELS in needs:
             signals[PIXELS] = x.detach()
         if PARAM_GRAD_NORM in needs:
+            started = self._now()
             signals[PARAM_GRAD_NORM] = self.grad_norms(model, x.detach(), classes["target"])
-        return Batch(split=name, index=index, classes=classes, signals=signals)
+            seconds[PARAM_GRAD_NORM] = self._now() - started
+        return Batch(split=name, index=index, classes=classes, signals=signals), seconds
 
     def _finish(self) -> dict[str, dict[str, np.ndarray]]:
         """The score table: per split, id, label, pred, noisy and one column per scorer that did not fail."""
@@ -229,6 +310,8 @@ class Probe:
                 continue
             features = self.features[detector.features]
             self._call([detector], detector.fit, features["train"], train_labels)
+            if self._alive([detector]):
+                self._peak_bytes([detector], pickled_bytes(detector))
             for name in self.splits:
                 self._collect(scores, detector, name, detector.decision_function, features[name])
         for group in self.groups:

@@ -1,5 +1,5 @@
-"""Which scorer is better, and is it: Friedman ranks over the blocks of a leaderboard, and DeLong's
-test of two scorers on the same examples.
+"""Which scorer is better, and is it: Friedman ranks over the blocks of a leaderboard, DeLong's test
+of two scorers on the same examples, and the scorers no other beats on both quality and cost.
 
 A block is one measurement every scorer has: for OoD detection, one (OoD split, seed) of a
 protocol; for difficulty and mislabel, one seed. Scorers are ranked within each block (1 =
@@ -76,3 +76,13 @@ def delong_against_best(tables: list[ScoreTable], split: str, scorers: list[str]
             rows.append({"seed": table.meta["seed"], "scorer": other, "AUROC": result.auroc_b,
                          f"AUROC of {scorers[0]}": result.auroc_a, "z": result.z, "p": result.p})
     return pd.DataFrame(rows)
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Whether each point is on the Pareto front: no other point costs at most as much with at least the
+    quality, and strictly better in one of the two. NaN points are never on it."""
+    cost, quality = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)
+    usable = np.isfinite(cost) & np.isfinite(quality)
+    no_worse = (cost[None, :] <= cost[:, None]) & (quality[None, :] >= quality[:, None]) & usable[None, :]
+    better = (cost[None, :] < cost[:, None]) | (quality[None, :] > quality[:, None])
+    return usable & ~(no_worse & better).any(axis=1)

@@ -21,7 +21,7 @@ from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.files import write_atomically
 from bench.leaderboard import read_csv
-from bench.schema import CAPTIONS, PAIR, PROTOCOL
+from bench.schema import CAPTIONS, COST, PAIR, PROTOCOL
 from bench.store import ScoreTable, Store
 from bench.tables import ood_by_corruption, task_summary
 from bench.tasks.difficulty import DECILES
@@ -29,6 +29,7 @@ from bench.tasks.difficulty import DECILES
 SECTIONS = {
     "summary": "Summary tables",
     "ranks": "Which scorer is better, and is it: ranks and paired tests",
+    "cost": "What each score costs: quality against seconds, and the Pareto front",
     "ood-heatmap": "OoD: AUROC by scorer and corruption",
     "deciles": "Test error by score decile",
     "flip": "Early and late training: the flip of the VoG paper",
@@ -111,6 +112,47 @@ def ranks_section(board: pd.DataFrame, tables: list[ScoreTable]) -> str:
         parts += [_note(f"DeLong's test (paired: the same examples) of {order[0]}, ranked best, against the next "
                         f"five on the split where its AUROC is lowest, {hardest}, per seed:"),
                   pairs.to_html(index=False, float_format=lambda v: f"{v:.3g}")]
+    return "\n".join(parts)
+
+
+COST_AXES = {("ood", "mean", "auroc"): "OoD AUROC (mean over OoD splits)",
+             ("difficulty", "test", "error_auroc"): "error AUROC (misclassified test examples)"}
+
+
+def cost_section(board: pd.DataFrame) -> str:
+    """Per protocol, each quality of ``COST_AXES`` against each scorer's seconds per unit (mean over seeds),
+    the scorers no other beats on both marked and joined."""
+    from matplotlib.ticker import NullFormatter
+
+    from bench.ranking import pareto_front
+
+    means = board[board.seed == "all"]
+    cost = means[(means.task == COST.task) & (means.metric == COST.metric)]
+    if cost.value.notna().sum() == 0:
+        return _note("no costs in this leaderboard (written by bench < 0.5, or no scorer ran)")
+    plt = _plt()
+    parts = [_note("Seconds per unit: the scorer's own work and its share of the probe's passes, mean over "
+                   "seeds (training, which every model-based score needs, is not included). Filled and joined: "
+                   "the Pareto front, scorers that no other beats on both quality and cost.")]
+    for protocol, rows in means.groupby(PROTOCOL, sort=False):
+        seconds = rows[(rows.task == COST.task) & (rows.metric == COST.metric)].set_index("scorer").value
+        axes_found = [(key, label) for key, label in COST_AXES.items()
+                      if ((rows.task == key[0]) & (rows.split == key[1]) & (rows.metric == key[2])).any()]
+        if not axes_found or seconds.notna().sum() == 0:
+            continue
+        figure, axes = plt.subplots(1, len(axes_found), figsize=(6.5 * len(axes_found), 4.5), squeeze=False)
+        for ax, ((task, split, metric), label) in zip(axes[0], axes_found):
+            quality = rows[(rows.task == task) & (rows.split == split) & (rows.metric == metric)].set_index("scorer").value
+            both = pd.DataFrame({"seconds": seconds, "quality": quality}).dropna()
+            front = pareto_front(both.seconds.to_numpy(), both.quality.to_numpy())
+            ax.scatter(both.seconds[~front], both.quality[~front], facecolors="none", edgecolors="grey")
+            ax.scatter(both.seconds[front], both.quality[front], color="C3")
+            ax.step(both.seconds[front].sort_values(), both.quality[front].sort_values(), where="post", color="C3")
+            for scorer, point in both.iterrows():
+                ax.annotate(scorer, (point.seconds, point.quality), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            ax.set(xscale="log", xlabel="seconds per unit (log scale)", ylabel=label, title=" / ".join(map(str, protocol)))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        parts.append(_png(figure))
     return "\n".join(parts)
 
 
@@ -251,6 +293,7 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
     body = {
         "summary": summary_section(board),
         "ranks": ranks_section(board, tables),
+        "cost": cost_section(board),
         "ood-heatmap": ood_heatmap_section(board),
         "deciles": deciles_section(deciles),
         "flip": flip_section(board, deciles),

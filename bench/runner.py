@@ -26,7 +26,7 @@ from bench.leaderboard import attach_provenance, write_csv
 from bench.models import build_model, model_factory, resolve_device
 from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
-from bench.store import ScoreTable, Store, readable
+from bench.store import Reused, ScoreTable, Store, readable
 from bench.tasks import evaluate
 
 
@@ -96,7 +96,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
                       f"{paths[seed]}: {', '.join(table.meta['failures'])}", file=sys.stderr)
             elif progress:
                 print(f"{dataset.name} {config.model} seed {seed}: reusing {paths[seed]}", file=sys.stderr)
-        model_free = next((model_free_columns(plan, table) for table in tables.values()), {})
+        model_free = next((model_free_columns(plan, table) for table in tables.values()), Reused())
         pending = [seed for seed in config.seeds if seed not in tables]
         for seed, table in runner.map(plan, dataset, pending, code, model_free, progress):
             table.save(paths[seed])  # at once: a killed run loses no finished unit

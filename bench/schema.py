@@ -31,6 +31,7 @@ class Headline:
     interval: bool = True  # its 95% interval over seeds (``_ci_low``, ``_ci_high``) shown in brackets
     integer: bool = False
     scientific: bool = False  # printed as 1.23e-45 (p-values)
+    scale: float = 1.0  # printed times this (bytes as MB)
 
 
 HEADLINES = [
@@ -50,7 +51,10 @@ HEADLINES = [
     Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, interval=False, integer=True),
     Headline("consistency", "train", "split_half", "split-half train", +1, interval=False),
     Headline("consistency", "train", "runs_for_0.9", "seeds for 0.9 train", -1, interval=False, integer=True),
+    Headline("cost", "all", "seconds", "seconds", -1),
+    Headline("cost", "all", "state_bytes", "state MB", -1, interval=False, scale=1e-6),
 ]
+COST = HEADLINES[-2]  # shown beside every task's first headline
 BETTER = {h.metric: h.better for h in HEADLINES}
 CAPTIONS = {
     "ood": "OoD detection, clean test vs each OoD split: mean ± std over OoD splits [95% interval]",
@@ -58,4 +62,6 @@ CAPTIONS = {
     "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error: mean [95% interval]",
     "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"
                    "(scorers that do not use the trained model, such as detectors on pixels, agree perfectly)",
+    "cost": "Cost per unit: seconds of the scorer's own work and its share of the probe's passes (training not\n"
+            "included), and the peak size of its running state: mean [95% interval]",
 }

@@ -30,7 +30,7 @@ import re
 import sys
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +78,25 @@ class ScoreTable:
                     if wanted is None or column in wanted:
                         splits.setdefault(split, {})[column] = archive[key]
         return cls(meta, splits)
+
+
+@dataclass
+class Reused:
+    """Scores that other units computed, taken instead of computing them: spec -> split -> scores, and spec ->
+    their cost where they were computed (``Probe.cost``; none from a unit written before costs were measured)."""
+
+    columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def take(self, spec: str, table: ScoreTable, recorded: str) -> None:
+        """Reuse as ``spec`` the scores ``table`` holds under ``recorded``, unless ``spec`` is already reused."""
+        if spec not in self.columns:
+            self.columns[spec] = {split: values[recorded] for split, values in table.splits.items()}
+            if recorded in table.meta.get("cost", {}):
+                self.cost[spec] = table.meta["cost"][recorded]
+
+    def __or__(self, other: "Reused") -> "Reused":
+        return Reused({**self.columns, **other.columns}, {**self.cost, **other.cost})
 
 
 def save_archive(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -147,12 +166,12 @@ class Store:
                              "pass --out with a folder you can write")
 
     def reusable_columns(self, dataset: str, model: str, seed: int, context: dict[str, Any],
-                         wanted: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
-        """Columns (spec -> split -> scores) that other units of this seed computed under the same
+                         wanted: dict[str, str]) -> Reused:
+        """Columns that other units of this seed computed under the same
         ``context`` (the unit config without its scorers), found by full spec: ``wanted`` maps the full
         specs sought to their specs in this run. A changed scorer list recomputes only what is new, and
         a changed default only the scorers whose parameters it changes."""
-        found: dict[str, dict[str, np.ndarray]] = {}
+        found = Reused()
 
         def recorded(meta: dict) -> dict[str, str]:
             """Spec -> full spec of a unit's scores, if they are of this context."""
@@ -161,12 +180,12 @@ class Store:
 
         def columns(meta: dict) -> set[str]:
             return {spec for spec, full in recorded(meta).items()
-                    if full in wanted and wanted[full] not in found and spec not in meta["failures"]}
+                    if full in wanted and wanted[full] not in found.columns and spec not in meta["failures"]}
 
         for path in sorted((self.out_dir / "units").glob(f"{self.stem(dataset, model, seed, '')}*.npz")):
             table = readable(lambda path: ScoreTable.load(path, columns), path)
-            for spec, scores in (table.columns() if table else {}).items():
-                found.setdefault(wanted[recorded(table.meta)[spec]], scores)
+            for spec in (table.columns() if table else {}):
+                found.take(wanted[recorded(table.meta)[spec]], table, spec)
         return found
 
     def units_of(self, board: pd.DataFrame) -> list[ScoreTable]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.schema import CAPTIONS, HEADLINES, PROTOCOL, Headline
+from bench.schema import CAPTIONS, COST, HEADLINES, PROTOCOL, Headline
 
 
 WIDTH = 120  # columns of the terminal the tables are made for
@@ -49,30 +49,36 @@ def _cell(mean: float, std: float = np.nan, interval: tuple[float, float] = (np.
 
 
 def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Scorer x headline metrics of one task (over seeds), best first; and why NaN cells are NaN."""
-    headlines = [h for h in HEADLINES if h.task == task]
-    rows = board[(board.task == task) & (board.seed == "all")]
-    lookup = {(r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
+    """Scorer x headline metrics of one task (over seeds), best first, with each scorer's cost in seconds
+    beside the first where the board measured it; and why NaN cells are NaN."""
+    own = [h for h in HEADLINES if h.task == task]
+    costed = task != COST.task and ((board.task == COST.task) & (board.metric == COST.metric)).any()
+    headlines = [own[0], COST, *own[1:]] if costed else own
+    rows = board[board.task.isin({task, COST.task}) & (board.seed == "all")]
+    lookup = {(r.task, r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
+
+    def key(h: Headline, scorer: str, suffix: str = "") -> tuple[str, str, str, str]:
+        return h.task, h.split, scorer, f"{h.metric}_{suffix}" if suffix else h.metric
 
     def value(h: Headline, scorer: str, suffix: str = "") -> float:
-        return lookup.get((h.split, scorer, f"{h.metric}_{suffix}" if suffix else h.metric), (np.nan, ""))[0]
+        return lookup.get(key(h, scorer, suffix), (np.nan, ""))[0] * h.scale
 
     def cell(h: Headline, scorer: str) -> str:
-        if (h.split, scorer, h.metric) not in lookup:
+        if key(h, scorer) not in lookup:
             return ""
         std = value(h, scorer, h.std) if h.std else np.nan
         interval = (value(h, scorer, "ci_low"), value(h, scorer, "ci_high")) if h.interval else (np.nan, np.nan)
         return _cell(value(h, scorer), std, interval, h.integer, h.scientific)
 
-    scorers = [s for s in dict.fromkeys(rows.scorer) if any((h.split, s, h.metric) in lookup for h in headlines)]
+    scorers = [s for s in dict.fromkeys(rows.scorer) if any(key(h, s) in lookup for h in own)]
     first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)
     scorers = list(first.sort_values(ascending=headlines[0].better < 0, na_position="last", kind="stable").index)
     table = pd.DataFrame({h.header: [cell(h, s) for s in scorers] for h in headlines},
                          index=pd.Index(scorers, name="scorer"))
     reasons = {}
     for s in scorers:
-        for h in headlines:
-            mean, note = lookup.get((h.split, s, h.metric), (0.0, ""))
+        for h in own:
+            mean, note = lookup.get(key(h, s), (0.0, ""))
             if np.isnan(mean) and note:
                 reasons.setdefault(s, note)
     return table, reasons

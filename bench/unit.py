@@ -25,7 +25,7 @@ from bench.models import build_model
 from bench.plan import Plan
 from bench.probe import Probe, ProbeSplit
 from bench.provenance import provenance
-from bench.store import ScoreTable, load_checkpoints, readable, save_checkpoints
+from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
 from bench.training import TrainSettings, train
 
 
@@ -85,13 +85,15 @@ def observed_epochs(spec: str, schedule: list[Checkpoint]) -> list[int]:
 
 
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
-             known: dict | None = None) -> ScoreTable:
+             known: Reused | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
 
-    ``known`` holds columns already computed for this unit, which are not recomputed; ``code``
+    ``known`` holds columns already computed for this unit, which are not recomputed (their cost is the
+    one recorded where they were computed); ``code``
     is the git SHA of the harness when the run began (files edited during a run do not count).
     """
     config = plan.config
+    known = known or Reused()
     torch.manual_seed(seed)
     statistics = dataset.channel_statistics()
     model = build_model(config.model, dataset.input_shape, dataset.n_classes,
@@ -106,7 +108,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         for name, split in dataset.splits().items()
     }
     probe = Probe(splits, [registry.create(spec) for spec in plan.specs], dataset.input_shape, config.probe_batch_size,
-                  known, getattr(torch, config.state_dtype))
+                  known.columns, getattr(torch, config.state_dtype))
     description = f"{dataset.name} {config.model} seed {seed}"
     seconds = {"train": 0.0}  # then the probe's "probe" and "finish" (detectors and final scores)
     if (checkpoints := readable(load_checkpoints, plan.checkpoints_path(seed))) is not None:
@@ -137,7 +139,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "scorers": plan.specs,
         "failures": probe.failures,
         "observed": observed,
-        "reused": sorted(known or {}),
+        "reused": sorted(known.columns),
         "ood_splits": list(dataset.ood),
         "ood_kinds": {split: dataset.ood_kinds.get(split, "covariate") for split in dataset.ood},
         "classes": list(dataset.classes),
@@ -145,19 +147,20 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
         "final_train_loss": training["final_train_loss"],
         "seconds": seconds,
+        "cost": {**known.cost, **probe.cost},  # per scorer: seconds and peak state bytes (``bench.probe``)
         "provenance": provenance(device, plan.config_hash, code),
     }
     return ScoreTable(meta, columns)
 
 
 def compute_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool,
-                 model_free: dict) -> ScoreTable:
+                 model_free: Reused) -> ScoreTable:
     """A unit that is not on disk: what earlier runs computed for it is reused, the rest is computed."""
     context = {key: value for key, value in plan.unit_config.items() if key != "scorers"}
     wanted = {full: spec for spec, full in plan.full_specs.items()}
     earlier = plan.store.reusable_columns(dataset.name, plan.config.model, seed, context, wanted)
-    if progress and earlier:
-        computing = [spec for spec in plan.specs if spec not in earlier and spec not in model_free]
-        print(f"{dataset.name} {plan.config.model} seed {seed}: reusing {len(earlier)} scores computed by an earlier "
+    if progress and earlier.columns:
+        computing = [spec for spec in plan.specs if spec not in earlier.columns and spec not in model_free.columns]
+        print(f"{dataset.name} {plan.config.model} seed {seed}: reusing {len(earlier.columns)} scores computed by an earlier "
               f"run in {plan.store.out_dir}; computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
-    return run_unit(plan, dataset, seed, device, code, progress, {**model_free, **earlier})
+    return run_unit(plan, dataset, seed, device, code, progress, model_free | earlier)

@@ -34,6 +34,12 @@ def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=Non
     return probe.run(model, states), probe
 
 
+def without_costs(board):
+    """A leaderboard without its cost rows: seconds are measurements of this machine's moment, which no rerun
+    repeats, while every other row is a function of the config and seed."""
+    return board[board.task != "cost"].reset_index(drop=True)
+
+
 @pytest.fixture
 def isolated_registry(monkeypatch):
     """Scorers registered inside the test are forgotten after it."""

@@ -54,7 +54,7 @@ def test_run_succeeds_and_writes_the_documented_files(finished_run):
     assert list(board.columns) == COLUMNS
     windows = {"vog[window=early]", "vog[window=all]"}  # and vog, whose window is the last 3 checkpoints
     assert set(board[board.task == "ood"].scorer) == set(registry.available()) | {"broken"} | windows
-    assert set(board.task) == {"ood", "difficulty", "consistency"}  # no label noise, so no mislabel task
+    assert set(board.task) == {"ood", "difficulty", "consistency", "cost"}  # no label noise, so no mislabel task
     # Two epochs: VoG's early and late windows read the same checkpoints, so there is no early/late pair.
     assert not board.scorer.str.contains(" vs ").any()
 
@@ -221,7 +221,7 @@ def test_run_on_an_unseen_idx_folder_with_label_noise(tmp_path):
                  "--scorers", "loss,max-softmax", "--seeds", "1", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     board = read_csv(out / "leaderboard.csv")
     assert set(board.dataset) == {"handwriting[label_noise=0.2]"}
-    assert set(board.task) == {"ood", "mislabel", "difficulty", "consistency"}
+    assert set(board.task) == {"ood", "mislabel", "difficulty", "consistency", "cost"}
     [unit] = (out / "units").glob("*.npz")
     with np.load(unit) as archive:
         noisy, labels = archive["train/noisy"], archive["train/label"]
