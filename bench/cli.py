@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.config import AUGMENTATIONS, CHECKPOINT_UNITS, OPTIMIZERS, SCHEDULES, STATE_DTYPES
+from bench.config import AUGMENTATIONS, CHECKPOINT_UNITS, OPENMP_SPINS, OPTIMIZERS, SCHEDULES, STATE_DTYPES
 from bench.errors import BenchError
 from bench.schema import BETTER, CAPTIONS
 
@@ -438,11 +438,7 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP threads that wait for work spin only briefly before they sleep (GNU OpenMP's default is 300,000
-    # spins): a spinning thread steals the core that another process's thread, or ours descheduled, needs,
-    # and a run beside other CPU-bound work slows far more than its share (benchmarks/load.py). Read once,
-    # when torch loads its OpenMP runtime: here, before any import of torch.
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPINS)  # before torch loads (``bench.config.OPENMP_SPINS``)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -31,6 +31,11 @@ PROBING = {"probe_batch_size": 256, "state_dtype": "float64"}  # the defaults
 STATE_DTYPES = ("float64", "float32")
 LABEL_MODES = ("predicted", "true")
 
+# GNU OpenMP threads that wait for work spin this many times before they sleep (its default: 300,000). A
+# spinning thread steals the core another process's thread, or one of ours descheduled, needs: beside other
+# CPU-bound work a run slows far more than its share (benchmarks/load.py). Read when torch loads OpenMP.
+OPENMP_SPINS = "1000"
+
 
 @dataclass
 class RunConfig:

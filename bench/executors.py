@@ -7,7 +7,8 @@
   number of CPU threads (the order of floating-point sums in training and in BLAS), so each
   task asks for as many CPUs as this process's torch threads and uses exactly that many: the
   scores are then the local executor's. A task asks for one GPU when the device is CUDA, and
-  computes the model-free columns itself, so units need not wait for one another.
+  computes the model-free columns itself, so units need not wait for one another. Workers get this
+  process's ``GOMP_SPINCOUNT`` (``bench.config.OPENMP_SPINS`` if unset), as a ``bench`` process has.
   Checkpoints are written where the task runs: the results folder should be on a shared
   filesystem for a cluster.
 
@@ -17,6 +18,7 @@ run keeps every finished unit.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 import torch
 from tqdm.auto import tqdm
 
+from bench.config import OPENMP_SPINS
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import resolve_device
@@ -80,7 +83,8 @@ class RayExecutor(Executor):
         started_here = not ray.is_initialized()
         if started_here:
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                         runtime_env={"env_vars": {"GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", OPENMP_SPINS)}})
             except ConnectionError as error:
                 raise BenchError(
                     f"could not join the Ray cluster at {self.address} ({error}); a cluster started with "

@@ -16,6 +16,8 @@ BENCHMARKS = {
     "cifar-loading": "benchmarks.cifar_loading",
     "colour-corruptions": "benchmarks.colour_corruptions",
     "load": "benchmarks.load",
+    "detectors": "benchmarks.detectors",
+    "passes": "benchmarks.passes",
 }
 
 

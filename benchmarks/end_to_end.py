@@ -1,7 +1,11 @@
 """End to end: the ``mnist-c`` preset with every default scorer, against the same training without any scorer.
 
 One seed (``SEEDS``): the pixel-space detectors are fitted once per run whatever the number
-of seeds, so one seed is the least favourable case for the ratio. The unit cache is then
+of seeds, so one seed is the least favourable case for the ratio. The run is held to a floor:
+training, plus the passes the probe must take for the chosen scorers (at each checkpoint some
+scorer reads, every example once forward, and once backward per input gradient asked for
+there) at the cost per example of a plain forward and of a plain backward to the input,
+measured here on the same model; the rest is printed part by part. The unit cache is then
 exercised: the same run again (every unit reused, tasks recomputed), and the run with one
 scorer's parameter changed (only that scorer recomputed, on the stored checkpoints).
 Needs MNIST (``bench data fetch mnist``); takes about 15 minutes on two CPU cores.
@@ -15,12 +19,13 @@ import time
 import torch
 
 from bench import registry, runner
+from bench.api import Detector
 from bench.unit import train_settings
 from bench.config import load_preset
 from bench.data import load_dataset
 from bench.models import build_model, resolve_device
-from bench.training import train
-from benchmarks.common import report, synchronize
+from bench.training import model_input, train
+from benchmarks.common import best_times, report, synchronize
 
 PRESET = "mnist-c"
 SEEDS = [0]
@@ -39,6 +44,38 @@ def training_alone(config, dataset, seed: int) -> float:
         pass
     synchronize(device)
     return time.perf_counter() - started
+
+
+def pass_costs(config, dataset, batch: int = 256, n: int = 4096) -> tuple[float, float]:
+    """Seconds per example of a plain forward pass and of one backward pass to the input (the model in eval
+    mode with its parameters frozen, as the probe runs it), best of 3."""
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes).eval().requires_grad_(False)
+    inputs = torch.as_tensor(dataset.test.inputs[:n])
+
+    def forward() -> None:
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch):
+                model(model_input(inputs[start:start + batch], dataset.input_shape))
+
+    def forward_backward() -> None:
+        for start in range(0, len(inputs), batch):
+            x = model_input(inputs[start:start + batch], dataset.input_shape).requires_grad_(True)
+            torch.autograd.grad(model(x).logsumexp(1).sum(), x)
+
+    seconds = best_times({"forward": forward, "both": forward_backward})
+    return seconds["forward"] / len(inputs), (seconds["both"] - seconds["forward"]) / len(inputs)
+
+
+def probe_floor(table, forward: float, backward: float) -> dict[str, float]:
+    """The passes the probe must take for the unit's scorers (``meta['observed']``: the epochs each reads) and
+    their seconds at the plain per-example costs."""
+    observed = table.meta["observed"]
+    epochs = sorted({epoch for read in observed.values() for epoch in read})
+    gradients = [len({need for spec, read in observed.items() if epoch in read
+                      for need in registry.create(spec).needs if need.startswith("input_grad")}) for epoch in epochs]
+    examples = sum(len(split["id"]) for split in table.splits.values())
+    return {"examples": examples, "checkpoints": len(epochs), "gradient passes": sum(gradients),
+            "seconds": examples * (len(epochs) * forward + sum(gradients) * backward)}
 
 
 def timed(work) -> tuple[float, object]:
@@ -68,11 +105,25 @@ def run() -> None:
         every = [CHANGED[1] if name == CHANGED[0] else name for name in registry.available()]  # "all", one changed
         changed_config = config.updated(scorers=every + [spec for spec in config.scorers if spec != "all"])
         changed, _ = timed(lambda: runner.run(changed_config, progress=False))
-    report("end to end", full / baseline, "at most 1.6", {
+    dataset = load_dataset(config.dataset, config.data_dir)
+    forward, backward = pass_costs(config, dataset)
+    floor = probe_floor(result.tables[0], forward, backward)
+    costs = result.tables[0].meta["cost"]
+    detectors = {spec: cost["seconds"] for spec, cost in costs.items() if isinstance(registry.create(spec), Detector)}
+    costliest = sorted(costs.items(), key=lambda item: -item[1]["seconds"])[:6]
+    report("end to end", full / baseline, "at most 6", {
         "run": f"preset {PRESET}, seeds {config.seeds}, {len(result.tables[0].scorers)} scorer specs, "
                f"{sum(len(s['id']) for s in result.tables[0].splits.values())} examples scored per checkpoint",
         "training alone": f"{baseline:.1f} s",
         "ratio against the run's own training time": f"{full / parts['train']:.2f}",
+        "floor": f"{(baseline + floor['seconds']) / baseline:.2f} times training: {floor['examples']} examples x "
+                 f"{floor['checkpoints']} checkpoints forward ({forward * 1e6:.1f} us each) and x "
+                 f"{floor['gradient passes']} input-gradient passes ({backward * 1e6:.1f} us each) = "
+                 f"{floor['seconds']:.1f} s, against training's {len(dataset.train.labels)} examples x "
+                 f"{config.epochs} epochs",
+        "probe against its floor": f"{parts['probe'] / floor['seconds']:.2f}",
+        "detectors": f"{sum(detectors.values()):.1f} s = {sum(detectors.values()) / parts['train']:.2f} training times",
+        "costliest scorers": ", ".join(f"{spec} {cost['seconds']:.1f} s" for spec, cost in costliest),
         "bench run": f"{full:.1f} s: training {parts['train']:.1f} s, probe at the checkpoints {parts['probe']:.1f} s, "
                      f"detectors and final scores {parts['finish']:.1f} s, data and tasks "
                      f"{full - sum(parts.values()):.1f} s",

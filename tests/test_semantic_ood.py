@@ -80,7 +80,7 @@ def test_the_embedded_colour_dataset_runs_end_to_end_against_a_second_source(tmp
     assert main(["run", "--dataset", "patches", "--ood", "textures", "--model", "mlp", "--scorers", "all",
                  "--seeds", "1", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
     board = read_csv(out / "leaderboard.csv")
-    assert set(board.task) == {"ood", "difficulty", "consistency"}
+    assert set(board.task) == {"ood", "difficulty", "consistency", "cost"}
     aurocs = board[(board.task == "ood") & (board.split == "textures") & (board.metric == "auroc")]
     assert aurocs.value.notna().sum() >= 20  # every scorer but the label-free constant ones
     [unit] = (out / "units").glob("*.npz")
