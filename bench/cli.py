@@ -288,12 +288,19 @@ def command_run(args: argparse.Namespace) -> int:
     result = Benchmark(**dataclasses.asdict(config)).run(not args.no_progress, args.executor, args.ray_address)
     board = result.leaderboard
     print()
-    print(render(board))
+    print(render(board, caveats(board)))
     accuracy = sum(t.meta["accuracy"]["test"] for t in result.tables) / len(result.tables)
     print(f"\nclean test accuracy {accuracy:.3f} (mean over seeds)")
     print(f"leaderboard: {result.leaderboard_path} ({len(board)} rows)")
     print(f"score tables: {result.leaderboard_path.parent / 'units'}/ ({len(result.unit_paths)} files)")
     return 0
+
+
+def caveats(board: pd.DataFrame) -> dict[str, str]:
+    """What the results on each dataset of ``board`` do not measure, for the datasets that say (``dataset_loader``)."""
+    from bench.data import dataset_caveat
+
+    return {name: caveat for name in set(board.dataset) if (caveat := dataset_caveat(name))}
 
 
 def command_show(args: argparse.Namespace) -> int:
@@ -306,7 +313,7 @@ def command_show(args: argparse.Namespace) -> int:
             raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(board.task)))}")
         board = board[board.task == args.task]
     if not args.ranks:
-        print(render(board))
+        print(render(board, caveats(board)))
         return 0
     from bench.ranking import ranking_caption, ranking_table, rankings
     from bench.tables import text_table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from tabulate import tabulate
@@ -94,11 +96,14 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc", means: bool = 
     return table[order].map(lambda v: f"{v:.3f}")
 
 
-def render(board: pd.DataFrame) -> str:
-    """Every task's summary table per protocol (dataset, model, label mode), as text."""
+def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
+    """Every task's summary table per protocol (dataset, model, label mode), as text; ``caveats`` (dataset ->
+    what its results do not measure) printed under the protocol's title."""
     parts = []
     for protocol, rows in board.groupby(PROTOCOL, sort=False):
         parts.append("== " + " / ".join(map(str, protocol)) + " ==")
+        if caveat := (caveats or {}).get(protocol[0]):
+            parts.append(textwrap.fill(f"caveat: {caveat}", WIDTH))
         seeds = sorted(set(rows.seed) - {"all"})
         parts.append(f"95% intervals: t over the {len(seeds)} seeds" if len(seeds) > 1 else
                      "95% intervals: one seed, so a bootstrap over examples, stratified by class")

@@ -170,3 +170,34 @@ def test_the_autoencoder_fed_whole_batches_is_pyods_bit_for_bit():
         pyod.fit(train)
         theirs = pyod.decision_function(test)
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_mahalanobis_is_the_distance_under_the_empirical_covariance_blind_where_nothing_varies():
+    """Against numpy's closed form (x - mean)' inverse(cov) (x - mean), ddof 0; a column that never varies in
+    training is left out by the pseudo-inverse, so moving a test point along it changes nothing."""
+    from scorers.detectors import Mahalanobis
+
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4)), rng.normal(size=(20, 4))
+    mean, precision = train.mean(axis=0), np.linalg.inv(np.cov(train, rowvar=False, ddof=0))
+    expected = np.einsum("ij,jk,ik->i", test - mean, precision, test - mean)
+    np.testing.assert_allclose(Mahalanobis().fit(train).decision_function(test), expected, rtol=1e-9)
+    flat = np.hstack([train, np.zeros((300, 1))])
+    detector = Mahalanobis().fit(flat)
+    moved = np.hstack([test, np.full((20, 1), 5.0)])
+    np.testing.assert_allclose(detector.decision_function(moved), expected, rtol=1e-6)
+
+
+def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane():
+    """Training points on a plane through (1, 1, 1, 1, 1), spanned by the first two axes: a point 3 off the plane
+    along the third axis scores 9, points on it 0."""
+    from scorers.detectors import PCAReconstruction
+
+    rng = np.random.default_rng(0)
+    train = np.ones((200, 5))
+    train[:, :2] += rng.normal(size=(200, 2)) * [3.0, 1.0]
+    test = np.ones((3, 5))
+    test[:, :2] = [[2.0, -1.0], [0.0, 4.0], [1.0, 1.0]]
+    test[2, 2] += 3.0
+    scores = PCAReconstruction(n_components=2).fit(train).decision_function(test)
+    np.testing.assert_allclose(scores, [0.0, 0.0, 9.0], atol=1e-9)

@@ -1,5 +1,7 @@
 """`bench show` and `bench compare` on small hand-written leaderboards."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +259,23 @@ def test_a_scorer_whose_seeds_agree_is_judged_by_its_bootstrap_interval_not_by_z
     old = free(0.900, 0.88, 0.92)
     old = old[~old.metric.str.contains("_ci_")]  # a file of bench < 0.4: the other file's interval stands for both
     assert compare(old, moved, {"auroc": 0.0}).drops.empty and not compare(old, free(0.8, 0.78, 0.82), {"auroc": 0.0}).drops.empty
+
+
+def test_show_states_what_digits_c_pixel_detector_rows_do_not_measure(capsys):
+    """The committed digits-c leaderboard is shown with its caveat (its clean images span 61 of 784 pixel
+    dimensions); a dataset without one, MNIST-C, is shown without."""
+    root = Path(__file__).resolve().parents[1] / "leaderboards"
+    assert main(["show", str(root / "digits-c.csv.gz"), "--task", "ood"]) == 0
+    assert "caveat: digits-c's clean images" in capsys.readouterr().out
+    assert main(["show", str(root / "mnist-c.csv.gz"), "--task", "ood"]) == 0
+    assert "caveat" not in capsys.readouterr().out
+
+
+def test_the_61_dimensions_of_the_caveat_are_those_of_the_clean_digits():
+    """Before rounding, digits-c's clean images lie in a linear subspace of rank 61 (64 pixels, 3 never inked)."""
+    from scipy import ndimage
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    upsampled = ndimage.zoom(images / 16.0, (1, 2.5, 2.5), order=1, mode="nearest", grid_mode=True)
+    assert np.linalg.matrix_rank(upsampled.reshape(len(images), -1), tol=1e-9) == 61

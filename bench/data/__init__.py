@@ -161,17 +161,27 @@ Loader = Callable[[list[Path]], Dataset]  # the data roots -> a dataset
 PathLoader = Callable[[Path, list[Path]], Dataset]  # PATH of PREFIX:PATH, the data roots -> a dataset
 _loaders: dict[str, Loader] = {}
 _prefixes: dict[str, PathLoader] = {}
+_caveats: dict[str, str] = {}  # dataset name -> what its results do not measure
 ENTRY_POINT_GROUP = "bench.datasets"
 
 
-def dataset_loader(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader of a named dataset: a function of the data roots that returns the dataset."""
+def dataset_loader(name: str, caveat: str = "") -> Callable[[Loader], Loader]:
+    """Register a loader of a named dataset: a function of the data roots that returns the dataset; ``caveat``
+    says what results on it do not measure, printed with every table of them."""
 
     def decorate(loader: Loader) -> Loader:
         _loaders[name] = loader
+        if caveat:
+            _caveats[name] = caveat
         return loader
 
     return decorate
+
+
+def dataset_caveat(name: str) -> str:
+    """The caveat of a leaderboard's dataset (its name with or without ``[label_noise=...]``), or ``""``."""
+    _import_loaders()
+    return _caveats.get(name.split("[")[0], "")
 
 
 def dataset_prefix(prefix: str) -> Callable[[PathLoader], PathLoader]:
