@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. --ood textures, or --ood idx:~/fashion-mnist for MNIST)")
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
+    run.add_argument("--train-size", type=int, metavar="N",
+                     help="keep N training examples, drawn per class in proportion (seed 0), before label noise")
     run.add_argument("--model", help="mlp, lenet, an installed model plugin, or your own as module:callable or "
                      "path/to/file.py:callable, a function of (input_shape, n_classes) returning an nn.Module whose "
                      "last layer is an nn.Linear")
@@ -276,7 +278,8 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         config = load_preset(args.preset or "quick")
     config = config.updated(
-        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, model=args.model,
+        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, train_size=args.train_size,
+        model=args.model,
         ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
         scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
         **{key: getattr(args, key) for key in RECIPE_FLAGS},

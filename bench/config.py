@@ -43,6 +43,7 @@ class RunConfig:
     dataset: str = "digits-c"  # a name from `bench list datasets`, or PREFIX:PATH (idx:, npz:, folder:, cifar10: ...)
     data_dir: str = ""  # searched first for data files, and where bench writes them
     label_noise: float = 0.0  # fraction of training labels shuffled among themselves
+    train_size: int = 0  # training examples kept, drawn per class in proportion (seed 0) before label noise; 0: all
     ood: list[str] = field(default_factory=list)  # datasets whose test splits are added as semantic OoD splits
     model: str = "lenet"
     scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every built-in scorer
@@ -85,6 +86,8 @@ class RunConfig:
         for key in ("epochs", "batch_size", "checkpoint_every", "probe_batch_size"):
             if getattr(self, key) < 1:
                 raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.train_size < 0:
+            raise BenchError(f"config key 'train_size' must be 0 (every training example) or more, got {self.train_size}")
         if self.threads < 0:
             raise BenchError(f"config key 'threads' must be 0 (the cores this process may use) or more, got {self.threads}")
         if self.bootstrap_resamples < 0:
@@ -118,6 +121,7 @@ class RunConfig:
             "dataset": self.dataset,
             "data_source": data_source,
             "label_noise": self.label_noise,
+            **({"train_size": self.train_size} if self.train_size else {}),  # named only when set
             "model": self.model,
             **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
             **{k: getattr(self, k) for k in RECIPE if getattr(self, k) != RECIPE[k]},  # named only when changed

@@ -96,6 +96,18 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc", means: bool = 
     return table[order].map(lambda v: f"{v:.3f}")
 
 
+def model_summary(board: pd.DataFrame) -> str:
+    """The mislabel task's ``(model)`` rows as one line: did the model memorise the noisy labels?"""
+    rows = board[(board.task == "mislabel") & (board.scorer == "(model)") & (board.seed == "all")]
+    value = {metric: _cell(v, interval=(rows.value[rows.metric == f"{metric}_ci_low"].iloc[0],
+                                        rows.value[rows.metric == f"{metric}_ci_high"].iloc[0]))
+             for metric, v in zip(rows.metric, rows.value) if metric in ("train_accuracy", "memorised")}
+    if len(value) < 2:
+        return ""
+    return (f"the model: training accuracy on the labels as given (shuffled ones included) {value['train_accuracy']}; "
+            f"shuffled labels it predicts (memorised) {value['memorised']}")
+
+
 def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
     """Every task's summary table per protocol (dataset, model, label mode), as text; ``caveats`` (dataset ->
     what its results do not measure) printed under the protocol's title."""
@@ -113,6 +125,8 @@ def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
             table, reasons = task_summary(rows, task)
             parts += ["", f"{task}: {caption}", "", text_table(table.reset_index())]
             parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
+            if task == "mislabel" and (model := model_summary(rows)):
+                parts += ["", model]
             if task == "ood":
                 order = [s for s in table.index if s in set(rows.scorer)]
                 by_split = ood_by_corruption(rows).reindex(order)

@@ -263,3 +263,18 @@ def test_datasets_from_other_packages_come_through_their_entry_points(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "'tiny'" in result.stdout and "'tinyfile:PATH'" in result.stdout and "2 tiny" in result.stdout
     assert "'broken'" in result.stderr and "skipped" in result.stderr
+
+
+def test_train_size_keeps_that_many_training_examples_per_class_in_proportion():
+    from bench.data import load_dataset, with_train_size
+
+    digits = load_dataset("digits-c")
+    small = with_train_size(digits, 300)
+    assert len(small.train.labels) == 300 and small.name == "digits-c[train_size=300]"
+    shares = np.bincount(small.train.labels, minlength=10) / 300
+    np.testing.assert_allclose(shares, np.bincount(digits.train.labels) / len(digits.train.labels), atol=1 / 300 + 1e-9)
+    rows = {image.tobytes() for image in digits.train.inputs}
+    assert all(image.tobytes() in rows for image in small.train.inputs)  # drawn from the training split
+    np.testing.assert_array_equal(small.test.inputs, digits.test.inputs)  # the other splits as they were
+    assert with_train_size(digits, 0) is digits and with_train_size(digits, 10**6) is digits
+    np.testing.assert_array_equal(with_train_size(digits, 300).train.labels, small.train.labels)  # seed 0, fixed

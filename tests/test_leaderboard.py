@@ -279,3 +279,23 @@ def test_the_61_dimensions_of_the_caveat_are_those_of_the_clean_digits():
     images = load_digits().images
     upsampled = ndimage.zoom(images / 16.0, (1, 2.5, 2.5), order=1, mode="nearest", grid_mode=True)
     assert np.linalg.matrix_rank(upsampled.reshape(len(images), -1), tol=1e-9) == 61
+
+
+def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on():
+    """examples/choose_vog_default.py: the choosing and judging corruptions partition MNIST-C's 15, and making
+    another variant perfect on the judging half does not change the choice, while on the choosing half it does."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "choose_vog_default.py"
+    spec = importlib.util.spec_from_file_location("choose_vog_default", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert sorted(module.CHOOSING + module.JUDGING) == sorted(module.CORRUPTIONS) and not set(module.CHOOSING) & set(module.JUDGING)
+    board = read_csv(module.STUDY)
+    chosen, _ = module.choose(board)
+    rival = module.PAPER
+    judged = board.copy()
+    judged.loc[(judged.full_spec == rival) & judged.split.isin(module.JUDGING) & (judged.metric == "auroc"), "value"] = 1.0
+    assert module.choose(judged)[0] == chosen != rival
+    judged.loc[(judged.full_spec == rival) & judged.split.isin(module.CHOOSING) & (judged.metric == "auroc"), "value"] = 1.0
+    assert module.choose(judged)[0] == rival

@@ -157,6 +157,21 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_
                                source=f"{dataset.source}; label noise {fraction} (seed {seed})")
 
 
+def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
+    """``dataset`` with ``size`` of its training examples, drawn per class in proportion to the class's share
+    (scikit-learn's stratified split, seed ``seed``), in their original order; all of them for 0."""
+    if not size or size >= len(dataset.train.labels):
+        return dataset
+    from sklearn.model_selection import train_test_split
+
+    labels = dataset.train.labels
+    kept, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    kept = np.sort(kept)
+    train = Split(dataset.train.inputs[kept], labels[kept])
+    return dataclasses.replace(dataset, name=f"{dataset.name}[train_size={size}]", train=train,
+                               source=f"{dataset.source}; {size} training examples (stratified, seed {seed})")
+
+
 Loader = Callable[[list[Path]], Dataset]  # the data roots -> a dataset
 PathLoader = Callable[[Path, list[Path]], Dataset]  # PATH of PREFIX:PATH, the data roots -> a dataset
 _loaders: dict[str, Loader] = {}

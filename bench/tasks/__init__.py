@@ -20,13 +20,14 @@ from bench.tasks.rows import ROW_COLUMNS
 
 
 def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
-    """The rows of every task, each with its scorer's ``full_spec`` as stored in the units; ``resamples``:
+    """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
+    such as the mislabel task's ``(model)``, keep their name); ``resamples``:
     the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""
     tasks = [ood(tables, resamples), mislabel(tables, resamples), difficulty(tables, resamples), consistency(tables),
              cost(tables)]
     results = [rows for rows in tasks if not rows.empty]
     board = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
     full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}
-    full_spec = [PAIR.join(full[part] for part in scorer.split(PAIR)) for scorer in board["scorer"]]
+    full_spec = [PAIR.join(full.get(part, part) for part in scorer.split(PAIR)) for scorer in board["scorer"]]
     board.insert(board.columns.get_loc("scorer") + 1, "full_spec", full_spec)
     return board

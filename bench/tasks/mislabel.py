@@ -11,6 +11,10 @@ the positives, ranked by each scorer over the training split:
 Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
 interval (t over seeds; where the seeds agree exactly, one seed or a scorer that does not depend on
 it, a bootstrap over examples stratified by the noisy flag, for ``auroc`` and ``ap``).
+
+Beside the scorers, the trained model's own rows (scorer ``(model)``) say whether it memorised:
+``train_accuracy``, its final predictions against the training labels as given (noisy ones
+included), and ``memorised``, the fraction of shuffled labels it predicts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, w
 TASK = "mislabel"
 SPLIT = "train"
 METRICS = ("auroc", "ap", "precision_at_k", "welch_t", "welch_p")
+MODEL = "(model)"  # the rows of the trained model itself, not of a scorer
 
 
 def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str, float], str]:
@@ -54,6 +59,9 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     for table in noisy:
         keys = unit_keys(table, TASK)
         shuffled = shuffled_labels(table)
+        fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
+        rows += metric_rows(keys, SPLIT, MODEL, {"train_accuracy": float(fitted.mean()),
+                                                 "memorised": float(fitted[shuffled].mean())}, "")
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
             rows += metric_rows(keys, SPLIT, spec, values, note)
