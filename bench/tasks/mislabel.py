@@ -59,9 +59,10 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     for table in noisy:
         keys = unit_keys(table, TASK)
         shuffled = shuffled_labels(table)
-        fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
-        rows += metric_rows(keys, SPLIT, MODEL, {"train_accuracy": float(fitted.mean()),
-                                                 "memorised": float(fitted[shuffled].mean())}, "")
+        if {"pred", "label"} <= set(table.splits[SPLIT]):  # every unit's table; hand-made ones may leave them out
+            fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
+            rows += metric_rows(keys, SPLIT, MODEL, {"train_accuracy": float(fitted.mean()),
+                                                     "memorised": float(fitted[shuffled].mean())}, "")
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
             rows += metric_rows(keys, SPLIT, spec, values, note)
