@@ -13,9 +13,9 @@ A scorer that raises is dropped with its error recorded; the others go on.
 Each scorer's cost is measured as it runs (``Probe.cost``): the seconds of its own calls
 (``start``, ``update``, ``reduce``, ``fit``, ``decision_function``, ``finish``, ``scores``) plus
 its share of the passes, where the cost of something several scorers use is divided equally
-among the scorers using it: a forward pass among every scorer active at that pass (the
-detectors too, at the last checkpoint, for their features), an input gradient among those
-that asked for it, a running state's update among the variants sharing it. Its state bytes
+among the scorers using it: a forward pass among every scorer active at that pass (detectors
+on the embedding too, at the last checkpoint; the pixels need no forward pass), an input
+gradient among those that asked for it, a running state's update among the variants sharing it. Its state bytes
 are the peak size of its running state: the ``CheckpointScore`` state at the end of a split's
 passes (in full for each variant sharing it: what the scorer needs alone), and the pickled
 size of a streaming scorer at the end of each split, or of a fitted detector.

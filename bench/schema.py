@@ -15,6 +15,7 @@ MEASUREMENT = ["value", "note"]
 PROVENANCE = ["bench_version", "git_sha", "config_hash", "torch_version", "device", "created_at"]
 COLUMNS = KEYS + MEASUREMENT + PROVENANCE
 PROTOCOL = ["dataset", "model", "label_mode"]
+MODEL_ROW = "(model)"  # the scorer of rows about the trained model itself (the mislabel task's memorisation)
 PAIR = " vs "  # joins the two scorers of a row that compares them, e.g. ``vog[window=early] vs vog``
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.schema import CAPTIONS, COST, HEADLINES, PROTOCOL, Headline
+from bench.schema import CAPTIONS, COST, HEADLINES, MODEL_ROW, PROTOCOL, Headline
 
 
 WIDTH = 120  # columns of the terminal the tables are made for
@@ -97,8 +97,8 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc", means: bool = 
 
 
 def model_summary(board: pd.DataFrame) -> str:
-    """The mislabel task's ``(model)`` rows as one line: did the model memorise the noisy labels?"""
-    rows = board[(board.task == "mislabel") & (board.scorer == "(model)") & (board.seed == "all")]
+    """The mislabel task's ``MODEL_ROW`` rows as one line: did the model memorise the noisy labels?"""
+    rows = board[(board.task == "mislabel") & (board.scorer == MODEL_ROW) & (board.seed == "all")]
     value = {metric: _cell(v, interval=(rows.value[rows.metric == f"{metric}_ci_low"].iloc[0],
                                         rows.value[rows.metric == f"{metric}_ci_high"].iloc[0]))
              for metric, v in zip(rows.metric, rows.value) if metric in ("train_accuracy", "memorised")}

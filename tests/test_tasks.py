@@ -262,7 +262,8 @@ def test_the_flip_over_seeds_has_the_exact_binomial_interval():
 def test_the_model_rows_say_how_much_of_the_noisy_training_labels_it_fits():
     """Hand-made: 10 training examples, 4 shuffled; the model predicts 8 of the 10 labels as given, 3 of the 4
     shuffled ones among them."""
-    from bench.tasks.mislabel import MODEL, mislabel
+    from bench.schema import MODEL_ROW
+    from bench.tasks.mislabel import mislabel
 
     noisy = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
     label = np.arange(10) % 3
@@ -270,5 +271,5 @@ def test_the_model_rows_say_how_much_of_the_noisy_training_labels_it_fits():
     pred[[0, 5]] = (label[[0, 5]] + 1) % 3  # one shuffled and one clean label not fitted
     train = {"label": label, "pred": pred, "noisy": noisy, "s": np.arange(10.0)}
     board = mislabel([make_table(0, {"train": train, "test": train}), make_table(1, {"train": train, "test": train})])
-    model = board[(board.scorer == MODEL) & (board.seed == "all")].set_index("metric").value
+    model = board[(board.scorer == MODEL_ROW) & (board.seed == "all")].set_index("metric").value
     assert model["train_accuracy"] == 0.8 and model["memorised"] == 0.75

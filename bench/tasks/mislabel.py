@@ -24,13 +24,13 @@ import pandas as pd
 from scipy.stats import ttest_ind
 
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
+from bench.schema import MODEL_ROW
 from bench.store import ScoreTable
 from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "mislabel"
 SPLIT = "train"
 METRICS = ("auroc", "ap", "precision_at_k", "welch_t", "welch_p")
-MODEL = "(model)"  # the rows of the trained model itself, not of a scorer
 
 
 def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str, float], str]:
@@ -61,7 +61,7 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
         shuffled = shuffled_labels(table)
         if {"pred", "label"} <= set(table.splits[SPLIT]):  # every unit's table; hand-made ones may leave them out
             fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
-            rows += metric_rows(keys, SPLIT, MODEL, {"train_accuracy": float(fitted.mean()),
+            rows += metric_rows(keys, SPLIT, MODEL_ROW, {"train_accuracy": float(fitted.mean()),
                                                      "memorised": float(fitted[shuffled].mean())}, "")
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
