@@ -254,3 +254,13 @@ def test_the_memorisation_preset_memorises_the_shuffled_labels_on_a_small_case(t
     assert model["train_accuracy"] >= 0.99 and model["memorised"] >= 0.95
     assert set(board.dataset) == {"digits-c[train_size=300][label_noise=0.2]"}
     assert len(ScoreTable.load(next((tmp_path / "units").glob("*.npz"))).splits["train"]["id"]) == 300
+
+
+def test_a_score_shared_by_the_seeds_carries_the_cost_measured_where_it_was_computed(finished_run):
+    """A pixel detector is computed by seed 0 and reused by seed 1: seed 1's unit records seed 0's cost of it,
+    while a model-based score is measured in each unit on its own."""
+    _, out, _ = finished_run
+    first, second = (ScoreTable.load(path).meta for path in sorted((out / "units").glob("*.npz")))
+    assert "kde" in second["reused"] and second["cost"]["kde"] == first["cost"]["kde"]
+    assert first["cost"]["kde"]["seconds"] > 0 and first["cost"]["kde"]["state_bytes"] > 0
+    assert "loss" not in second["reused"] and second["cost"]["loss"] != first["cost"]["loss"]
