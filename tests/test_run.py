@@ -258,9 +258,9 @@ def test_the_memorisation_preset_memorises_the_shuffled_labels_on_a_small_case(t
 
 def test_a_score_shared_by_the_seeds_carries_the_cost_measured_where_it_was_computed(finished_run):
     """A pixel detector is computed by seed 0 and reused by seed 1: seed 1's unit records seed 0's cost of it,
-    while a model-based score is measured in each unit on its own."""
+    while a model-based score is measured for each seed on its own (and keeps that cost if a rerun reuses it)."""
     _, out, _ = finished_run
     first, second = (ScoreTable.load(path).meta for path in sorted((out / "units").glob("*.npz")))
     assert "kde" in second["reused"] and second["cost"]["kde"] == first["cost"]["kde"]
     assert first["cost"]["kde"]["seconds"] > 0 and first["cost"]["kde"]["state_bytes"] > 0
-    assert "loss" not in second["reused"] and second["cost"]["loss"] != first["cost"]["loss"]
+    assert second["cost"]["loss"] != first["cost"]["loss"]
