@@ -62,7 +62,7 @@ def input_grad(of: str = "logit", cls: str = "target") -> str:
 SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
 
 # Columns every split of a score table has; no scorer may take these names.
-RESERVED_COLUMNS = ("id", "label", "pred", "noisy")
+RESERVED_COLUMNS = ("id", "label", "pred", "noisy", "boundary_distance")
 
 REDUCTIONS = {
     "sum": "sum over the observed checkpoints",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import RunConfig, load_toml
-from bench.data import load_dataset
+from bench.data import load_dataset, with_training_set
 from bench.errors import BenchError
 from bench.files import write_atomically
 from bench.leaderboard import read_csv
@@ -33,6 +33,7 @@ SECTIONS = {
     "ood-heatmap": "OoD: AUROC by scorer and corruption",
     "deciles": "Test error by score decile",
     "flip": "Early and late training: the flip of the VoG paper",
+    "boundary": "Scores against the distance to the Bayes boundary: the VoG paper's Fig. 1",
     "correlations": "How far to trust a ranking: correlations",
     "extremes": "Lowest- and highest-scored test images per class",
 }
@@ -210,6 +211,62 @@ def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
                  f"in training the highest. Here: {text}.") + _png(figure)
 
 
+def mean_percentile_ranks(tables: list[ScoreTable], split: str, spec: str) -> np.ndarray:
+    """Each example's percentile rank (0 to 1) by ``spec``'s score, averaged over the seeds."""
+    from scipy.stats import rankdata
+
+    return np.mean([rankdata(table.splits[split][spec]) / len(table.splits[split][spec]) for table in tables], axis=0)
+
+
+def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
+    """On data that knows its Bayes boundary: the training points in the plane coloured by score for the four
+    scorers nearest to ranking by nearness, then every scorer's rank against the distance."""
+    from bench.tasks.boundary import COLUMN, METRIC, TASK
+
+    means = board[(board.task == TASK) & (board.seed == "all") & (board.split == "train")].set_index("scorer")
+    rho = means[means.metric == METRIC].value.dropna().sort_values(ascending=False)
+    if rho.empty or not tables:
+        return _note("needs data whose Bayes boundary is known, e.g. --preset toy-boundary (two-blobs)")
+    low, high = (means[means.metric == f"{METRIC}_ci_{bound}"].value for bound in ("low", "high"))
+    title = {spec: f"{spec}\nρ {rho[spec]:.2f} [{low[spec]:.2f}, {high[spec]:.2f}]" for spec in rho.index}
+    distance = tables[0].splits["train"][COLUMN]
+    plt = _plt()
+    parts = [_note(f"Spearman of each score with the nearness to the boundary (minus the distance) on the training "
+                   f"split, mean [95% interval] over {len(tables)} seeds. The paper (Fig. 1): VoG is highest for the "
+                   "points nearest the decision boundary.")]
+    try:
+        dataset = with_training_set(load_dataset(config.dataset, data_dir or config.data_dir), config.train_size,
+                                    config.label_noise)
+        points = dataset.train.inputs.reshape(len(dataset.train), -1)
+    except BenchError as error:
+        points, parts = None, parts + [_note(f"the points could not be read: {error}")]
+    if points is not None and points.shape[1] == 2 and np.array_equal(dataset.train.labels, tables[0].splits["train"]["label"]):
+        shown = list(rho.index[:4])
+        figure, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.6), squeeze=False)
+        for ax, spec in zip(axes[0], shown):
+            drawn = ax.scatter(points[:, 0], points[:, 1], c=mean_percentile_ranks(tables, "train", spec), s=8,
+                               cmap="viridis")
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set(xlabel="x0 (the Bayes boundary: x0 = 0)", aspect="equal")
+            ax.set_title(title[spec], fontsize=8)
+        axes[0, 0].set_ylabel("x1")
+        figure.colorbar(drawn, ax=axes[0].tolist(), label="percentile rank of the score, mean over seeds")
+        parts.append(_png(figure))
+    columns = 6
+    rows = -(-len(rho) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False, sharex=True,
+                                sharey=True)
+    for ax, spec in zip(axes.flat, rho.index):
+        ax.scatter(distance, mean_percentile_ranks(tables, "train", spec), s=2, alpha=0.5)
+        ax.set_title(title[spec], fontsize=7)
+    for ax in axes.flat[len(rho):]:
+        ax.set_visible(False)
+    figure.supxlabel("distance to the Bayes boundary")
+    figure.supylabel("percentile rank of the score, mean over seeds")
+    parts.append(_png(figure))
+    return "\n".join(parts)
+
+
 def correlations_section(board: pd.DataFrame) -> str:
     import seaborn as sns
 
@@ -260,7 +317,8 @@ def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
         return _note("no scorer ranks the misclassified test examples in this run")
     spec, error_auroc = best.scorer.iloc[0], best.value.iloc[0]
     try:
-        dataset = load_dataset(config.dataset, data_dir or config.data_dir, config.label_noise)
+        dataset = with_training_set(load_dataset(config.dataset, data_dir or config.data_dir), config.train_size,
+                                    config.label_noise)
     except BenchError as error:
         return _note(f"the images could not be read: {error}")
     labels = tables[0].splits["test"]["label"]
@@ -297,6 +355,7 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
         "ood-heatmap": ood_heatmap_section(board),
         "deciles": deciles_section(deciles),
         "flip": flip_section(board, deciles),
+        "boundary": boundary_section(board, tables, config, data_dir),
         "correlations": correlations_section(board),
         "extremes": extremes_section(board, tables, config, data_dir),
     }

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from bench.config import RunConfig
-from bench.data import Dataset, load_dataset, with_label_noise, with_semantic_ood, with_train_size
+from bench.data import Dataset, load_dataset, with_semantic_ood, with_training_set
 from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
@@ -79,7 +79,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         model_factory(config.model)  # an unknown or broken model fails before any data is read
         Store(config.out_dir).check_writable()
         base = load_dataset(config.dataset, config.data_dir) if dataset is None else dataset
-        base = with_label_noise(with_train_size(base, config.train_size), config.label_noise)
+        base = with_training_set(base, config.train_size, config.label_noise)
         dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir) for name in config.ood), *ood])
         unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
         if config.label_mode == "true" and unlabeled:

@@ -50,6 +50,8 @@ HEADLINES = [
     Headline("difficulty", "test", "error_auroc", "error AUROC", +1),
     Headline("difficulty", "test", "error_ratio", "top/bottom error", +1),
     Headline("difficulty", "test", "early_late_flip", "early/late flip", +1),
+    Headline("boundary", "train", "nearness_spearman", "Spearman train", +1),
+    Headline("boundary", "test", "nearness_spearman", "Spearman test", +1),
     Headline("consistency", "test", "split_half", "split-half test", +1, interval=False),
     Headline("consistency", "test", "runs_for_0.9", "seeds for 0.9 test", -1, interval=False, integer=True),
     Headline("consistency", "train", "split_half", "split-half train", +1, interval=False),
@@ -62,6 +64,8 @@ CAPTIONS = {
     "ood": "OoD detection, clean test vs each OoD split: mean ± std over OoD splits [95% interval]",
     "mislabel": "Mislabel detection on the training split, shuffled labels positive: mean [95% interval]",
     "difficulty": "Test error by score: AUROC for the misclassified examples, top/bottom decile error: mean [95% interval]",
+    "boundary": "Nearness to the Bayes boundary: Spearman of the score with minus the distance to it (1: nearest\n"
+                "ranked hardest, the VoG paper's Fig. 1): mean [95% interval]",
     "consistency": "Agreement between seeds: Spearman of seed-averaged halves, and seeds to average for 0.9\n"
                    "(scorers that do not use the trained model, such as detectors on pixels, agree perfectly)",
     "cost": "Cost per unit: seconds of the scorer's own work and its share of the probe's passes (training not\n"

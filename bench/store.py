@@ -10,6 +10,7 @@ A score table is a plain ``.npz`` (read it with ``numpy.load``; nothing in it ne
 * ``<split>/id``, ``<split>/label``, ``<split>/pred``, ``<split>/noisy``: position in the
   split, label (training labels after label noise), the final model's prediction, and
   whether label noise replaced the label;
+* ``<split>/boundary_distance``: the distance to the Bayes boundary, only for data that knows it (``two-blobs``);
 * ``<split>/<scorer spec>``: float64 scores, higher = harder / more anomalous;
 * ``meta``: a JSON string with the unit's dataset, model, seed, label mode, config hash,
   config (with every scorer's full spec), scorer specs, failures (spec -> error), the epochs

@@ -104,6 +104,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
             labels=torch.as_tensor(split.labels, device=device),
             trusted_labels=name == "train" or config.label_mode == "true",
             noisy=split.noisy,
+            boundary_distance=split.boundary_distance,
         )
         for name, split in dataset.splits().items()
     }

@@ -22,7 +22,7 @@ from bench import registry, runner
 from bench.api import Detector
 from bench.unit import train_settings
 from bench.config import load_preset
-from bench.data import load_dataset
+from bench.data import load_dataset, with_training_set
 from bench.models import build_model, resolve_device
 from bench.training import model_input, train
 from benchmarks.common import best_times, report, synchronize
@@ -88,7 +88,7 @@ def measure(config) -> dict:
     """The run of ``config`` (its data loaded, or generated, first and untimed), then the same training
     alone: seconds of each (``full``, ``baseline``), the run's own parts (``parts``: train, probe,
     finish) and its result."""
-    dataset = load_dataset(config.dataset, config.data_dir, config.label_noise)
+    dataset = with_training_set(load_dataset(config.dataset, config.data_dir), config.train_size, config.label_noise)
     full, result = timed(lambda: runner.run(config, progress=False))
     baseline = sum(training_alone(config, dataset, seed) for seed in config.seeds)  # after: the process is warm
     seconds = [table.meta["seconds"] for table in result.tables]

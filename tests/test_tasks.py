@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bench.api import RESERVED_COLUMNS
 from bench.metrics import precision_at_k, runs_for, spearman_brown
 from bench.store import ScoreTable
 from bench.tasks import evaluate
@@ -15,7 +16,7 @@ from bench.tasks.ood import ood
 def make_table(seed, splits, failures=None, ood_splits=(), full_specs=None, observed=None):
     """A score table with the given split -> column -> values; scorers are the non-reserved columns, each
     with its full spec (default: the spec) and the epochs it observed (default: 1 to 10)."""
-    scorers = [c for c in next(iter(splits.values())) if c not in ("id", "label", "pred", "noisy")]
+    scorers = [c for c in next(iter(splits.values())) if c not in RESERVED_COLUMNS]
     meta = {"dataset": "toy", "model": "mlp", "seed": seed, "label_mode": "predicted",
             "config": {"scorers": {spec: (full_specs or {}).get(spec, spec) for spec in scorers}},
             "observed": {spec: (observed or {}).get(spec, list(range(1, 11))) for spec in scorers},

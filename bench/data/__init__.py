@@ -36,10 +36,13 @@ class Split:
     inputs: np.ndarray  # (n, h, w) for one channel, (n, c, h, w) for several
     labels: np.ndarray  # (n,) int64; -1 where the label is unknown (an OoD split of another dataset)
     noisy: np.ndarray | None = None  # (n,) bool, True where label noise changed the label
+    boundary_distance: np.ndarray | None = None  # (n,) distance to the Bayes boundary, where the data's generator knows it
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.labels):
             raise ValueError(f"split has {len(self.inputs)} inputs but {len(self.labels)} labels")
+        if self.boundary_distance is not None and len(self.boundary_distance) != len(self.labels):
+            raise ValueError(f"split has {len(self.labels)} labels but {len(self.boundary_distance)} boundary distances")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -152,7 +155,7 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_
     labels = dataset.train.labels.copy()
     chosen = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
     labels[chosen] = labels[rng.permutation(chosen)]
-    train = Split(dataset.train.inputs, labels, noisy=labels != dataset.train.labels)
+    train = dataclasses.replace(dataset.train, labels=labels, noisy=labels != dataset.train.labels)
     return dataclasses.replace(dataset, name=f"{dataset.name}[label_noise={fraction}]", train=train,
                                source=f"{dataset.source}; label noise {fraction} (seed {seed})")
 
@@ -167,9 +170,16 @@ def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
     labels = dataset.train.labels
     kept, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
     kept = np.sort(kept)
-    train = Split(dataset.train.inputs[kept], labels[kept])
+    distance = dataset.train.boundary_distance
+    train = Split(dataset.train.inputs[kept], labels[kept], boundary_distance=None if distance is None else distance[kept])
     return dataclasses.replace(dataset, name=f"{dataset.name}[train_size={size}]", train=train,
                                source=f"{dataset.source}; {size} training examples (stratified, seed {seed})")
+
+
+def with_training_set(dataset: Dataset, train_size: int, label_noise: float) -> Dataset:
+    """The training split a run trains on: ``train_size`` examples of it (all for 0), then ``label_noise`` of
+    their labels shuffled, so that the noise does not depend on which examples the subset keeps out."""
+    return with_label_noise(with_train_size(dataset, train_size), label_noise)
 
 
 Loader = Callable[[list[Path]], Dataset]  # the data roots -> a dataset
@@ -214,8 +224,9 @@ def available_datasets() -> list[str]:
     return sorted(_loaders) + [f"{prefix}:PATH" for prefix in sorted(_prefixes)]
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, label_noise: float = 0.0) -> Dataset:
-    """The named dataset, or ``PREFIX:PATH`` (``idx:``, ``npz:``, ``folder:``, ``cifar10:`` ...), with optional label noise."""
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    """The named dataset, or ``PREFIX:PATH`` (``idx:``, ``npz:``, ``folder:``, ``cifar10:`` ...), as published
+    (``with_training_set`` makes a run's training split of it)."""
     _import_loaders()
     roots = data_roots(data_dir)
     prefix, sep, path = name.partition(":")
@@ -227,7 +238,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, label_noise: flo
         close = difflib.get_close_matches(prefix if sep else name, [*_loaders, *_prefixes], n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise BenchError(f"unknown dataset {name!r}; {hint}known: {', '.join(available_datasets())}")
-    return with_label_noise(dataset, label_noise)
+    return dataset
 
 
 _imported = False
@@ -243,7 +254,7 @@ def _import_loaders() -> None:
     if _imported:
         return
     _imported = True
-    from bench.data import arrays, cifar, digits, folder, idx, mnist, patches  # noqa: F401  (each registers its datasets)
+    from bench.data import arrays, blobs, cifar, digits, folder, idx, mnist, patches  # noqa: F401  (each registers its datasets)
 
     def use(entry_point: importlib.metadata.EntryPoint, loader: Callable) -> None:
         takes_path = len(inspect.signature(loader).parameters) == 2

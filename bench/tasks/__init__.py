@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.schema import PAIR
 from bench.store import ScoreTable
+from bench.tasks.boundary import boundary
 from bench.tasks.consistency import consistency
 from bench.tasks.cost import cost
 from bench.tasks.difficulty import difficulty
@@ -23,8 +24,8 @@ def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
     such as the mislabel task's ``(model)``, keep their name); ``resamples``:
     the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""
-    tasks = [ood(tables, resamples), mislabel(tables, resamples), difficulty(tables, resamples), consistency(tables),
-             cost(tables)]
+    tasks = [ood(tables, resamples), mislabel(tables, resamples), difficulty(tables, resamples),
+             boundary(tables, resamples), consistency(tables), cost(tables)]
     results = [rows for rows in tasks if not rows.empty]
     board = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
     full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}

@@ -1,0 +1,67 @@
+"""The boundary task: does a score rank highest the examples nearest the Bayes decision boundary?
+
+The VoG paper's Fig. 1 claims so for VoG on two Gaussian blobs. Only data whose generator knows
+each example's distance to the Bayes boundary (``two-blobs``: a ``boundary_distance`` column in the
+score table) has anything to measure. Per such split, scorer and seed:
+
+* ``nearness_spearman``: Spearman correlation of the score with the nearness to the boundary
+  (minus the distance): 1 when the score orders the examples exactly from nearest to farthest,
+  0 when it has nothing to do with the boundary.
+
+Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+interval (t over seeds; where the seeds agree exactly, a percentile bootstrap over examples).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap as scipy_bootstrap
+from scipy.stats import rankdata, spearmanr
+
+from bench.metrics import unusable
+from bench.store import ScoreTable
+from bench.tasks.rows import BOOTSTRAP_SEED, metric_rows, scorer_scores, unit_keys, with_seed_means
+
+TASK = "boundary"
+METRIC = "nearness_spearman"
+COLUMN = "boundary_distance"
+
+
+def spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman correlation of ``x`` and ``y`` along ``axis`` (ties get average ranks), vectorised for ``scipy.stats.bootstrap``."""
+    x, y = rankdata(x, axis=axis), rankdata(y, axis=axis)
+    x, y = x - x.mean(axis=axis, keepdims=True), y - y.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
+
+
+def nearness_spearman(scores: np.ndarray, distance: np.ndarray) -> tuple[float, str]:
+    reason = unusable(scores)
+    return (np.nan, reason) if reason else (float(spearmanr(scores, -distance).statistic), "")
+
+
+def boundary(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+    """Tidy rows of each scorer's Spearman with the nearness to the Bayes boundary; empty for data without one."""
+    splits = [name for name, columns in tables[0].splits.items() if COLUMN in columns] if tables else []
+    rows = []
+    for table in tables:
+        keys = unit_keys(table, TASK)
+        for split in splits:
+            distance = table.splits[split][COLUMN]
+            for spec, scores, failure in scorer_scores(table, split):
+                value, note = (np.nan, failure) if failure else nearness_spearman(scores, distance)
+                rows += metric_rows(keys, split, spec, {METRIC: value}, note)
+
+    def intervals(scorers: set[str]) -> dict:
+        found = {}
+        for split in splits:
+            nearness = -tables[0].splits[split][COLUMN]
+            for spec, scores, failure in scorer_scores(tables[0], split):
+                if spec in scorers and not failure and not unusable(scores):
+                    result = scipy_bootstrap((scores, nearness), spearman_along, paired=True, vectorized=True,
+                                             n_resamples=resamples, method="percentile", random_state=BOOTSTRAP_SEED)
+                    found[(split, spec, METRIC)] = tuple(map(float, result.confidence_interval))
+        return found
+
+    return with_seed_means(rows, intervals if resamples else None)
