@@ -98,9 +98,10 @@ example:
 
 REPORT_DESCRIPTION = """\
 Write one self-contained HTML file (images inline, no server needed) from a results folder:
-the summary tables, an AUROC heatmap of scorer x corruption, test error by score decile,
-the early/late flip, the seed and scorer correlation heatmaps, and the test images scored
-lowest and highest, for each class, by the scorer with the best error AUROC."""
+the summary tables, the ranks and paired tests, quality against cost, an AUROC heatmap of
+scorer x corruption, test error by score decile, the early/late flip, scores against the
+distance to the Bayes boundary (two-blobs), the seed and scorer correlation heatmaps, and the
+test images scored lowest and highest, for each class, by the scorer with the best error AUROC."""
 
 
 DATA_DESCRIPTION = """\

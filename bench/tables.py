@@ -37,16 +37,21 @@ def _cell(mean: float, std: float = np.nan, interval: tuple[float, float] = (np.
           scientific: bool = False) -> str:
     if np.isnan(mean) or np.isinf(mean):
         return str(mean)
+    small = abs(mean) < 1e-3 and mean != 0  # three significant digits, not three zeros
+
+    def number(v: float) -> str:
+        return f"{v:.3g}" if small else f"{v:.3f}"
+
     if integer:
         text = f"{mean:.0f}"
     elif scientific:
         text = f"{mean:.2e}"
     else:
-        text = f"{mean:.3g}" if abs(mean) < 1e-3 and mean != 0 else f"{mean:.3f}"
+        text = number(mean)
     if not np.isnan(std):
-        text += f" ± {std:.3f}"
+        text += f" ± {number(std)}"
     if np.isfinite(interval).all():
-        text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+        text += f" [{number(interval[0])}, {number(interval[1])}]"
     return text
 
 
