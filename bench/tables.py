@@ -122,8 +122,9 @@ def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
         if caveat := (caveats or {}).get(protocol[0]):
             parts.append(textwrap.fill(f"caveat: {caveat}", WIDTH))
         seeds = sorted(set(rows.seed) - {"all"})
-        parts.append(f"95% intervals: t over the {len(seeds)} seeds" if len(seeds) > 1 else
-                     "95% intervals: one seed, so a bootstrap over examples, stratified by class")
+        parts.append(f"95% intervals: t over the {len(seeds)} seeds; a bootstrap over examples for scores the seed does "
+                     "not change (detectors on pixels)" if len(seeds) > 1 else
+                     "95% intervals: one seed, so a bootstrap over examples (stratified by class where the metric has classes)")
         for task, caption in CAPTIONS.items():
             if not (rows.task == task).any():
                 continue
