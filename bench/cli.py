@@ -24,12 +24,14 @@ benchmark on the embedded digits-c dataset (about a minute and a half on two CPU
 
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
-chosen scorers, then evaluate the scores on four tasks:
+chosen scorers, then evaluate the scores on these tasks:
   ood          clean test split against each OoD split (corruptions, --ood datasets): AUROC,
                AUPR-In, AUPR-Out, FPR@95TPR, with means per kind and severity
   mislabel     with --label-noise: find the shuffled training labels (AUROC, AP, P@k, Welch t)
   difficulty   test error by score decile, error AUROC, the early/late training flip
-  consistency  agreement between seeds (split-half, Spearman-Brown) and between scorers"""
+  boundary     on two-blobs: Spearman with the nearness to the Bayes boundary (the VoG toy)
+  consistency  agreement between seeds (split-half, Spearman-Brown) and between scorers
+  cost         seconds and running-state bytes per scorer"""
 
 RUN_EPILOG = """\
 examples:
@@ -41,6 +43,7 @@ examples:
   bench run --plugin my_scorer.py --scorers my-score
   bench run --preset mnist-c --executor ray   each seed a Ray task (pip install -e ".[ray]")
   bench run --preset vog-protocol             VoG's protocol choices as a 60-variant grid on MNIST-C
+  bench run --preset toy-boundary             the VoG paper's Fig. 1: two 2-D blobs, 16 s
   bench run --dataset patches --ood textures --model mlp   colour images, another dataset as OoD
 
 Settings are read in this order, later ones winning: the defaults, the preset (or the

@@ -1,4 +1,4 @@
-"""The four tasks on synthetic score tables whose answers are known by construction or by hand."""
+"""The tasks on synthetic score tables whose answers are known by construction or by hand (boundary: test_boundary.py)."""
 
 import numpy as np
 import pytest
