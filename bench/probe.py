@@ -62,7 +62,6 @@ class ProbeSplit:
     labels: torch.Tensor
     trusted_labels: bool  # False: label-dependent signals use the predicted class
     noisy: np.ndarray | None = None
-    boundary_distance: np.ndarray | None = None  # kept in the score table, for the boundary task
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -303,8 +302,7 @@ class Probe:
         return Batch(split=name, index=index, classes=classes, signals=signals), seconds
 
     def _finish(self) -> dict[str, dict[str, np.ndarray]]:
-        """The score table: per split, id, label, pred, noisy (and boundary_distance where the split has it) and
-        one column per scorer that did not fail."""
+        """The score table: per split, id, label, pred, noisy and one column per scorer that did not fail."""
         scores: dict[str, dict[str, np.ndarray]] = dict(self.known)  # scorer spec -> split -> scores
         train_labels = self.splits["train"].labels.cpu().numpy()
         for detector in self.detectors:
@@ -332,8 +330,6 @@ class Probe:
                 "pred": self.predictions[name],
                 "noisy": split.noisy if split.noisy is not None else np.zeros(n, dtype=bool),
             }
-            if split.boundary_distance is not None:
-                table[name]["boundary_distance"] = split.boundary_distance
             table[name].update({spec: scores[spec][name] for spec in self.order if spec not in self.failures})
         return table
 

@@ -9,15 +9,17 @@ as base64, so the file opens in any browser without a server.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.config import RunConfig, load_toml
-from bench.data import load_dataset, with_training_set
+from bench.data import Dataset, load_dataset, with_training_set
 from bench.errors import BenchError
 from bench.files import write_atomically
 from bench.leaderboard import read_csv
@@ -218,9 +220,10 @@ def mean_percentile_ranks(tables: list[ScoreTable], split: str, spec: str) -> np
     return np.mean([rankdata(table.splits[split][spec]) / len(table.splits[split][spec]) for table in tables], axis=0)
 
 
-def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
+def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], dataset: Callable[[], Dataset]) -> str:
     """On data that knows its Bayes boundary: the training points in the plane coloured by score for the four
-    scorers nearest to ranking by nearness, then every scorer's rank against the distance."""
+    scorers nearest to ranking by nearness, then every scorer's rank against the distance; ``dataset`` reads
+    the run's data (for the points)."""
     from bench.tasks.boundary import COLUMN, METRIC, TASK
 
     means = board[(board.task == TASK) & (board.seed == "all") & (board.split == "train")].set_index("scorer")
@@ -229,23 +232,22 @@ def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
         return _note("needs data whose Bayes boundary is known, e.g. --preset toy-boundary (two-blobs)")
     low, high = (means[means.metric == f"{METRIC}_ci_{bound}"].value for bound in ("low", "high"))
     title = {spec: f"{spec}\nρ {rho[spec]:.2f} [{low[spec]:.2f}, {high[spec]:.2f}]" for spec in rho.index}
+    ranks = {spec: mean_percentile_ranks(tables, "train", spec) for spec in rho.index}
     distance = tables[0].splits["train"][COLUMN]
     plt = _plt()
     parts = [_note(f"Spearman of each score with the nearness to the boundary (minus the distance) on the training "
                    f"split, mean [95% interval] over {len(tables)} seeds. The paper (Fig. 1): VoG is highest for the "
                    "points nearest the decision boundary.")]
     try:
-        dataset = with_training_set(load_dataset(config.dataset, data_dir or config.data_dir), config.train_size,
-                                    config.label_noise)
-        points = dataset.train.inputs.reshape(len(dataset.train), -1)
+        train = dataset().train
+        points = train.inputs.reshape(len(train), -1)
     except BenchError as error:
         points, parts = None, parts + [_note(f"the points could not be read: {error}")]
-    if points is not None and points.shape[1] == 2 and np.array_equal(dataset.train.labels, tables[0].splits["train"]["label"]):
+    if points is not None and points.shape[1] == 2 and np.array_equal(train.labels, tables[0].splits["train"]["label"]):
         shown = list(rho.index[:4])
         figure, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.6), squeeze=False)
         for ax, spec in zip(axes[0], shown):
-            drawn = ax.scatter(points[:, 0], points[:, 1], c=mean_percentile_ranks(tables, "train", spec), s=8,
-                               cmap="viridis")
+            drawn = ax.scatter(points[:, 0], points[:, 1], c=ranks[spec], s=8, cmap="viridis")
             ax.axvline(0, color="k", lw=0.8)
             ax.set(xlabel="x0 (the Bayes boundary: x0 = 0)", aspect="equal")
             ax.set_title(title[spec], fontsize=8)
@@ -257,7 +259,7 @@ def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
     figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False, sharex=True,
                                 sharey=True)
     for ax, spec in zip(axes.flat, rho.index):
-        ax.scatter(distance, mean_percentile_ranks(tables, "train", spec), s=2, alpha=0.5)
+        ax.scatter(distance, ranks[spec], s=2, alpha=0.5)
         ax.set_title(title[spec], fontsize=7)
     for ax in axes.flat[len(rho):]:
         ax.set_visible(False)
@@ -310,20 +312,20 @@ def _mosaic(images: np.ndarray, side: int = 5) -> np.ndarray:
     return grid[..., 0] if grid.shape[-1] == 1 else grid
 
 
-def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunConfig, data_dir: str | None) -> str:
+def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], dataset: Callable[[], Dataset]) -> str:
+    """The lowest- and highest-scored test images of each class; ``dataset`` reads the run's data."""
     best = board[(board.task == "difficulty") & (board.seed == "all") & (board.metric == "error_auroc")]
     best = best[best.scorer.isin(tables[0].scorers if tables else [])].sort_values("value", ascending=False)
     if best.value.notna().sum() == 0:
         return _note("no scorer ranks the misclassified test examples in this run")
     spec, error_auroc = best.scorer.iloc[0], best.value.iloc[0]
     try:
-        dataset = with_training_set(load_dataset(config.dataset, data_dir or config.data_dir), config.train_size,
-                                    config.label_noise)
+        data = dataset()
     except BenchError as error:
         return _note(f"the images could not be read: {error}")
     labels = tables[0].splits["test"]["label"]
-    if not np.array_equal(labels, dataset.test.labels):
-        return _note(f"the test split of {dataset.name} no longer matches the score tables, so no images are shown")
+    if not np.array_equal(labels, data.test.labels):
+        return _note(f"the test split of {data.name} no longer matches the score tables, so no images are shown")
     scores = np.mean([t.splits["test"][spec] for t in tables], axis=0)
     classes = np.unique(labels)
     plt = _plt()
@@ -332,8 +334,8 @@ def extremes_section(board: pd.DataFrame, tables: list[ScoreTable], config: RunC
         members = np.flatnonzero(labels == label)
         ranked = members[np.argsort(scores[members], kind="stable")]
         for i, (chosen, name) in enumerate(((ranked[:25], "lowest"), (ranked[::-1][:25], "highest"))):
-            axes[i, j].imshow(_mosaic(dataset.test.inputs[chosen]), cmap="gray", vmin=0, vmax=1)
-            title = dataset.classes[label] if label < len(dataset.classes) else f"class {label}"
+            axes[i, j].imshow(_mosaic(data.test.inputs[chosen]), cmap="gray", vmin=0, vmax=1)
+            title = data.classes[label] if label < len(data.classes) else f"class {label}"
             title = title.replace("$", r"\$")  # a user's class name is text, never mathtext
             axes[i, j].set(xticks=[], yticks=[], title=title if i == 0 else "",
                            ylabel=f"{name} score" if j == 0 else "")
@@ -347,6 +349,8 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
     """Write the HTML report of a results folder and return its path."""
     folder = Path(folder)
     board, tables, config = load_results(folder)
+    dataset = functools.cache(lambda: with_training_set(load_dataset(config.dataset, data_dir or config.data_dir),
+                                                        config.train_size, config.label_noise))  # read once, if needed
     deciles = decile_rows(board)
     body = {
         "summary": summary_section(board),
@@ -355,9 +359,9 @@ def write_report(folder: Path, out: Path | None = None, data_dir: str | None = N
         "ood-heatmap": ood_heatmap_section(board),
         "deciles": deciles_section(deciles),
         "flip": flip_section(board, deciles),
-        "boundary": boundary_section(board, tables, config, data_dir),
+        "boundary": boundary_section(board, tables, dataset),
         "correlations": correlations_section(board),
-        "extremes": extremes_section(board, tables, config, data_dir),
+        "extremes": extremes_section(board, tables, dataset),
     }
     provenance = board[["bench_version", "git_sha", "torch_version", "device"]].drop_duplicates().to_html(index=False)
     accuracy = np.mean([t.meta["accuracy"]["test"] for t in tables]) if tables else np.nan

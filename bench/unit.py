@@ -104,7 +104,6 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
             labels=torch.as_tensor(split.labels, device=device),
             trusted_labels=name == "train" or config.label_mode == "true",
             noisy=split.noisy,
-            boundary_distance=split.boundary_distance,
         )
         for name, split in dataset.splits().items()
     }
@@ -126,6 +125,9 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
         columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
                             bar.update)
+    for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
+        if split.boundary_distance is not None:
+            columns[name]["boundary_distance"] = split.boundary_distance
     seconds.update(probe.seconds)
     for spec, error in probe.failures.items():
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)

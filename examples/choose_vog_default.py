@@ -51,7 +51,7 @@ def main() -> None:
     judging = per_seed_means(board, JUDGING)
     other = per_seed_means(read_csv(OTHER), list(CORRUPTIONS))
     print(f"choosing on {', '.join(CHOOSING)}; judging on {', '.join(JUDGING)}")
-    print(f"{len(order)} variants; chosen: {chosen} (choosing AUROC {mean_choosing[chosen]:.3f})")
+    print(f"{len(mean_choosing)} variants; chosen: {chosen} (choosing AUROC {mean_choosing[chosen]:.3f})")
     for label, spec in (("chosen", chosen), ("the paper's formula", PAPER), ("today's default", DEFAULT)):
         values = judging.loc[spec].to_numpy(dtype=np.float64)
         low, high = t_interval(values)

@@ -208,19 +208,26 @@ class KPCA(ScoredHere):
 
         return PyODKPCA(kernel="rbf", random_state=0)
 
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "KPCA":
+        """PyOD's fit, then the kept components' coefficients, as scikit-learn's ``transform`` scales them:
+        eigenvectors over the square root of their eigenvalue, those of zero eigenvalues left 0."""
+        super().fit(X, y)
+        kpca, kept = self.estimator_.kpca, self.estimator_.n_selected_components_
+        values, vectors = kpca.eigenvalues_[:kept], kpca.eigenvectors_[:, :kept]
+        self.alphas_ = np.zeros_like(vectors)
+        nonzero = np.flatnonzero(values)
+        self.alphas_[:, nonzero] = vectors[:, nonzero] / np.sqrt(values[nonzero])
+        return self
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The squared distance in feature space between x and its projection on the kept components:
         k(x, x) - 2 mean_i k(x, x_i) + mean_ij k(x_i, x_j) - |projection|^2, with k(x, x) = 1 for the RBF kernel."""
-        kpca, kept = self.estimator_.kpca, self.estimator_.n_selected_components_
-        values, vectors = kpca.eigenvalues_[:kept], kpca.eigenvectors_[:, :kept]
-        alphas = np.zeros_like(vectors)  # scikit-learn's transform: eigenvectors over sqrt(eigenvalue), zero ones left 0
-        nonzero = np.flatnonzero(values)
-        alphas[:, nonzero] = vectors[:, nonzero] / np.sqrt(values[nonzero])
+        kpca = self.estimator_.kpca
         centerer, gamma = kpca.get_centerer, kpca.gamma_
 
         def score(x: np.ndarray) -> np.ndarray:
             kernel = rbf(x, kpca.X_fit_, gamma)
-            projection = centerer.transform(kernel) @ alphas
+            projection = centerer.transform(kernel) @ self.alphas_
             return 1.0 - 2 * kernel.mean(axis=1) + centerer.K_fit_all_ - np.einsum("ij,ij->i", projection, projection)
 
         return by_chunks(score, self._reduce(X))

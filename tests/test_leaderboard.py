@@ -281,9 +281,10 @@ def test_the_61_dimensions_of_the_caveat_are_those_of_the_clean_digits():
     assert np.linalg.matrix_rank(upsampled.reshape(len(images), -1), tol=1e-9) == 61
 
 
-def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on():
+def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on(capsys):
     """examples/choose_vog_default.py: the choosing and judging corruptions partition MNIST-C's 15, and making
-    another variant perfect on the judging half does not change the choice, while on the choosing half it does."""
+    another variant perfect on the judging half does not change the choice, while on the choosing half it does;
+    run as the README runs it, it names the default it chose."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "examples" / "choose_vog_default.py"
@@ -299,3 +300,5 @@ def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on():
     assert module.choose(judged)[0] == chosen != rival
     judged.loc[(judged.full_spec == rival) & judged.split.isin(module.CHOOSING) & (judged.metric == "auroc"), "value"] = 1.0
     assert module.choose(judged)[0] == rival
+    module.main()
+    assert f"variants; chosen: {module.DEFAULT}" in capsys.readouterr().out

@@ -14,9 +14,14 @@ from bench.tasks.ood import ood
 
 
 def make_table(seed, splits, failures=None, ood_splits=(), full_specs=None, observed=None):
-    """A score table with the given split -> column -> values; scorers are the non-reserved columns, each
-    with its full spec (default: the spec) and the epochs it observed (default: 1 to 10)."""
+    """A score table with the given split -> column -> values, as complete as a unit's: a split without a
+    label or prediction gets label 0 and the prediction 0 for every example. Scorers are the non-reserved
+    columns, each with its full spec (default: the spec) and the epochs it observed (default: 1 to 10)."""
     scorers = [c for c in next(iter(splits.values())) if c not in RESERVED_COLUMNS]
+    for columns in splits.values():
+        n = len(next(iter(columns.values())))
+        columns.setdefault("label", np.zeros(n, dtype=int))
+        columns.setdefault("pred", np.zeros(n, dtype=int))
     meta = {"dataset": "toy", "model": "mlp", "seed": seed, "label_mode": "predicted",
             "config": {"scorers": {spec: (full_specs or {}).get(spec, spec) for spec in scorers}},
             "observed": {spec: (observed or {}).get(spec, list(range(1, 11))) for spec in scorers},

@@ -59,10 +59,9 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     for table in noisy:
         keys = unit_keys(table, TASK)
         shuffled = shuffled_labels(table)
-        if {"pred", "label"} <= set(table.splits[SPLIT]):  # every unit's table; hand-made ones may leave them out
-            fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
-            rows += metric_rows(keys, SPLIT, MODEL_ROW, {"train_accuracy": float(fitted.mean()),
-                                                     "memorised": float(fitted[shuffled].mean())}, "")
+        fitted = table.splits[SPLIT]["pred"] == table.splits[SPLIT]["label"]
+        rows += metric_rows(keys, SPLIT, MODEL_ROW, {"train_accuracy": float(fitted.mean()),
+                                                 "memorised": float(fitted[shuffled].mean())}, "")
         for spec, scores, failure in scorer_scores(table, SPLIT):
             values, note = (dict.fromkeys(METRICS, np.nan), failure) if failure else mislabel_metrics(scores, shuffled)
             rows += metric_rows(keys, SPLIT, spec, values, note)
