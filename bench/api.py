@@ -216,6 +216,14 @@ class StreamingScorer(Scorer):
         """One score per example of the split, higher = harder / more anomalous."""
 
 
+def at_least(scorer: str, parameter: str, value: float | None, low: float, none_means: str = "") -> None:
+    """For a scorer's ``__init__``: a ValueError naming ``parameter`` if ``value`` is below ``low``. None passes (the
+    parameter unset); ``none_means`` says what it does, for the message."""
+    if value is not None and value < low:
+        unset = f", or none for {none_means}" if none_means else ""
+        raise ValueError(f"{scorer}: {parameter}={value} is below {low}; give {low} or more{unset}")
+
+
 SCORER_FORMS = (CheckpointScore, Detector, StreamingScorer)
 registered: dict[str, type[Scorer]] = {}  # name -> class, filled by ``register``
 

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ood", metavar="DATASET[,DATASET...]",
                      help="add the test split of each dataset as a semantic OoD split, beside the corruptions "
                           "(e.g. --ood textures, or --ood idx:~/fashion-mnist for MNIST)")
+    run.add_argument("--corruptions", metavar="NAME[,NAME...]",
+                     help="only these corruptions of the test split as OoD splits (default: all), each generated once "
+                          "when missing (e.g. --corruptions fog,contrast on CIFAR-10: 2 of its 15)")
     run.add_argument("--label-noise", type=float, metavar="FRACTION",
                      help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
     run.add_argument("--train-size", type=int, metavar="N",
@@ -207,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
     run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for torch (default: the cores this process may use); scores are bit for bit "
-                          "the same only for the same thread count")
+                     help="CPU threads for torch and for the BLAS of numpy, scipy and scikit-learn (default: "
+                          "OMP_NUM_THREADS if set, else the cores this process may use; this flag wins over "
+                          "OMP_NUM_THREADS, with a note); scores are bit for bit the same only for the same thread count")
     run.add_argument("--out", help="results folder (default: results/<preset>)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -238,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("csv", type=Path, metavar="FILE.csv", help="a leaderboard written by `bench run`")
     show.add_argument("--task", choices=list(CAPTIONS), help="only this task")
     show.add_argument("--ranks", action="store_true",
-                      help="rank the scorers over every OoD split and seed (Friedman test, Nemenyi post-hoc) instead")
+                      help="rank the scorers instead, over independent blocks: each OoD split (its severities as one) "
+                           "averaged over seeds, or each seed for difficulty and mislabel (Friedman test, Nemenyi "
+                           "post-hoc)")
 
     compare = commands.add_parser("compare", help="join two leaderboards and show the deltas; fail on regressions",
                                   description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG,
@@ -285,6 +291,7 @@ def command_run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, train_size=args.train_size,
         model=args.model,
         ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
+        corruptions=[name.strip() for name in args.corruptions.split(",") if name.strip()] if args.corruptions is not None else None,
         scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
         **{key: getattr(args, key) for key in RECIPE_FLAGS},
         label_mode=args.label_mode, device=args.device, threads=args.threads, out=args.out,
@@ -337,15 +344,28 @@ def command_show(args: argparse.Namespace) -> int:
 def rounded(joined: pd.DataFrame) -> pd.DataFrame:
     """Joined rows as printed: A, B and the delta at four decimals, p at three significant digits (the CSVs keep
     every digit)."""
-    shown = joined.rename(columns={"value_a": "A", "value_b": "B"})
-    for column, style in (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}"), ("p", "{:.3g}"), ("p_adjusted", "{:.3g}")):
+    shown = joined.rename(columns={"value_a": "A", "value_b": "B", "p_adjusted": "p adjusted",
+                                   "seeds_to_detect": "seeds for it"})
+    styles = (("A", "{:.4f}"), ("B", "{:.4f}"), ("delta", "{:+.4f}"), ("p", "{:.3g}"), ("p adjusted", "{:.3g}"),
+              ("detectable", "{:.4f}"))
+    for column, style in styles:
         if column in shown:
             shown[column] = shown[column].map(style.format)
     return shown
 
 
+GATED_COLUMNS = ["task", "split", "scorer", "metric", "value_a", "value_b", "delta", "test", "p_adjusted", "detectable"]
+
+
+MISSED_COLUMNS = [*GATED_COLUMNS[:7], "detectable", "seeds_to_detect"]
+
+
+def gated_rows(rows: pd.DataFrame, columns: list[str] = GATED_COLUMNS) -> pd.DataFrame:
+    """Checked rows as printed: their protocol only where the comparison spans several."""
+    protocol = [key for key in ("dataset", "model") if rows[key].nunique() > 1]
+    return rounded(rows[protocol + columns])
 def command_compare(args: argparse.Namespace) -> int:
-    from bench.compare import compare, headline_rows
+    from bench.compare import HEADLINE, compare, headline_rows
     from bench.leaderboard import read_csv
     from bench.tables import text_table
 
@@ -365,12 +385,26 @@ def command_compare(args: argparse.Namespace) -> int:
     print(text_table(shown.drop(columns=["full_spec", "label_mode", "seed"])))
     if not tolerances:
         return 0
+    families = result.checked.family.nunique()
+    print(f"\nthe gate: {len(result.checked)} rows over all seeds, one-sided tests of B worse than A, "
+          f"{args.correction}-adjusted within each family, alpha {args.alpha:g} shared by {families} "
+          f"famil{'y' if families == 1 else 'ies'}; drops it detects with 80% power (median over the rows, and the "
+          f"largest), with the two files' noise per seed:\n")
+    print(text_table(result.power_table()))
+    missed = result.missed
+    headline = missed[missed.family == HEADLINE]
+    if not missed.empty:
+        print(f"\n{len(missed)} rows are worse beyond the tolerance but within the noise, so not failed "
+              f"({len(headline)} headline rows, below); the seeds per file that would detect a drop of that size "
+              "with 80% power:\n")
+    if not headline.empty:
+        print(text_table(gated_rows(headline, MISSED_COLUMNS)))
     gate = f"{', '.join(f'{m}={t:g}' for m, t in tolerances.items())}, {args.correction}-adjusted p <= {args.alpha:g}"
     if result.drops.empty:
         print(f"\nno drop beyond the tolerance and the noise: {gate}")
         return 0
     print(f"\n{len(result.drops)} rows got worse beyond the tolerance and the noise ({gate}):\n")
-    print(text_table(rounded(result.drops).drop(columns=["full_spec", "label_mode", "seed"])))
+    print(text_table(gated_rows(result.drops)))
     return 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class RunConfig:
     label_noise: float = 0.0  # fraction of training labels shuffled among themselves
     train_size: int = 0  # training examples kept, drawn per class in proportion (seed 0) before label noise; 0: all
     ood: list[str] = field(default_factory=list)  # datasets whose test splits are added as semantic OoD splits
+    corruptions: list[str] = field(default_factory=lambda: ["all"])  # corruptions whose OoD splits are read (the missing generated), or "all"
     model: str = "lenet"
     scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every built-in scorer
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -66,7 +68,7 @@ class RunConfig:
     bootstrap_resamples: int = 1000  # for the 95% intervals of a one-seed run (a bootstrap over examples); 0: none
     state_dtype: str = "float64"  # running sums and moments of the scores; float32 halves VoG's per-pixel state
     device: str = "auto"
-    threads: int = 0  # CPU threads for torch; 0: the cores this process may use (os.sched_getaffinity)
+    threads: int = 0  # CPU threads for torch and BLAS; wins over OMP_NUM_THREADS; 0: OMP_NUM_THREADS, else the usable cores
     out: str = ""  # results folder; empty means results/<name>
     plugins: list[str] = field(default_factory=list)  # local scorer plugin files
 
@@ -77,6 +79,8 @@ class RunConfig:
         for key, kind in typing.get_type_hints(RunConfig).items():
             if not _is(getattr(self, key), kind):
                 raise BenchError(f"config key {key!r} must be {_name(kind)}, got {getattr(self, key)!r}")
+            if kind is float and not math.isfinite(getattr(self, key)):  # nan passes every comparison below
+                raise BenchError(f"config key {key!r} is {getattr(self, key)}; it must be a finite number")
         if not self.seeds:
             raise BenchError("config key 'seeds' is empty; give at least one seed, e.g. seeds = [0]")
         if len(set(self.seeds)) != len(self.seeds):
@@ -103,6 +107,14 @@ class RunConfig:
                 raise BenchError(f"config key {key!r} is {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
         if self.label_mode not in LABEL_MODES:
             raise BenchError(f"config key 'label_mode' is {self.label_mode!r}; allowed: {', '.join(LABEL_MODES)}")
+        if self.corruptions != ["all"]:
+            from bench.data import corruption_names
+
+            known = corruption_names()
+            unknown = [name for name in self.corruptions if name not in known]
+            if unknown or not self.corruptions:
+                problem = f"names unknown corruption {', '.join(map(repr, unknown))}" if unknown else "is empty"
+                raise BenchError(f"config key 'corruptions' {problem}; known: {', '.join(known)} (or \"all\" alone, for every one)")
 
     def updated(self, **changes: Any) -> "RunConfig":
         """A copy with the given keys changed (None values are ignored), checked like a file."""
@@ -132,7 +144,8 @@ class RunConfig:
         settings where changed, and the scorers (spec -> full spec, every parameter named: a changed
         default is another scorer)."""
         probing = {k: getattr(self, k) for k in PROBING if getattr(self, k) != PROBING[k]}
-        return {**self.training_config(data_source), "label_mode": self.label_mode, **probing,
+        chosen = {"corruptions": sorted(set(self.corruptions))} if self.corruptions != ["all"] else {}  # named only when not all
+        return {**self.training_config(data_source), "label_mode": self.label_mode, **probing, **chosen,
                 "scorers": dict(sorted(scorers.items()))}
 
     def config_hash(self, scorers: dict[str, str], data_source: str) -> str:

@@ -18,6 +18,7 @@ run keeps every finished unit.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from abc import ABC, abstractmethod
@@ -63,9 +64,11 @@ class LocalExecutor(Executor):
 
 
 def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int) -> ScoreTable:
-    torch.set_num_threads(threads)
-    scorer_specs(plan.config)  # registers the run's plugin files in this worker
-    return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free)
+    from bench.runner import cpu_threads  # here, not above: bench.runner imports this module
+
+    with cpu_threads(threads):
+        scorer_specs(plan.config)  # registers the run's plugin files in this worker
+        return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free)
 
 
 class RayExecutor(Executor):
@@ -78,6 +81,10 @@ class RayExecutor(Executor):
             import ray
         except ImportError:
             raise BenchError("--executor ray needs Ray: pip install 'difficulty-bench[ray]' (or pip install ray)") from None
+        if self.address and self.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            # grpc is what the Ray client needs beyond Ray (the ``client`` extra); Ray raises a ValueError without it
+            raise BenchError(f"--ray-address {self.address} joins through the Ray client, which is not installed: "
+                             "pip install \"ray[client]\" (or pip install 'difficulty-bench[ray]', whose ray extra has it)")
         if not seeds:
             return
         started_here = not ray.is_initialized()

@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -285,6 +286,21 @@ def code_digest(factory: Callable) -> str:
     return hashlib.sha256(code.encode()).hexdigest()[:8]
 
 
+def import_here_too(name: str):
+    """``importlib.import_module(name)``, looking in the current folder too for a top-level module Python's path
+    lacks, as ``python -m`` and ``module:app`` servers (uvicorn, gunicorn) do: the folder is appended to
+    ``sys.path``, so it never shadows an installed module."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        here = str(Path.cwd())
+        if error.name != name.partition(".")[0] or here in sys.path:
+            raise
+        sys.path.append(here)
+        importlib.invalidate_caches()
+        return importlib.import_module(name)
+
+
 @functools.cache
 def model_factory(name: str) -> Factory:
     """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in, a ``module:callable`` (or
@@ -304,8 +320,17 @@ def model_factory(name: str) -> Factory:
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
             else:
-                module = importlib.import_module(module_name)
+                module = import_here_too(module_name)
             factory = getattr(module, attribute)
+        except ModuleNotFoundError as error:
+            missing = error.name or module_name
+            if module_name != missing and not module_name.startswith(f"{missing}."):  # found; what it imports is not
+                raise BenchError(f"model {name!r} could not be loaded: {module_name} imports {missing}, which is "
+                                 "not installed; install it") from None
+            raise BenchError(f"model {name!r}: no module {missing} on Python's path (PYTHONPATH) nor in the current "
+                             f"folder {Path.cwd()}; run bench where it is, add its folder to PYTHONPATH "
+                             "(PYTHONPATH=path/to/folder bench run ...), or give the file: "
+                             f"path/to/{module_name.replace('.', '/')}.py:{attribute}") from None
         except Exception as error:  # the user's code
             raise BenchError(f"model {name!r} could not be loaded ({type(error).__name__}: {error}); give "
                              "module:callable or path/to/file.py:callable, a function of (input_shape, n_classes) "

@@ -30,15 +30,39 @@ def git_sha() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
+def threads_text(count: int) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
+
+
+def blas_name() -> str:
+    """The BLAS libraries loaded (numpy's and scipy's wheels each bring their own), their versions and threads,
+    e.g. ``openblas 0.3.30 and 0.3.31, 2 threads``; sorted, so the same libraries give the same string."""
+    from threadpoolctl import threadpool_info
+
+    pools = sorted((pool["internal_api"], pool["version"] or "version unknown", pool["num_threads"])
+                   for pool in threadpool_info() if pool["user_api"] == "blas")
+    if not pools:
+        return "BLAS not found"
+    by_count: dict[int, dict[str, list[str]]] = {}
+    for library, version, count in pools:
+        versions = by_count.setdefault(count, {}).setdefault(library, [])
+        if version not in versions:
+            versions.append(version)
+    return "; ".join(" and ".join(f"{library} {' and '.join(versions)}" for library, versions in libraries.items())
+                     + f", {threads_text(count)}" for count, libraries in sorted(by_count.items()))
+
+
 def device_name(device: torch.device) -> str:
+    """The hardware and libraries that set a unit's arithmetic, as one short string; read inside the run's threads."""
     import torch
 
     if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    # The kernel family (the vector instructions torch dispatches to) and the thread count change the
-    # floating-point sums, so scores reproduce bit for bit only where both are the same.
+        return f"cuda ({torch.cuda.get_device_name(device)}; {blas_name()})"
+    # The kernel family (the vector instructions torch dispatches to) and the thread counts of torch and of the
+    # BLAS that numpy, scipy and scikit-learn call change the floating-point sums, so scores reproduce bit for bit
+    # only where all of them are the same.
     return (f"cpu ({platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
-            f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'})")
+            f"{threads_text(torch.get_num_threads())}; {blas_name()})")
 
 
 def provenance(device: torch.device, config_hash: str, code: str) -> dict[str, str]:

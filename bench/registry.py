@@ -16,12 +16,14 @@ import importlib.util
 import inspect
 import sys
 import traceback
+import typing
 from pathlib import Path
+from typing import Any
 
 from bench.api import SCORER_FORMS, Scorer, register, registered
 from bench.entry_points import load_entry_points
 from bench.errors import BenchError
-from bench.specs import parse_spec
+from bench.specs import parse_spec, spec_value
 
 ENTRY_POINT_GROUP = "bench.scorers"
 DISTRIBUTION = "difficulty-bench"  # whose entry points are the built-in scorers
@@ -98,7 +100,8 @@ def get(name: str) -> type[Scorer]:
 
 
 def create(spec: str) -> Scorer:
-    """Build a scorer from its spec, checking parameter names against the constructor."""
+    """Build a scorer from its spec, checking parameter names and types against the constructor (its annotations,
+    else its defaults); the scorer's own ValueError or TypeError (a value out of range) becomes a BenchError."""
     name, params = parse_spec(spec)
     cls = get(name)
     allowed = cls.defaults()
@@ -108,8 +111,39 @@ def create(spec: str) -> Scorer:
         raise BenchError(f"scorer {name!r} has no parameter {', '.join(unknown)}; its parameters: {listing}")
     for key, value in params.items():  # "none" is None for a parameter that is not a string
         if value == "none" and not isinstance(allowed[key], str):
-            params[key] = None
+            params[key] = value = None
+        kinds = _parameter_types(cls, key)
+        if kinds and not _fits(value, kinds):
+            expected = " or ".join(map(_kind_name, kinds))
+            raise BenchError(f"scorer spec {spec!r}: {key}={spec_value(value)} is not {expected}; "
+                             f"write it as in {name}[{key}={spec_value(allowed[key])}]")
     try:
         return cls(**params)
     except (TypeError, ValueError) as error:
         raise BenchError(f"scorer spec {spec!r}: {error}") from None
+
+
+def _parameter_types(cls: type[Scorer], key: str) -> tuple[type, ...]:
+    """The types a constructor parameter takes: those of its annotation (``int | None``: int and NoneType), else
+    that of its default; none known (no annotation and a default of None, or ``Any``): ()."""
+    try:
+        hint = typing.get_type_hints(cls.__init__).get(key)
+    except Exception:  # a plugin's annotation that does not resolve: its default tells
+        hint = None
+    if hint is None:
+        default = cls.defaults()[key]
+        return () if default is None else (type(default),)
+    return tuple(kind for kind in (typing.get_args(hint) or (hint,)) if isinstance(kind, type))
+
+
+def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether ``value`` is of one of ``kinds``: an int is a float too, a bool is no number."""
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds) or (isinstance(value, int) and float in kinds)
+
+
+def _kind_name(kind: type) -> str:
+    """A type as a spec's reader knows it: ``int`` is "an integer", ``NoneType`` is "none"."""
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "text", type(None): "none"}
+    return names.get(kind, kind.__name__)

@@ -92,8 +92,9 @@ def summary_section(board: pd.DataFrame) -> str:
 
 
 def ranks_section(board: pd.DataFrame, tables: list[ScoreTable]) -> str:
-    """Critical-difference diagrams of the Friedman ranks, and DeLong's test of the best scorer against the
-    next ones on the hardest OoD split (the one where the best scorer's AUROC is lowest)."""
+    """Critical-difference diagrams of the Friedman ranks over independent blocks (``bench.ranking``: OoD
+    splits averaged over seeds, or seeds), and DeLong's test of the best scorer against the next ones on the
+    hardest OoD split (the one where the best scorer's AUROC is lowest)."""
     from bench.ranking import delong_against_best, ranking_caption, rankings
     from bench.stats import critical_difference_figure
 
@@ -102,8 +103,8 @@ def ranks_section(board: pd.DataFrame, tables: list[ScoreTable]) -> str:
         return _note("no measurement that two scorers share over seeds or OoD splits: nothing to rank")
     parts = []
     for key, ranking in found.items():
-        parts += [_note(ranking_caption(key, ranking)), _png(critical_difference_figure(ranking))]
-    ood_ranks = next((ranking for key, ranking in found.items() if key[-1] == "ood"), None)
+        parts += [_note(ranking_caption(key, ranking)), _png(critical_difference_figure(ranking.friedman))]
+    ood_ranks = next((ranking.friedman for key, ranking in found.items() if key[-1] == "ood"), None)
     if ood_ranks is not None and tables and len(ood_ranks.average_ranks) > 1:
         order = list(ood_ranks.average_ranks.index[:6])
         per_split = board[(board.task == "ood") & (board.seed == "all") & (board.metric == "auroc")
@@ -140,7 +141,8 @@ def cost_section(board: pd.DataFrame) -> str:
     for protocol, rows in means.groupby(PROTOCOL, sort=False):
         seconds = rows[(rows.task == COST.task) & (rows.metric == COST.metric)].set_index("scorer").value
         axes_found = [(key, label) for key, label in COST_AXES.items()
-                      if ((rows.task == key[0]) & (rows.split == key[1]) & (rows.metric == key[2])).any()]
+                      if ((rows.task == key[0]) & (rows.split == key[1]) & (rows.metric == key[2])
+                          & rows.value.notna()).any()]
         if not axes_found or seconds.notna().sum() == 0:
             continue
         figure, axes = plt.subplots(1, len(axes_found), figsize=(6.5 * len(axes_found), 4.5), squeeze=False)

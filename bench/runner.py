@@ -8,7 +8,10 @@ as soon as it finishes, so a killed run started again redoes only the unfinished
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.config import RunConfig
-from bench.data import Dataset, load_dataset, with_semantic_ood, with_training_set
+from bench.config import RunConfig, digest, load_toml
+from bench.data import Dataset, load_dataset, with_corruptions_only, with_semantic_ood, with_training_set
 from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
@@ -31,19 +34,45 @@ from bench.tasks import evaluate
 
 
 @contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's CPU threads set to ``count`` for the run, and restored after it (a notebook keeps its own)."""
+def cpu_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads and the BLAS and OpenMP pools of numpy, scipy and scikit-learn set to ``count`` for the
+    run, and restored after it (a notebook keeps its own): every one of them changes the floating-point sums."""
+    from threadpoolctl import threadpool_limits
+
+    import sklearn  # noqa: F401  (loads those pools: the limits reach only libraries already loaded)
+
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    with threadpool_limits(limits=count):
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, which containers and taskset narrow), not the machine's."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_threads(requested: int) -> int:
+    """The run's CPU threads: ``requested`` (``--threads``, the config's ``threads``) unless 0, else
+    ``OMP_NUM_THREADS`` as PyTorch reads it, else the usable cores. When both are given and differ, the
+    request wins, and stderr says so."""
+    variable = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not variable:
+        return requested or usable_cores()
+    first = variable.split(",")[0].strip()  # OpenMP's list gives the outermost level first
+    from_variable = int(first) if first.isdigit() and int(first) > 0 else None
+    if requested:
+        if requested != from_variable:
+            print(f"note: threads = {requested} (--threads or the config) wins over OMP_NUM_THREADS={variable}, "
+                  "for torch and BLAS alike", file=sys.stderr)
+        return requested
+    if from_variable is None:
+        raise BenchError(f"OMP_NUM_THREADS={variable!r} is not a number of threads; set it to one (e.g. "
+                         "OMP_NUM_THREADS=2), unset it, or give --threads")
+    return from_variable
 
 
 @dataclass
@@ -63,7 +92,9 @@ class RunResult:
 
 def run(config: RunConfig, progress: bool = True, executor_name: str = "local", ray_address: str | None = None,
         dataset: Dataset | None = None, ood: Sequence[Dataset] = ()) -> RunResult:
-    """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV.
+    """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV (keeping one
+    of other settings found there: ``keep_leaderboard_of_other_settings``), then raises a BenchError if no scorer
+    left a score (every failure is in the units and the leaderboard's notes, and is computed again next time).
 
     ``dataset`` replaces the one ``config.dataset`` names (the Python API's datasets built from arrays),
     and the test splits of ``ood`` are added as semantic OoD splits after those of ``config.ood``.
@@ -72,15 +103,15 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
     Ray task, on a local Ray instance or the cluster at ``ray_address``); see ``bench.executors``.
     """
     runner = executor(executor_name, ray_address)
-    with torch_threads(config.threads or usable_cores()):  # the Ray executor asks each task for as many CPUs
+    with cpu_threads(run_threads(config.threads)):  # the Ray executor asks each task for as many CPUs
         code = git_sha()  # before anything runs: the code this process imported
         specs = scorer_specs(config)  # bad names and settings fail before any data is read
         resolve_device(config.device)
         model_factory(config.model)  # an unknown or broken model fails before any data is read
         Store(config.out_dir).check_writable()
-        base = load_dataset(config.dataset, config.data_dir) if dataset is None else dataset
+        base = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
         base = with_training_set(base, config.train_size, config.label_noise)
-        dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir) for name in config.ood), *ood])
+        dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood])
         unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
         if config.label_mode == "true" and unlabeled:
             raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores "
@@ -104,6 +135,81 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         ordered = [tables[seed] for seed in config.seeds]
         board = attach_provenance(evaluate(ordered, config.bootstrap_resamples), ordered)
         leaderboard_path = config.out_dir / "leaderboard.csv"
+        keep_leaderboard_of_other_settings(config, board)
         write_csv(board, leaderboard_path)
         write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
+        if not any(table.scorers for table in ordered):  # as scikit-learn's cross_validate when every fit failed
+            raise BenchError(every_scorer_failed(ordered[0], leaderboard_path))
         return RunResult(config, ordered, board, leaderboard_path, [paths[seed] for seed in config.seeds])
+
+
+def every_scorer_failed(table: ScoreTable, leaderboard_path: Path, listed: int = 3) -> str:
+    """The error of a run in which no scorer left a score: the first failures of ``table``, and where the rest are."""
+    failures = list(table.meta["failures"].items())
+    errors = "; ".join(f"{spec}: {error}" for spec, error in failures[:listed])
+    more = f"; and {len(failures) - listed} more" if len(failures) > listed else ""
+    return (f"every scorer failed on every seed ({errors}{more}); {leaderboard_path} holds their NaN rows with the "
+            "errors in its note column. Fix the scorers, or leave them out of --scorers, and run again: the trained "
+            "models are kept, so only the scores are computed")
+
+
+LOCATION = ("name", "out")  # where a run's results go, not what they are
+EXTENSIBLE = ("scorers", "plugins")  # a run that adds to these extends the leaderboard of the same settings
+
+
+def keep_leaderboard_of_other_settings(config: RunConfig, board: pd.DataFrame) -> None:
+    """Before ``board`` replaces ``<out>/leaderboard.csv``: unless that leaderboard came from the same settings
+    and has no scorer ``board`` lacks (a rerun, or a run that adds scorers: README, Caching), keep it and its
+    ``config.toml`` under names that say which settings they hold, and say so on stderr."""
+    out = config.out_dir
+    old_board, old_config = out / "leaderboard.csv", out / "config.toml"
+    if not old_board.is_file():
+        return
+    changed = changed_settings(old_config, old_board, config, board)
+    if changed == {}:
+        return
+    stem = kept_name(changed)
+    for suffix in itertools.chain([stem], (f"{stem}.{count}" for count in itertools.count(2))):
+        kept_board, kept_config = out / f"leaderboard.{suffix}.csv", out / f"config.{suffix}.toml"
+        if not kept_board.exists() and not kept_config.exists():
+            break
+    os.replace(old_board, kept_board)
+    if old_config.is_file():
+        os.replace(old_config, kept_config)
+    what = ("whose config.toml could not be read" if changed is None else "of other settings: "
+            + ", ".join(f"{key} {shown(old)} (now {shown(new)})" for key, (old, new) in changed.items()))
+    print(f"note: {old_board} held the leaderboard {what}; kept it as {kept_board.name}"
+          + (f", with its settings as {kept_config.name}" if kept_config.exists() else ""), file=sys.stderr)
+
+
+def changed_settings(old_config: Path, old_board: Path, config: RunConfig,
+                     board: pd.DataFrame) -> dict[str, tuple[object, object]] | None:
+    """Setting -> (old value, new value) where ``config`` differs from ``old_config``; the scorers count as changed
+    only when ``old_board`` has a scorer (by full spec) that ``board`` lacks. None: the old settings are unreadable."""
+    try:
+        before = dataclasses.asdict(load_toml(old_config, RunConfig()))
+        old_specs = set(pd.read_csv(old_board, usecols=["full_spec"], dtype=str, keep_default_na=False).full_spec)
+    except (BenchError, OSError, ValueError):  # no or an unknown version's config.toml; a board without full specs
+        return None
+    now = dataclasses.asdict(config)
+    changed = {key: (before[key], now[key]) for key in now
+               if key not in (*LOCATION, *EXTENSIBLE) and before[key] != now[key]}
+    if not old_specs <= set(board.full_spec):
+        changed["scorers"] = (before["scorers"], now["scorers"])
+    return changed
+
+
+def shown(value: object, width: int = 40) -> str:
+    """A setting's value in one short piece of text: a list joined by commas, cut at ``width`` characters."""
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def kept_name(changed: dict[str, tuple[object, object]] | None, width: int = 80) -> str:
+    """The old values of the changed settings as a file name can hold them: ``dataset-digits-c_epochs-3``; cut at
+    ``width`` characters, with a digest of the whole so two long names stay apart."""
+    if changed is None:
+        return "unknown-settings"
+    text = "_".join(f"{key}-{shown(old, width)}" for key, (old, _) in changed.items())
+    text = re.sub(r"[^A-Za-z0-9.=+_-]+", "-", text).strip("-")
+    return text if len(text) <= width else f"{text[:width - 13]}-{digest({'settings': text})}"

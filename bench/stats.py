@@ -1,9 +1,9 @@
 """Uncertainty and significance for the leaderboard's comparisons.
 
-Two sources of noise are handled: the seeds (t-intervals and Welch's test over per-seed values)
-and the examples of one seed (a stratified bootstrap of the detection metrics, DeLong's test for
-two AUROCs on the same examples). Many comparisons at once get Holm or Benjamini-Hochberg
-adjusted p-values; scorers over many (dataset, split, seed) blocks get Friedman's test, the
+Two sources of noise are handled: the seeds (t-intervals; paired or Welch t-tests of two runs'
+per-seed values, with the drop they can detect) and the examples of one seed (a stratified
+bootstrap of the detection metrics, DeLong's test for two AUROCs on the same examples). Many
+comparisons at once get Holm or Benjamini-Hochberg adjusted p-values; scorers over many (dataset, split, seed) blocks get Friedman's test, the
 Nemenyi post-hoc test and a critical-difference diagram (Demšar 2006).
 
 Labels and scores follow ``bench.metrics``: the OoD (or mislabeled) class is positive and scores are
@@ -12,13 +12,13 @@ oriented higher = more anomalous.
 
 from __future__ import annotations
 
-import warnings
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from bench.metrics import OOD_METRICS, unusable
 
@@ -39,8 +39,8 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
         return float("nan"), float("nan")
     if np.ptp(values) == 0:  # scipy would answer NaN for a zero scale
         return float(values[0]), float(values[0])
-    low, high = stats.t.interval(level, values.size - 1, loc=values.mean(), scale=stats.sem(values))
-    return float(low), float(high)
+    half_width = stats.t.isf((1 - level) / 2, values.size - 1) * stable_std(values, ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half_width), float(values.mean() + half_width)
 
 
 # --- Bootstrap over examples -------------------------------------------------------------------------
@@ -161,6 +161,38 @@ def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequ
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def paired_bootstrap_distribution(inlier: np.ndarray, outlier: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
+                                  resamples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each metric on ``resamples`` bootstrap resamples of pairs: ``outlier[i]`` scores a corrupted copy of the
+    image ``inlier[i]`` scores, so a resample draws n images with replacement and takes both scores of each.
+
+    Resampling the two sides apart (``bootstrap_distribution``) would treat a score and its corrupted copy's as
+    independent; a score correlates with its copy's, and the interval would be too wide. All NaN for unusable
+    scores.
+    """
+    inlier, outlier = (np.asarray(side, dtype=np.float64).ravel() for side in (inlier, outlier))
+    if inlier.shape != outlier.shape:
+        raise ValueError(f"{inlier.size} clean scores and {outlier.size} corrupted ones cannot be paired")
+    n = inlier.size
+    labels, scores, metrics, reason = _checked(np.r_[np.zeros(n, bool), np.ones(n, bool)], np.r_[inlier, outlier],
+                                               metrics)
+    if reason:
+        return {name: np.full(resamples, np.nan) for name in metrics}
+    cells, groups = _cells(labels, scores)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_ELEMENTS // (2 * n))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        drawn = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        weights = np.hstack([counts, counts])  # image i drawn k times: its clean and its corrupted score, k times each
+        for name, values in _group_metrics(*_cell_weights(np.broadcast_to(cells, weights.shape), groups, weights),
+                                           metrics).items():
+            parts[name].append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
                         resamples: int = 1000, seed: int = 0, level: float = 0.95,
                         strata: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
@@ -252,36 +284,148 @@ def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
 def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: Literal["holm", "bh"] = "holm") -> np.ndarray:
     """Holm (family-wise error) or Benjamini-Hochberg (false discovery rate) adjusted p-values.
 
-    NaN p-values (comparisons that could not be made) stay NaN and do not count among the tests.
+    NaN p-values (comparisons that could not be made) stay NaN and do not count among the tests. Holm is
+    written here (sorted p times the tests left, made monotone, at most 1), BH is scipy's: statsmodels'
+    ``multipletests`` has both but runs a full garbage collection on every call (0.2 s each here), which
+    the gate and its simulations call thousands of times.
     """
-    from statsmodels.stats.multitest import multipletests  # imported on use, as scikit_posthocs: both are slow to load
-
-    names = {"holm": "holm", "bh": "fdr_bh"}
-    if method not in names:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(names)}")
+    if method not in ("holm", "bh"):
+        raise ValueError(f"unknown method {method!r}; known: holm, bh")
     pvalues = np.asarray(pvalues, dtype=np.float64)
     adjusted, tested = np.full(pvalues.shape, np.nan), ~np.isnan(pvalues)
-    if tested.any():
-        adjusted[tested] = multipletests(pvalues[tested], method=names[method])[1]
+    if not tested.any():
+        return adjusted
+    if method == "bh":
+        adjusted[tested] = stats.false_discovery_control(pvalues[tested])
+        return adjusted
+    order = np.argsort(pvalues[tested], kind="stable")
+    scaled = pvalues[tested][order] * np.arange(tested.sum(), 0, -1)
+    holm = np.empty_like(scaled)
+    holm[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    adjusted[tested] = holm
     return adjusted
 
 
-def welch_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Two-sided p of Welch's t-test that per-seed values ``a`` and ``b`` (two runs) have the same mean.
+def stable_std(values: np.ndarray, ddof: int = 0) -> float:
+    """The standard deviation of finite ``values``, computed on values scaled to at most 1 in size, so that it
+    neither underflows (p-values of 1e-200: their squares are below the smallest float) nor overflows."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    scale = np.max(np.abs(values)) if values.size else 0.0
+    if scale == 0 or not np.isfinite(scale):
+        return float(values.std(ddof=ddof)) if values.size > ddof else float("nan")
+    return float(scale * (values / scale).std(ddof=ddof))
 
-    Non-finite values (failed seeds) are left out; NaN where either side keeps fewer than 2. When both
-    sides are constant the t statistic is 0/0 or x/0, so p is set to 1 for the same constant and 0 for
-    different ones (no noise at all separates them).
-    """
-    a, b = (np.asarray(side, dtype=np.float64).ravel() for side in (a, b))
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+
+# --- The gate: is one row of a leaderboard worse in B than in A? -------------------------------------
+#
+# Each row is a difference B - A with a standard error and degrees of freedom, from one of three tests:
+# a paired t-test on the per-seed differences (both files have the same seeds: the seed's share of the
+# noise cancels), Welch's t-test on the two sets of per-seed values (other seeds), or a normal test from the
+# two 95% intervals (where the seeds give no noise and the examples do: the bootstrap's interval). The gate
+# asks whether B is *worse*, so its p is one-sided; the minimum detectable drop is the drop that test finds
+# with the given power at the given level, from the noncentral t (or normal) distribution.
+
+PAIRED, WELCH, INTERVALS = "paired t", "Welch t", "intervals"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """B - A of one row and what its noise is made of: ``spreads`` are the standard deviations over seeds of
+    the per-seed differences (paired; the second is 0) or of A's and B's values (Welch), or the standard
+    errors of A and B (intervals, which do not shrink with seeds); ``seeds`` the seeds behind each side."""
+
+    delta: float
+    test: str
+    spreads: tuple[float, float]
+    seeds: tuple[int, int]
+
+    def standard_error(self, seeds: int | None = None) -> float:
+        """The standard error of ``delta``, or what it would be with ``seeds`` seeds in each file."""
+        n_a, n_b = (seeds, seeds) if seeds else self.seeds
+        if self.test == INTERVALS:
+            return float(np.hypot(*self.spreads))
+        if self.test == PAIRED:
+            return self.spreads[0] / np.sqrt(n_a)
+        return float(np.hypot(self.spreads[0] / np.sqrt(n_a), self.spreads[1] / np.sqrt(n_b)))
+
+    def degrees_of_freedom(self, seeds: int | None = None) -> float:
+        """The t distribution's degrees of freedom (Welch-Satterthwaite for Welch; inf: the normal)."""
+        n_a, n_b = (seeds, seeds) if seeds else self.seeds
+        if self.test == INTERVALS:
+            return np.inf
+        if self.test == PAIRED:
+            return n_a - 1.0
+        scale = max(self.spreads)
+        if scale == 0:
+            return n_a + n_b - 2.0
+        v_a, v_b = (self.spreads[0] / scale) ** 2 / n_a, (self.spreads[1] / scale) ** 2 / n_b
+        return (v_a + v_b) ** 2 / (v_a**2 / (n_a - 1) + v_b**2 / (n_b - 1))
+
+    def p(self) -> float:
+        """Two-sided p that A and B measure the same value."""
+        return min(1.0, 2 * self._tail(-abs(self.delta)))
+
+    def p_worse(self, better: int) -> float:
+        """One-sided p that B is worse than A; ``better`` is +1 where higher is better, -1 where lower is."""
+        return self._tail(better * self.delta)
+
+    def _tail(self, gain: float) -> float:
+        """P(a difference at most ``gain`` in the better direction) under no change: the test's lower tail."""
+        if np.isnan(gain):
+            return float("nan")
+        error = self.standard_error()
+        if error == 0 or not np.isfinite(error):  # no noise at all: a difference of 0 is certain, any other impossible
+            return float(gain >= 0)
+        return float(stats.t.cdf(gain / error, self.degrees_of_freedom()))
+
+    def detectable_drop(self, level: float, power: float = 0.8, seeds: int | None = None) -> float:
+        """The smallest drop the one-sided test at ``level`` finds with probability ``power`` (with ``seeds``
+        seeds in each file, if given, the same noise per seed)."""
+        return float(_noncentrality(self.degrees_of_freedom(seeds), level, power) * self.standard_error(seeds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _noncentrality(df: float, level: float, power: float) -> float:
+    """The shift, in standard errors, at which a one-sided t (or normal) test at ``level`` rejects with
+    probability ``power``."""
+    if not np.isfinite(df):
+        return float(stats.norm.isf(level) + stats.norm.ppf(power))
+    critical = stats.t.isf(level, df)
+    return float(optimize.brentq(lambda shift: stats.nct.sf(critical, df, shift) - power, 0.0, 10 * critical + 10))
+
+
+def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return values[np.isfinite(values)]
+
+
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> Difference | None:
+    """The mean per-seed difference B - A of values measured on the same seeds (in the same order); None for
+    fewer than 2 seeds where both are finite (a failed seed is left out with its pair)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"{a.size} seeds in A, {b.size} in B: a paired test needs the same seeds")
+    kept = np.isfinite(a) & np.isfinite(b)
+    if kept.sum() < 2:
+        return None
+    differences = b[kept] - a[kept]
+    return Difference(float(differences.mean()), PAIRED, (stable_std(differences, ddof=1), 0.0),
+                      (int(kept.sum()),) * 2)
+
+
+def welch_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> Difference | None:
+    """The difference of the means over seeds, B - A, of two sets of seeds; None where either side keeps fewer
+    than 2 finite values."""
+    a, b = _finite(a), _finite(b)
     if a.size < 2 or b.size < 2:
-        return float("nan")
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return 1.0 if a[0] == b[0] else 0.0
-    with warnings.catch_warnings():  # one constant side is an ordinary test; scipy warns of its zero variance
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        return None
+    return Difference(float(b.mean() - a.mean()), WELCH, (stable_std(a, ddof=1), stable_std(b, ddof=1)),
+                      (a.size, b.size))
+
+
+def interval_difference(delta: float, error_a: float, error_b: float) -> Difference:
+    """B - A where each side's noise is a standard error (from its 95% interval), not seeds."""
+    return Difference(float(delta), INTERVALS, (float(error_a), float(error_b)), (1, 1))
 
 
 # --- Ranking scorers over many blocks ---------------------------------------------------------------

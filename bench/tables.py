@@ -113,6 +113,19 @@ def model_summary(board: pd.DataFrame) -> str:
             f"shuffled labels it predicts (memorised) {value['memorised']}")
 
 
+def interval_caption(rows: pd.DataFrame) -> str:
+    """What the bracketed intervals of one protocol's tables are, or that its file has none."""
+    if not rows.metric.str.endswith("_ci_low").any():
+        versions = ", ".join(sorted(set(rows.get("bench_version", pd.Series(dtype=str)).dropna()))) or "unknown"
+        return (f"no intervals: this leaderboard was written by bench {versions}, before they were recorded (0.4.0); "
+                "its tables show means without brackets. Rerun its command with this version for them")
+    seeds = sorted(set(rows.seed) - {"all"})
+    if len(seeds) > 1:
+        return ("95% intervals: t over the {n} seeds; a bootstrap over examples for scores the seed does not change "
+                "(detectors on pixels)").format(n=len(seeds))
+    return "95% intervals: one seed, so a bootstrap over examples (stratified by class where the metric has classes)"
+
+
 def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
     """Every task's summary table per protocol (dataset, model, label mode), as text; ``caveats`` (dataset ->
     what its results do not measure) printed under the protocol's title."""
@@ -121,10 +134,7 @@ def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
         parts.append("== " + " / ".join(map(str, protocol)) + " ==")
         if caveat := (caveats or {}).get(protocol[0]):
             parts.append(textwrap.fill(f"caveat: {caveat}", WIDTH))
-        seeds = sorted(set(rows.seed) - {"all"})
-        parts.append(f"95% intervals: t over the {len(seeds)} seeds; a bootstrap over examples for scores the seed does "
-                     "not change (detectors on pixels)" if len(seeds) > 1 else
-                     "95% intervals: one seed, so a bootstrap over examples (stratified by class where the metric has classes)")
+        parts.append(textwrap.fill(interval_caption(rows), WIDTH))
         for task, caption in CAPTIONS.items():
             if not (rows.task == task).any():
                 continue

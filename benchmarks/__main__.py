@@ -18,6 +18,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "detectors": "benchmarks.detectors",
     "passes": "benchmarks.passes",
+    "gate-power": "benchmarks.gate_power",
 }
 
 

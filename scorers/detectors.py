@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-from bench.api import EMBEDDING, PIXELS, Detector, register
+from bench.api import EMBEDDING, PIXELS, Detector, at_least, register
 
 
 @contextlib.contextmanager
@@ -66,11 +66,20 @@ def rbf(X: np.ndarray, Y: np.ndarray, gamma: float) -> np.ndarray:
     return np.exp(-gamma * squared_distances(X, Y))
 
 
+def check_components(scorer: str, n_components: float) -> None:
+    """PCA's ``n_components`` as scikit-learn takes it: a fraction of the variance in (0, 1), or a count of 1 or more."""
+    if not (0 < n_components < 1 or (isinstance(n_components, int) and n_components >= 1)):
+        raise ValueError(f"{scorer}: n_components={n_components} is neither a fraction of the variance in (0, 1) nor a "
+                         "count of 1 or more; e.g. 0.99, or 50")
+
+
 class PyODDetector(Detector):
     """Adapter: subclasses build the PyOD estimator; fitting and scoring are PyOD's."""
 
     def __init__(self, features: str = PIXELS, fit_size: int | None = None, pca: int | None = None) -> None:
         super().__init__(features)
+        at_least(self.name, "fit_size", fit_size, 1, "every training row")
+        at_least(self.name, "pca", pca, 1, "no projection")
         self.fit_size = fit_size
         self.pca = pca
 
@@ -136,6 +145,8 @@ class KDE(ScoredHere):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 1000, pca: int | None = None,
                  bandwidth: float = 1.0) -> None:
         super().__init__(features, fit_size, pca)
+        if bandwidth <= 0:
+            raise ValueError(f"kde: bandwidth={bandwidth} is not positive; give the Gaussian kernel's width, e.g. 1.0")
         self.bandwidth = bandwidth
 
     def estimator(self, n_features: int):
@@ -168,6 +179,7 @@ class PCADetector(ScoredHere):
     def __init__(self, features: str = PIXELS, fit_size: int | None = None, pca: int | None = None,
                  n_components: float = 0.99) -> None:
         super().__init__(features, fit_size, pca)
+        check_components(self.name, n_components)
         self.n_components = n_components
 
     def estimator(self, n_features: int):
@@ -286,6 +298,7 @@ class DOCC(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = 10000, pca: int | None = None,
                  epochs: int = 20) -> None:
         super().__init__(features, fit_size, pca)
+        at_least(self.name, "epochs", epochs, 1)
         self.epochs = epochs
 
     def estimator(self, n_features: int):
@@ -327,6 +340,7 @@ class AE(PyODDetector):
     def __init__(self, features: str = PIXELS, fit_size: int | None = None, pca: int | None = None,
                  epochs: int = 10) -> None:
         super().__init__(features, fit_size, pca)
+        at_least(self.name, "epochs", epochs, 1)
         self.epochs = epochs
 
     def estimator(self, n_features: int):
@@ -475,6 +489,7 @@ class PCAReconstruction(Detector):
 
     def __init__(self, features: str = PIXELS, n_components: float = 0.99) -> None:
         super().__init__(features)
+        check_components(self.name, n_components)
         self.n_components = n_components
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "PCAReconstruction":

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from bench.api import LOGITS, Batch, Checkpoint, CheckpointScore, register
+from bench.api import LOGITS, Batch, Checkpoint, CheckpointScore, at_least, register
 
 
 def target_value(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -25,10 +25,15 @@ def largest_other(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class EpochChoice:
-    """Observe the first checkpoint at or after ``self.epoch``, or every checkpoint when it is None."""
+    """Observe the first checkpoint at or after ``self.epoch``, or every checkpoint when it is None; a fraction
+    of an epoch picks a checkpoint in mid-epoch (``checkpoint_unit = "step"``), 0 the one at initialisation."""
 
-    epoch: int | None
-    _at: int | None = None
+    epoch: float | None
+    _at: float | None = None  # the epoch of the checkpoint chosen
+
+    def __init__(self, epoch: float | None = 1) -> None:
+        at_least(self.name, "epoch", epoch, 0, "every checkpoint")
+        self.epoch = epoch
 
     def observes(self, checkpoint: Checkpoint) -> bool:
         if self.epoch is None:
@@ -78,9 +83,6 @@ class EL2N(EpochChoice, _LogitScore):
 
     name = "el2n"
     reference = "Paul, Ganguli & Dziugaite, NeurIPS 2021 (arXiv 2107.07075); mansheej/data_diet"
-
-    def __init__(self, epoch: int | None = 1) -> None:
-        self.epoch = epoch
 
     def value(self, batch: Batch) -> torch.Tensor:
         logits = batch[LOGITS]

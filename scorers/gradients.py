@@ -24,9 +24,6 @@ class GraNd(EpochChoice, CheckpointScore):
     needs = frozenset({PARAM_GRAD_NORM})
     reduce = "mean"
 
-    def __init__(self, epoch: int | None = 1) -> None:
-        self.epoch = epoch
-
     def value(self, batch: Batch) -> torch.Tensor:
         return batch[PARAM_GRAD_NORM]
 

@@ -48,3 +48,15 @@ def isolated_registry(monkeypatch):
     registry.available()
     monkeypatch.setattr(api, "registered", dict(api.registered))
     monkeypatch.setattr(registry, "registered", api.registered)
+
+
+@pytest.fixture(autouse=True)
+def empty_data_roots(monkeypatch, tmp_path_factory):
+    """The data roots a test sees by default, ``BENCH_DATA`` and the project's ``datasets/``, point at an empty
+    folder: what `bench data fetch` put on this machine must not change what a test finds. A test that needs
+    files passes ``--data-dir`` (searched first), or sets these again."""
+    import bench.data
+
+    empty = tmp_path_factory.mktemp("data-roots")
+    monkeypatch.setattr(bench.data, "PROJECT_DATA", empty)
+    monkeypatch.setenv("BENCH_DATA", str(empty))

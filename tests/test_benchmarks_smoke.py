@@ -94,3 +94,16 @@ def test_gpu_script_fails_without_a_gpu():
     assert result.returncode != 0 and "nvidia-smi" in result.stderr
     result = run([sys.executable, "-m", "benchmarks.gpu", "--tiny", "--device", "cuda"], timeout=60)
     assert result.returncode != 0 and "no CUDA GPU" in result.stderr
+
+
+def test_gate_power():
+    """The gate's power benchmark on two tiny runs: it prints the detectable drops at 3, 5 and 10 seeds per family
+    and the simulated false-failure rate with its interval."""
+    result = run([sys.executable, "-m", "benchmarks", "gate-power"], timeout=600)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    out = result.stdout
+    for family in ("headline", "per-split"):
+        assert re.search(rf"^  {family} \(\d+ rows\): drop detected with 80% power, median over the rows: 3 seeds "
+                         r"\S+ \(max \S+\); 5 seeds .+; 10 seeds ", out, re.M), out
+    rates = re.findall(r"clean ones failed (\S+) \[(\S+), (\S+)\]", out)
+    assert len(rates) == 3 and all(0 <= float(low) <= float(rate) <= float(high) <= 1 for rate, low, high in rates), out

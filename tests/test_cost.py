@@ -1,57 +1,89 @@
-"""The cost task: each scorer's seconds (its own calls, its share of the passes) and peak state bytes, measured."""
+"""The cost task: each scorer's seconds (its own calls, its share of the passes) and peak state bytes, measured.
 
-import time
+The charging rules are checked on a clock that moves only when the test says (no wall-clock time): what
+each scorer is charged is then known in advance, whatever the machine's load."""
 
 import numpy as np
+import pytest
+import torch
 
 from bench import registry
 from bench.api import LOGITS, StreamingScorer
+from bench.probe import Probe
 from bench.tasks.cost import NOT_MEASURED, cost
 from conftest import train_and_probe
 
-NAP = 0.01  # seconds the sleeping scorer sleeps per update
+NAP = 0.5  # seconds the napping scorer's update takes on the test clock (a binary fraction: sums are exact)
+LAYERS = 2  # Linear layers per forward pass of train_and_probe's MLP: the hidden layer and the head
 
 
-class Sleeper(StreamingScorer):
-    """Sleeps a known time in every update, so its cost has a floor known in advance."""
-
-    name, family, reference = "sleeper", "test", "-"
-    needs = frozenset({LOGITS})
+class Clock:
+    """The probe's clock in these tests: it moves only when the test advances it."""
 
     def __init__(self):
-        self.updates, self._n = 0, {}
+        self.now = 0.0
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(Probe, "_now", lambda self: clock.now)
+    return clock
+
+
+class Napper(StreamingScorer):
+    """Takes NAP seconds of the test clock in every update, so its cost is known in advance."""
+
+    name, family, reference = "napper", "test", "-"
+    needs = frozenset({LOGITS})
+
+    def __init__(self, clock):
+        self.clock, self.updates, self._n = clock, 0, {}
 
     def start(self, split, size):
         self._n[split] = size
 
     def update(self, batch, checkpoint):
-        time.sleep(NAP)
+        self.clock.now += NAP
         self.updates += 1
 
     def scores(self, split):
         return np.zeros(self._n[split])
 
 
-def test_a_scorer_that_sleeps_in_update_is_charged_at_least_its_sleep(two_blobs):
+def test_the_time_of_a_scorers_update_is_charged_to_that_scorer_alone(two_blobs, clock):
     inputs, labels = two_blobs
-    sleeper = Sleeper()
-    _, probe = train_and_probe(inputs, labels, [sleeper, registry.create("loss")], epochs=4)
-    assert sleeper.updates == 4 * 2  # 4 checkpoints x 2 batches of 256
-    assert probe.cost["sleeper"]["seconds"] >= sleeper.updates * NAP
-    assert probe.cost["loss"]["seconds"] < sleeper.updates * NAP  # the nap is not shared with the other scorer
+    napper = Napper(clock)
+    _, probe = train_and_probe(inputs, labels, [napper, registry.create("loss")], epochs=4)
+    assert napper.updates == 4 * 2  # 4 checkpoints x 2 batches of 256
+    assert probe.cost["napper"]["seconds"] == napper.updates * NAP
+    assert probe.cost["loss"]["seconds"] == 0  # the nap is not shared with the other scorer
 
 
-def test_the_charges_add_up_to_no_more_than_the_probe_took(two_blobs):
-    """Shared passes are divided, never counted twice: the scorers' seconds sum to at most the probe's own,
-    and with VoG alone most of the probe is VoG's."""
+@pytest.fixture
+def ticking_layers(clock, monkeypatch):
+    """Every call of a Linear layer advances the clock by one: a forward pass of the MLP takes LAYERS seconds."""
+    forward = torch.nn.Linear.forward
+
+    def ticking(layer, x):
+        clock.now += 1
+        return forward(layer, x)
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", ticking)
+
+
+def test_every_forward_pass_is_charged_once_divided_among_the_scorers_using_it(two_blobs, ticking_layers):
+    """Shared passes are divided, never counted twice nor left out: 5 checkpoints x 2 batches are 10 forward passes;
+    VoG alone is charged all of them, VoG and loss half each, and kde, on the pixels, none."""
     inputs, labels = two_blobs
+    passes = 5 * 2
+    _, alone = train_and_probe(inputs, labels, [registry.create("vog[window=all]")], epochs=5)
+    assert alone.cost["vog[window=all]"]["seconds"] == passes * LAYERS
     _, probe = train_and_probe(inputs, labels, [registry.create(s) for s in ("vog[window=all]", "loss", "kde")],
                                epochs=5)
-    total = sum(probe.seconds.values())
-    charged = sum(c["seconds"] for c in probe.cost.values())
-    assert 0 < charged <= total
-    _, alone = train_and_probe(inputs, labels, [registry.create("vog[window=all]")], epochs=5)
-    assert 0.5 * sum(alone.seconds.values()) <= alone.cost["vog[window=all]"]["seconds"] <= sum(alone.seconds.values())
+    assert sum(c["seconds"] for c in probe.cost.values()) == passes * LAYERS
+    assert probe.cost["vog[window=all]"]["seconds"] == probe.cost["loss"]["seconds"] == passes * LAYERS / 2
+    assert probe.cost["kde"]["seconds"] == 0
 
 
 def test_state_bytes_are_the_running_state_of_the_reductions(two_blobs):

@@ -229,17 +229,18 @@ def test_with_one_seed_the_gate_reads_the_intervals():
     assert list(result.drops.metric) == ["auroc"]
 
 
-def test_show_ranks_orders_scorers_by_their_average_rank_over_splits_and_seeds(tmp_path, capsys):
+def test_show_ranks_orders_scorers_by_their_average_rank_over_splits_with_the_seeds_averaged(tmp_path, capsys):
     means = {**{(f"noise{k}", "good"): 0.9 for k in range(6)}, **{(f"noise{k}", "fair"): 0.8 for k in range(6)},
              **{(f"noise{k}", "poor"): 0.6 for k in range(6)}}
     path = write(tmp_path, "ranked.csv", seeded(means, 0.01, seeds=3))
     assert main(["show", str(path), "--ranks"]) == 0
     out = capsys.readouterr().out
-    assert "average rank over 18 blocks (OoD split x seed)" in out
+    assert "average rank over 6 blocks (OoD splits, each the mean over 3 seeds)" in out
     lines = [line.split() for line in out.splitlines() if line.split()[:1] in (["good"], ["fair"], ["poor"])]
     assert [(name, float(rank)) for name, rank, *_ in lines] == [("good", 1.0), ("fair", 2.0), ("poor", 3.0)]
-    # Nemenyi (Demsar 2006): q_0.05 = 2.343 for 3 scorers, CD = 2.343 sqrt(3 * 4 / (6 * 18)) = 0.78 < 1 rank apart
-    assert "Nemenyi critical difference 0.78" in out and float(lines[1][2]) < 0.05 and float(lines[2][2]) < 0.05
+    # Nemenyi (Demsar 2006): q_0.05 = 2.343 for 3 scorers, CD = 2.343 sqrt(3 * 4 / (6 * 6)) = 1.35: only `poor`,
+    # two ranks behind, is told apart from `good`
+    assert "Nemenyi critical difference 1.35" in out and float(lines[1][2]) > 0.05 and float(lines[2][2]) < 0.05
     assert main(["show", str(write(tmp_path, "means.csv", board(BASE))), "--ranks"]) == 2
     assert "nothing to rank" in capsys.readouterr().err
 
@@ -302,3 +303,12 @@ def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on(ca
     assert module.choose(judged)[0] == rival
     module.main()
     assert f"variants; chosen: {module.DEFAULT}" in capsys.readouterr().out
+
+
+def test_show_on_a_leaderboard_without_intervals_says_it_has_none(tmp_path, capsys):
+    """`bench show` on a committed 0.2.0 leaderboard announced 95% intervals and printed none."""
+    old = board({key: value for key, value in BASE.items() if "_ci_" not in key[3]})
+    assert main(["show", str(write(tmp_path, "old.csv", old))]) == 0
+    out = capsys.readouterr().out
+    assert "no intervals: this leaderboard was written by bench 0.1.0" in out and "95% intervals" not in out
+    assert "[" not in out.split("AUROC")[1].split("\n\n")[1]  # the table's cells have no brackets

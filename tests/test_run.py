@@ -53,7 +53,7 @@ def test_run_succeeds_and_writes_the_documented_files(finished_run):
     board = read_csv(out / "leaderboard.csv")
     assert list(board.columns) == COLUMNS
     windows = {"vog[window=early]", "vog[window=all]"}  # and vog, whose window is the last 3 checkpoints
-    assert set(board[board.task == "ood"].scorer) == set(registry.available()) | {"broken"} | windows
+    assert set(board[board.task == "ood"].scorer) == set(registry.builtin()) | {"broken"} | windows  # all: the built-ins
     assert set(board.task) == {"ood", "difficulty", "consistency", "cost"}  # no label noise, so no mislabel task
     # Two epochs: VoG's early and late windows read the same checkpoints, so there is no early/late pair.
     assert not board.scorer.str.contains(" vs ").any()
@@ -94,7 +94,7 @@ def test_every_auroc_in_the_csv_is_recomputed_from_the_score_files(finished_run)
                 assert values["auroc"] == pytest.approx(roc_auc_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_out"] == pytest.approx(average_precision_score(is_ood, scores), abs=1e-6)
                 assert values["aupr_in"] == pytest.approx(average_precision_score(1 - is_ood, -scores), abs=1e-6)
-    n_scorers = len(registry.available()) - 1 + 2  # every built-in and the two VoG windows, not the broken plugin
+    n_scorers = len(registry.builtin()) + 2  # every built-in and the two VoG windows, not the broken plugin
     assert checked == expected == 2 * n_scorers * len(CORRUPTIONS)  # seeds x scorers x corruptions
 
 
@@ -157,7 +157,7 @@ def test_show_and_report_read_the_results_folder(finished_run, capsys):
     assert "averaged over 2 seeds" in page
     assert "needs two variants of a scorer that read early and late checkpoints" in page  # two epochs: no pair
     ranks = page.split('id="ranks"')[1].split("<h2")[0]
-    assert "Friedman chi2" in ranks and "DeLong" in ranks and "average rank over 30 blocks (OoD split x seed)" in ranks
+    assert "Friedman chi2" in ranks and "DeLong" in ranks and "average rank over 15 blocks (OoD splits, each the mean over 2 seeds)" in ranks
 
 
 def test_second_run_reuses_every_finished_score_and_computes_only_the_failed_one_again(finished_run, monkeypatch,

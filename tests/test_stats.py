@@ -13,7 +13,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from bench.metrics import fpr_at_tpr
 from bench.stats import (adjust_pvalues, bootstrap_distribution, bootstrap_intervals, critical_difference,
                          critical_difference_figure, delong_test, delong_variance, friedman_ranking, nemenyi_q,
-                         t_interval, weighted_metrics, welch_p)
+                         paired_bootstrap_distribution, percentile_interval, t_interval, weighted_metrics)
 
 
 def binormal(rng, n_in, n_out, d):
@@ -107,6 +107,50 @@ def test_bootstrap_interval_covers_the_true_auroc_95_percent_of_the_time():
     assert 0.90 <= np.mean(covered) <= 0.99
 
 
+def correlated_pairs(rng, n, d, correlation):
+    """Clean scores ~ N(0, 1) and each one's corrupted copy's, correlated with it, ~ N(d, 1): the true AUROC
+    (a corrupted image outscoring another clean one) is Phi(d / sqrt 2)."""
+    clean = rng.normal(size=n)
+    return clean, correlation * clean + np.sqrt(1 - correlation**2) * rng.normal(size=n) + d
+
+
+def test_paired_bootstrap_resamples_images_with_their_corrupted_copies():
+    """Each resample is the metrics of n drawn images, each counted with both its scores: redrawn by hand with the
+    same generator, the metrics equal scikit-learn's on the repeated pairs."""
+    rng = np.random.default_rng(5)
+    clean, corrupted = correlated_pairs(rng, 40, 0.8, 0.6)
+    values = paired_bootstrap_distribution(clean, corrupted, resamples=3, seed=11)
+    drawn = np.random.default_rng(11).integers(0, 40, size=(3, 40))
+    for row in range(3):
+        y = np.r_[np.zeros(40, bool), np.ones(40, bool)]
+        s = np.r_[clean[drawn[row]], corrupted[drawn[row]]]
+        assert values["auroc"][row] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert values["aupr_out"][row] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    with pytest.raises(ValueError, match="cannot be paired"):
+        paired_bootstrap_distribution(clean, corrupted[:-1])
+
+
+def test_paired_bootstrap_covers_the_true_auroc_of_correlated_pairs_95_percent_of_the_time():
+    """300 data sets of 200 images whose clean and corrupted scores correlate at 0.7 (the model-based scores of
+    the quick run: Spearman 0.4-0.7): the paired interval covers the true AUROC 0.95 +- 0.04 of the time (3
+    binomial sd of the coverage, 0.0126); resampling the two sides apart gives wider intervals, which cover
+    nearly always (the audit found 0.98-1.00)."""
+    rng = np.random.default_rng(6)
+    truth = stats.norm.cdf(1 / np.sqrt(2))
+    covered, widths = [], []
+    labels = np.r_[np.zeros(200, bool), np.ones(200, bool)]
+    for repetition in range(300):
+        clean, corrupted = correlated_pairs(rng, 200, 1.0, 0.7)
+        low, high = percentile_interval(paired_bootstrap_distribution(clean, corrupted, ("auroc",), 400,
+                                                                      repetition)["auroc"])
+        apart = bootstrap_intervals(labels, np.r_[clean, corrupted], ("auroc",), 400, repetition)["auroc"]
+        covered.append(low <= truth <= high)
+        widths.append((high - low, apart[1] - apart[0]))
+    assert np.mean(covered) == pytest.approx(0.95, abs=0.04)
+    paired, unpaired = np.mean(widths, axis=0)
+    assert paired < 0.8 * unpaired
+
+
 # --- DeLong -----------------------------------------------------------------------------------------
 
 def test_delong_matches_the_pairwise_definition_with_ties():
@@ -170,15 +214,6 @@ def test_holm_and_benjamini_hochberg_by_hand_skip_nan():
     assert np.isnan(adjust_pvalues([np.nan, np.nan])).all()
     with pytest.raises(ValueError, match="unknown method"):
         adjust_pvalues(p, "bonferroni")
-
-
-def test_welch_p():
-    a, b = [0.70, 0.72, 0.75, np.nan], [0.68, 0.69, 0.66, 0.70, 0.67]
-    assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a[:3], b, equal_var=False).pvalue, rel=1e-12)
-    assert np.isnan(welch_p([0.7, np.nan], b))
-    assert welch_p([0.5, 0.5], [0.5, 0.5, 0.5]) == 1.0
-    assert welch_p([0.5, 0.5], [0.6, 0.6]) == 0.0
-    assert 0 < welch_p([0.5, 0.5], [0.55, 0.6, 0.65]) < 1  # one constant side is an ordinary test
 
 
 # --- Friedman, Nemenyi, critical difference ---------------------------------------------------------

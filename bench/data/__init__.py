@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.metadata
 import inspect
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +39,7 @@ class Split:
     labels: np.ndarray  # (n,) int64; -1 where the label is unknown (an OoD split of another dataset)
     noisy: np.ndarray | None = None  # (n,) bool, True where label noise changed the label
     boundary_distance: np.ndarray | None = None  # (n,) distance to the Bayes boundary, where the data's generator knows it
+    paired_with_test: bool = False  # image i is the test split's image i corrupted: the two are resampled together
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.labels):
@@ -48,13 +51,50 @@ class Split:
         return len(self.labels)
 
 
+class LazySplits(Mapping[str, Split]):
+    """OoD splits whose arrays are read or generated when first used, a group at a time, then kept.
+
+    ``groups`` maps a group to the names of its splits and ``make(group)`` returns them (a colour
+    corruption's 5 severities come from one file): a dataset used for its test split alone (``--ood``),
+    or for some of its corruptions, never reads or generates the others.
+    """
+
+    def __init__(self, groups: Mapping[str, Sequence[str]], make: Callable[[str], Mapping[str, Split]]) -> None:
+        self._group = {split: group for group, splits in groups.items() for split in splits}
+        self._make = make
+        self._made: dict[str, Split] = {}
+
+    def __getitem__(self, split: str) -> Split:
+        if split not in self._made:
+            self._made.update(self._make(self._group[split]))
+        return self._made[split]
+
+    def __contains__(self, split: object) -> bool:
+        return split in self._group  # Mapping's would make the split to find out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._group)
+
+    def __len__(self) -> int:
+        return len(self._group)
+
+
+def lazy_view(owners: Mapping[str, Mapping[str, Split]]) -> LazySplits:
+    """The splits named in ``owners`` (split -> the mapping that holds it), each taken from its mapping when first used."""
+    return LazySplits({split: (split,) for split in owners}, functools.partial(_taken_from, dict(owners)))
+
+
+def _taken_from(owners: dict[str, Mapping[str, Split]], split: str) -> dict[str, Split]:
+    return {split: owners[split][split]}
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
     n_classes: int
     train: Split
     test: Split  # clean, in-distribution
-    ood: dict[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset)
+    ood: Mapping[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset); may be a LazySplits
     source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
     classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
     ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> "covariate" (the default) or "semantic"
@@ -110,12 +150,40 @@ def to_channels(inputs: np.ndarray, channels: int) -> np.ndarray:
 def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, source: str, what: str) -> Dataset:
     """``dataset`` with ``splits`` added as OoD splits of ``kind`` and ``source`` added to its provenance;
     a split name it already has is refused (``what`` says where the new splits come from)."""
-    taken = sorted(set(splits) & {*dataset.splits()})
+    taken = sorted(set(splits) & {"train", "test", *dataset.ood})
     if taken:
         raise BenchError(f"{what}: {dataset.name} already has a split of that name ({taken[0]}); rename one of them")
-    return dataclasses.replace(dataset, ood={**dataset.ood, **splits},
+    owners = {**dict.fromkeys(dataset.ood, dataset.ood), **dict.fromkeys(splits, splits)}  # nothing read here
+    return dataclasses.replace(dataset, ood=lazy_view(owners),
                                ood_kinds={**dataset.ood_kinds, **dict.fromkeys(splits, kind)},
                                source=f"{dataset.source}; {source}")
+
+
+def corruption_names() -> list[str]:
+    """Every corruption bench generates: MNIST-C's (grayscale images), then CIFAR-10-C's not among them (colour)."""
+    from bench.data.colour import COLOUR_CORRUPTIONS
+    from bench.data.corruptions import CORRUPTIONS
+
+    return list(dict.fromkeys([*CORRUPTIONS, *COLOUR_CORRUPTIONS]))
+
+
+def with_corruptions_only(dataset: Dataset, corruptions: Sequence[str]) -> Dataset:
+    """``dataset`` with the corrupted splits of ``corruptions`` alone (``["all"]``: every one; none for ``[]``) beside
+    its other OoD splits; nothing is read or generated here. A corrupted split is a covariate one named after its
+    corruption, ``fog``, or after a corruption and a severity, ``fog@3``."""
+    if list(corruptions) == ["all"]:
+        return dataset
+    known = set(corruption_names())
+    corruption_of = {split: split.partition("@")[0] for split in dataset.ood
+                     if dataset.ood_kinds.get(split, "covariate") == "covariate" and ("@" in split or split in known)}
+    missing = sorted(set(corruptions) - set(corruption_of.values()))
+    if missing:
+        raise BenchError(f"{dataset.name} has no corruption {', '.join(missing)} (its corruptions: "
+                         f"{', '.join(dict.fromkeys(corruption_of.values())) or 'none'}); choose among them with "
+                         "--corruptions (config key corruptions), or all")
+    kept = [split for split in dataset.ood if split not in corruption_of or corruption_of[split] in corruptions]
+    return dataclasses.replace(dataset, ood=lazy_view(dict.fromkeys(kept, dataset.ood)),
+                               ood_kinds={split: dataset.ood_kinds[split] for split in kept if split in dataset.ood_kinds})
 
 
 def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
@@ -224,9 +292,11 @@ def available_datasets() -> list[str]:
     return sorted(_loaders) + [f"{prefix}:PATH" for prefix in sorted(_prefixes)]
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, corruptions: Sequence[str] = ("all",)) -> Dataset:
     """The named dataset, or ``PREFIX:PATH`` (``idx:``, ``npz:``, ``folder:``, ``cifar10:`` ...), as published
-    (``with_training_set`` makes a run's training split of it)."""
+    (``with_training_set`` makes a run's training split of it), with the corrupted splits of ``corruptions`` alone
+    (``with_corruptions_only``; a dataset used only for its test split, as ``--ood`` does, takes none): only
+    those are read or generated, and all of them before it returns."""
     _import_loaders()
     roots = data_roots(data_dir)
     prefix, sep, path = name.partition(":")
@@ -238,6 +308,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         close = difflib.get_close_matches(prefix if sep else name, [*_loaders, *_prefixes], n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise BenchError(f"unknown dataset {name!r}; {hint}known: {', '.join(available_datasets())}")
+    dataset = with_corruptions_only(dataset, corruptions)
+    dataset.splits()  # every kept split read or generated now, so that a missing or damaged file fails here
     return dataset
 
 

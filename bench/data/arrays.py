@@ -2,6 +2,17 @@
 
 Images are stored as bench trains on them: ``(n, h, w)`` for one channel, ``(n, c, h, w)``
 otherwise; uint8 is scaled to [0, 1] when fed to the model, floats are used as they are.
+One rule for the scale of every split, training, test and OoD alike: integers are pixel
+intensities, so an integer array of any type (int32, int64, uint16 ...) whose values lie in
+0..255 is stored as uint8, and one with a value outside 0..255 is refused; floats are used as
+they are. A dataset whose splits come on different scales, integers in one and floats in
+another, is refused rather than fed to the model on two scales.
+
+Every split holds at least one image. Test and OoD labels must be classes the training split
+has (a model cannot learn a class it never sees). A training split of a single class is
+accepted with a ``UserWarning``: every model then predicts that class, so the difficulty and
+OoD tasks mean little.
+
 The layout of a 4-D array is read by rule, never guessed: ``(n, h, w, c)`` when only its last
 axis has 1 or 3 entries, ``(n, c, h, w)`` when only its second does; when both could be the
 channels, ``layout`` (``"nhwc"`` or ``"nchw"``) must say which.
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +46,18 @@ def as_images(array: Any, what: str, layout: str | None = None) -> np.ndarray:
     images = np.asarray(array)
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
-            raise BenchError(f"{what} holds {images.dtype} values; images must be uint8 (0-255) or floats")
-        images = images.astype(np.float32)
-        if not np.isfinite(images).all():
-            raise BenchError(f"{what} holds NaN or infinite values; images must be finite")
+            raise BenchError(f"{what} holds {images.dtype} values; images must be uint8 (0-255), other integers in "
+                             "0-255, or floats")
+        if np.issubdtype(images.dtype, np.integer):
+            low, high = (images.min(), images.max()) if images.size else (0, 0)
+            if low < 0 or high > 255:
+                raise BenchError(f"{what} holds {images.dtype} values from {low} to {high}; integer images are pixel "
+                                 "intensities 0-255: rescale them to 0-255, or give floats (used as they are, e.g. in [0, 1])")
+            images = images.astype(np.uint8)
+        else:
+            images = images.astype(np.float32)
+            if not np.isfinite(images).all():
+                raise BenchError(f"{what} holds NaN or infinite values; images must be finite")
     if images.ndim == 3:
         return np.ascontiguousarray(images)
     if images.ndim != 4:
@@ -69,6 +89,29 @@ def as_labels(array: Any, what: str, n: int, n_classes: int | None = None) -> np
     return labels.astype(np.int64)
 
 
+def _refuse_empty_or_mixed_scales(images: dict[str, np.ndarray]) -> None:
+    """Every split (by array name) holds an image, and all hold integers 0-255 (uint8) or all floats."""
+    for what, array in images.items():
+        if not len(array):
+            fix = "give it at least one image" if what in ("x_train", "x_test") else "leave the array out, or give it images"
+            raise BenchError(f"{what} is empty (shape {array.shape}); {fix}")
+    intensities = [what for what, array in images.items() if array.dtype == np.uint8]
+    floats = [what for what in images if what not in intensities]
+    if intensities and floats:
+        raise BenchError(f"{', '.join(intensities)}: integers 0-255 (pixel intensities, scaled to [0, 1] for the model) "
+                         f"but {', '.join(floats)}: floats (used as they are), so the model would see two scales; give "
+                         "every split as integers 0-255, or every split as floats (e.g. x / 255.0 for [0, 1])")
+
+
+def _refuse_untrained_classes(labels: np.ndarray, what: str, trained: np.ndarray) -> None:
+    untrained = np.setdiff1d(labels, trained)
+    if len(untrained):
+        shown = ", ".join(map(str, untrained[:10])) + (f" ... ({len(untrained)} in all)" if len(untrained) > 10 else "")
+        raise BenchError(f"{what} holds labels {shown} that no training example has (y_train's classes: "
+                         f"{', '.join(map(str, trained[:10]))}{' ...' if len(trained) > 10 else ''}); a model cannot "
+                         "learn a class it never sees: remove those examples, or add training examples of those classes")
+
+
 def content_digest(*arrays: np.ndarray) -> str:
     """SHA-256 of the arrays' types, shapes and bytes: what a dataset's cache keys are made of
     (SHA-256 rather than MD5: twice as fast where the processor has SHA instructions)."""
@@ -85,20 +128,31 @@ def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     """A dataset from arrays (anything ``numpy.asarray`` takes); ``ood`` maps split names to images.
     ``origin`` says where they came from, in the dataset's provenance (default: ``arrays <name>``)."""
     n_classes = len(classes) if classes else None
-    train_x, test_x = as_images(x_train, "x_train", layout), as_images(x_test, "x_test", layout)
+    images = {"x_train": as_images(x_train, "x_train", layout), "x_test": as_images(x_test, "x_test", layout),
+              **{f"ood_{split}": as_images(array, f"ood_{split}", layout) for split, array in (ood or {}).items()}}
+    _refuse_empty_or_mixed_scales(images)
+    train_x, test_x = images["x_train"], images["x_test"]
     train = Split(train_x, as_labels(y_train, "y_train", len(train_x), n_classes))
     test = Split(test_x, as_labels(y_test, "y_test", len(test_x), n_classes))
     if train_x.shape[1:] != test_x.shape[1:]:
         raise BenchError(f"x_train images are {train_x.shape[1:]} but x_test images {test_x.shape[1:]}; they must match")
+    trained = np.unique(train.labels)
+    _refuse_untrained_classes(test.labels, "y_test", trained)
     splits = {}
-    for split, images in (ood or {}).items():
-        images = as_images(images, f"ood_{split}", layout)
-        if images.shape[1:] != train_x.shape[1:]:
-            raise BenchError(f"ood_{split} images are {images.shape[1:]} but the training images {train_x.shape[1:]}; "
+    for split in ood or {}:
+        split_x = images[f"ood_{split}"]
+        if split_x.shape[1:] != train_x.shape[1:]:
+            raise BenchError(f"ood_{split} images are {split_x.shape[1:]} but the training images {train_x.shape[1:]}; "
                              "an OoD split must have the training images' shape")
         known = (ood_labels or {}).get(split)
-        labels = np.full(len(images), -1) if known is None else as_labels(known, f"ood_{split}_labels", len(images))
-        splits[split] = Split(images, labels.astype(np.int64))
+        labels = np.full(len(split_x), -1) if known is None else as_labels(known, f"ood_{split}_labels", len(split_x))
+        if known is not None:
+            _refuse_untrained_classes(labels, f"ood_{split}_labels", trained)
+        splits[split] = Split(split_x, labels.astype(np.int64))
+    if len(trained) == 1:
+        warnings.warn(f"{name}: every training example is of class {trained[0]}, so a model predicts it everywhere and "
+                      "the difficulty and OoD tasks mean little; add training examples of other classes", UserWarning,
+                      stacklevel=2)
     n_classes = n_classes or int(max(train.labels.max(initial=0), test.labels.max(initial=0))) + 1
     source = f"{origin or f'arrays {name}'} (content sha256 {content_digest(train_x, train.labels, test_x, test.labels, *[s.inputs for s in splits.values()])})"
     kinds = {split: "semantic" if (s.labels < 0).all() else "covariate" for split, s in splits.items()}
@@ -131,10 +185,10 @@ def load_npz_c(path: Path, roots: list[Path]) -> Dataset:
 
 def with_corruptions(dataset: Dataset, roots: list[Path]) -> Dataset:
     """``dataset`` and its ``-c`` variant: the corruptions of its test split, generated once into the data root
-    (MNIST-C's for 28x28 grayscale images, CIFAR-10-C's for colour ones), named ``<name>-c``."""
-    from bench.data.corrupted import corrupted_splits
+    (MNIST-C's for 28x28 grayscale images, CIFAR-10-C's for colour ones) when first used, named ``<name>-c``."""
+    from bench.data.corrupted import lazy_corrupted_splits
 
-    corrupted, source = corrupted_splits(dataset.name, dataset.test, roots)
+    corrupted, source = lazy_corrupted_splits(dataset.name, dataset.test, roots)
     combined = with_ood_splits(dataset, corrupted, "covariate", source, f"the corruptions of {dataset.name}")
     return dataclasses.replace(combined, name=f"{dataset.name}-c")
 

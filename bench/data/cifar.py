@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.data import Dataset, Split, dataset_loader, dataset_prefix
 from bench.data.arrays import content_digest
-from bench.data.corrupted import corrupted_splits, read_severities
+from bench.data.corrupted import lazy_corrupted_splits, lazy_severities
 from bench.errors import BenchError
 
 PIXELS = 3 * 32 * 32
@@ -80,7 +80,10 @@ def _archive_members(path: Path, layout: Layout) -> dict[str, bytes]:
                                  f"read; use the binary version, {layout.archive}")
             if digest != layout.md5:
                 raise BenchError(f"{path}: MD5 {digest} differs from the published {layout.md5} of {layout.archive}; "
-                                 "the archive is not the original")
+                                 "the archive is not the original: fetch it again, or unpack it, since the folder it "
+                                 "unpacks to is accepted too (checked by file size and label range): give that "
+                                 f"folder, {path.parent / layout.folder}, as PREFIX:PATH, or put {layout.folder}/ in a "
+                                 "data root (--data-dir) in place of the archive")
             files = {}
             for name in [*wanted, layout.names]:
                 member = members.get(f"{layout.folder}/{name}")
@@ -149,9 +152,9 @@ def load(path: Path, roots: list[Path], layout: Layout, name: str) -> Dataset:
     official = [folder for folder in [path.parent / layout.corrupted, *(root / layout.corrupted for root in roots)]
                 if (folder / "labels.npy").is_file()]
     if official:
-        ood, corruptions = read_severities(official[0], test, layout.corrupted), f"corruptions: official {layout.corrupted} files"
+        ood, corruptions = lazy_severities(official[0], test, layout.corrupted), f"corruptions: official {layout.corrupted} files"
     else:
-        ood, corruptions = corrupted_splits(name, test, roots)
+        ood, corruptions = lazy_corrupted_splits(name, test, roots)
     return Dataset(name, layout.n_classes, train, test, ood, source=f"{source}; {corruptions}", classes=classes)
 
 

@@ -46,6 +46,6 @@ def load_digits_c(roots: list[Path] | None = None) -> Dataset:
     train_x, test_x, train_y, test_y = train_test_split(
         images, labels, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
     )
-    ood = {name: Split(corrupt(test_x, name, SPLIT_SEED), test_y) for name in CORRUPTIONS}
+    ood = {name: Split(corrupt(test_x, name, SPLIT_SEED), test_y, paired_with_test=True) for name in CORRUPTIONS}
     source = f"scikit-learn {sklearn.__version__} digits; corruptions generated in memory (seed {SPLIT_SEED})"
     return Dataset("digits-c", 10, Split(train_x, train_y), Split(test_x, test_y), ood, source=source)

@@ -9,7 +9,8 @@ The classes are the training split's folder names, sorted, and are kept with the
 Every image of the dataset must have one size and one mode: ``L`` (grayscale) or ``RGB``;
 anything else is refused with the file that differs, never converted silently. Files whose
 name starts with a dot are ignored (``.DS_Store``); any other file that is not an image is
-refused.
+refused, and so is anything that is not a regular file (a FIFO, socket, device or folder),
+before it is opened: opening a FIFO would wait forever for a writer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[str, tuple[int, int]]]:
     """The pixels of one image file, and its mode and size."""
     from PIL import Image, UnidentifiedImageError
 
+    if not path.is_file():
+        raise BenchError(f"{path} is not a regular file (a FIFO, socket, device or folder); a class folder holds image "
+                         "files only: move it out")
     if path.suffix.lower() not in SUFFIXES:
         raise BenchError(f"{path} is not an image file ({path.suffix or 'no suffix'}); a class folder holds "
                          f"{', '.join(sorted(SUFFIXES))} files only: move it out")

@@ -93,14 +93,14 @@ def read_idx_folder(folder: Path) -> tuple[Split, Split]:
 
 @dataset_prefix("idx")
 def load_idx_dataset(folder: Path, roots: list[Path]) -> Dataset:
-    """A folder of idx files as a dataset named after the folder, with its corrupted test splits."""
-    from bench.data.corrupted import corrupted_splits, fingerprint
+    """A folder of idx files as a dataset named after the folder, with its corrupted test splits (made when first used)."""
+    from bench.data.corrupted import fingerprint, lazy_corrupted_splits
 
     if not folder.is_dir():
         raise BenchError(f"idx dataset folder {folder} does not exist; give --dataset idx:PATH with PATH a folder of idx files")
     train, test = read_idx_folder(folder)
     name = folder.resolve().name
-    ood, source = corrupted_splits(name, test, roots)
+    ood, source = lazy_corrupted_splits(name, test, roots)
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     content = fingerprint(np.concatenate([train.inputs.ravel(), test.inputs.ravel(), train.labels.astype(np.uint8), test.labels.astype(np.uint8)]))
     return Dataset(name, n_classes, train, test, ood, source=f"idx folder {name} (content md5 {content}); {source}")

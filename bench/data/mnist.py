@@ -17,7 +17,7 @@ import pooch
 import requests
 
 from bench.data import Dataset, Split, dataset_loader
-from bench.data.corrupted import candidate_folders, corrupted_splits, read_corrupted
+from bench.data.corrupted import candidate_folders, lazy_corrupted_splits, read_corrupted
 from bench.data.idx import IDX_FILES, read_idx, read_idx_folder
 from bench.errors import BenchError
 from bench.files import write_atomically
@@ -106,7 +106,7 @@ def load_mnist(roots: list[Path]) -> Dataset:
 @dataset_loader("mnist-c")
 def load_mnist_c(roots: list[Path]) -> Dataset:
     train, test = read_mnist(roots)
-    ood, source = corrupted_splits("mnist", test, roots)
+    ood, source = lazy_corrupted_splits("mnist", test, roots)
     return Dataset("mnist-c", 10, train, test, ood, source=f"MNIST (MD5-verified); {source}")
 
 

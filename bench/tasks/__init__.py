@@ -19,6 +19,9 @@ from bench.tasks.mislabel import mislabel
 from bench.tasks.ood import ood
 from bench.tasks.rows import ROW_COLUMNS
 
+OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what a mean over seeds adds beside itself
+ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --seeds 3)"
+
 
 def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
@@ -31,4 +34,7 @@ def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}
     full_spec = [PAIR.join(full.get(part, part) for part in scorer.split(PAIR)) for scorer in board["scorer"]]
     board.insert(board.columns.get_loc("scorer") + 1, "full_spec", full_spec)
+    if len(tables) == 1:  # the spread over seeds that one seed cannot give, NaN for no other reason, says so
+        alone = (board.seed == "all") & board.value.isna() & (board.note == "") & board.metric.str.endswith(OVER_SEEDS)
+        board.loc[alone, "note"] = ONE_SEED
     return board

@@ -55,11 +55,19 @@ def seed_metrics(runs: np.ndarray) -> tuple[dict[str, float], str]:
 
 def cross_scorer_rows(tables: list[ScoreTable], keys: dict, split: str, specs: list[str]) -> list[dict]:
     """Spearman between every two scorers on the same seed, averaged over seeds."""
+    if not specs:  # no scorer left scores on every seed: no pair to correlate
+        return []
     matrices = [spearman_matrix(np.stack([table.splits[split][spec] for spec in specs])) for table in tables]
     mean = np.mean(matrices, axis=0)
+    reasons = {spec: "; ".join(sorted({reason for table in tables if (reason := unusable(table.splits[split][spec]))}))
+               for spec in specs}  # what leaves a Spearman undefined: a score that is constant, NaN or infinite
+
+    def why(a: str, b: str) -> str:
+        return "; ".join(f"{spec}: {reasons[spec]}" for spec in (a, b) if reasons[spec])
+
     return [
         {**keys, "split": split, "scorer": a, "metric": f"spearman_with:{b}", "value": float(mean[i, j]),
-         "note": "" if np.isfinite(mean[i, j]) else "a score is constant on some seed"}
+         "note": "" if np.isfinite(mean[i, j]) else why(a, b)}
         for i, a in enumerate(specs) for j, b in enumerate(specs) if i != j
     ]
 

@@ -23,6 +23,7 @@ TASK = "cost"
 SPLIT = "all"  # a unit's cost covers every split
 METRICS = ("seconds", "state_bytes")
 NOT_MEASURED = "not measured: the unit was computed by bench < 0.5, which did not measure costs"
+MEASURED_ONCE = "measured once (one seed, or a score reused by every seed): no spread or interval over seeds"
 
 
 def cost(tables: list[ScoreTable]) -> pd.DataFrame:
@@ -38,5 +39,7 @@ def cost(tables: list[ScoreTable]) -> pd.DataFrame:
             note = failure_note(table, spec) or ("" if spec in measured else NOT_MEASURED)
             values = {metric: np.nan if note else float(measured[spec][metric]) for metric in METRICS}
             rows += metric_rows(keys, SPLIT, spec, values, note)
-    return with_seed_means(rows, lambda once: {(SPLIT, spec, metric): (np.nan, np.nan)
+    rows = with_seed_means(rows, lambda once: {(SPLIT, spec, metric): (np.nan, np.nan)
                                                for spec in once for metric in METRICS})
+    unexplained = (rows.seed == "all") & rows.value.isna() & (rows.note == "")  # a NaN of its own measurement
+    return rows.assign(note=rows.note.mask(unexplained, MEASURED_ONCE))

@@ -14,11 +14,14 @@ datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, th
 
 Every mean over seeds has its 95% interval, ``<metric>_ci_low`` and ``_ci_high``: the t-interval
 over seeds, or where the seeds agree exactly (one seed, or a scorer that does not depend on the
-training seed, such as a detector on pixels) a bootstrap over examples, stratified by class (in-distribution and
-OoD each resampled to its own size; ``bench.stats``). For a mean over OoD splits, the resampled
-values of its splits are averaged resample by resample; every split is resampled with the same
-seed, so splits of the same size resample the in-distribution examples alike and the interval
-keeps the noise they share.
+training seed, such as a detector on pixels) a bootstrap over examples (``bench.stats``). A split
+of corrupted copies of the test images (``ood_paired`` in the unit's meta: image i of the split is
+test image i corrupted) is resampled by image, the clean and the corrupted score of each drawn
+image together, since the two correlate; any other OoD split is stratified by class (in-distribution
+and OoD each resampled to its own size). For a mean over OoD splits, the resampled values of its
+splits are averaged resample by resample; every split is resampled with the same seed, so splits
+of the same size resample the in-distribution examples alike and the interval keeps the noise
+they share.
 
 An aggregate is NaN when any value it averages is NaN; its note carries the reasons.
 """
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import OOD_METRICS, ood_metrics
-from bench.stats import bootstrap_distribution, percentile_interval
+from bench.stats import bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
 from bench.store import ScoreTable
 from bench.tasks.rows import (
     BOOTSTRAP_SEED,
@@ -80,11 +83,15 @@ def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> dic
     """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit,
     for ``scorers``."""
     members = groups([table])
+    paired = set(table.meta.get("ood_paired", ()))
     distributions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
     for split in table.meta["ood_splits"]:
         for spec, outlier, failure in scorer_scores(table, split):
-            if spec in scorers and not failure:
+            if spec in scorers and not failure and split in paired:
+                distributions[split, spec] = paired_bootstrap_distribution(inlier[spec], outlier, resamples=resamples,
+                                                                           seed=BOOTSTRAP_SEED)
+            elif spec in scorers and not failure:
                 labels = np.r_[np.zeros(len(inlier[spec]), bool), np.ones(len(outlier), bool)]
                 distributions[split, spec] = bootstrap_distribution(labels, np.r_[inlier[spec], outlier],
                                                                     resamples=resamples, seed=BOOTSTRAP_SEED)
