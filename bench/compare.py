@@ -23,6 +23,7 @@ two files, at their seed count or at another.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,7 @@ class Comparison:
             tests = checked.test.replace("", "none").value_counts()
             seeds = sorted({d.seeds[0] for d in checked.difference if d is not None and d.test != INTERVALS})
             line = {"family": family, "rows": len(checked), "tests": ", ".join(f"{t} {n}" for t, n in tests.items()),
-                    "level": f"{self.level(family):.2g}", "seeds": ", ".join(map(str, seeds)) or "-"}
+                    "level": f"{self.levels[family]:.2g}", "seeds": ", ".join(map(str, seeds)) or "-"}
             for label, count in (("at these seeds", None), *((f"at {n} seeds", n) for n in PROJECTED_SEEDS)):
                 drops = np.array([self.detectable(row, count) for _, row in checked.iterrows()], dtype=float)
                 drops = drops[np.isfinite(drops)]
@@ -86,16 +87,17 @@ class Comparison:
             lines.append(line)
         return pd.DataFrame(lines)
 
-    def level(self, family: str) -> float:
-        """The one-sided level of the first Holm step in ``family``: the level of a lone drop's test."""
-        families = self.checked.family.nunique()
-        tested = (self.checked.family == family) & self.checked.p_worse.notna()
-        return self.alpha / families / max(int(tested.sum()), 1)
+    @functools.cached_property
+    def levels(self) -> dict[str, float]:
+        """Per family, the one-sided level of the first Holm step: the level at which a lone drop is tested."""
+        tested = self.checked[self.checked.p_worse.notna()].family.value_counts()
+        families = self.checked.family.unique()
+        return {family: self.alpha / len(families) / max(int(tested.get(family, 0)), 1) for family in families}
 
     def detectable(self, row: pd.Series, seeds: int | None = None) -> float:
         """The drop of ``row`` (of ``checked``) found with 80% power, at the files' seeds or at ``seeds`` each."""
         difference: Difference | None = row.difference
-        return np.nan if difference is None else difference.detectable_drop(self.level(row.family), POWER, seeds)
+        return np.nan if difference is None else difference.detectable_drop(self.levels[row.family], POWER, seeds)
 
     def seeds_to_detect(self, row: pd.Series, drop: float) -> int | None:
         """The fewest seeds per file at which the gate finds a drop of ``drop`` in ``row`` with 80% power, with the

@@ -3,6 +3,7 @@ power by simulation, and on real runs of the quick preset: a rerun with another 
 drop of 0.05 fails on that scorer alone, or the printed detectable drop says why it cannot."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -11,6 +12,7 @@ from bench.compare import HEADLINE, compare, family_adjusted
 from bench.leaderboard import read_csv, write_csv
 from bench.stats import (INTERVALS, PAIRED, Difference, adjust_pvalues, interval_difference, paired_difference,
                          stable_std, t_interval, welch_difference)
+from bench.tasks.rows import aggregate
 
 ALPHA = 0.05
 
@@ -83,6 +85,12 @@ def test_spreads_and_intervals_of_p_values_of_1e_200_do_not_underflow():
     half = stats.t.ppf(0.975, 2) * 1e-200 / np.sqrt(3)
     assert t_interval(values) == pytest.approx((2e-200 - half, 2e-200 + half), rel=1e-12)
     assert paired_difference(values, 2 * values).standard_error() > 0
+    rows = pd.DataFrame([{"dataset": "d", "model": "m", "task": "mislabel", "split": "train", "scorer": "vog",
+                          "label_mode": "predicted", "seed": str(seed), "metric": "welch_p", "value": value, "note": ""}
+                         for seed, value in enumerate(values)])
+    over_seeds = aggregate(rows, "seed", "all", "std_seeds", ddof=1).set_index("metric").value
+    assert over_seeds["welch_p_std_seeds"] == pytest.approx(1e-200, rel=1e-12)
+    assert over_seeds["welch_p_ci_low"] == pytest.approx(2e-200 - half, rel=1e-12)
 
 
 def test_holm_and_bh_are_statsmodels_multipletests():

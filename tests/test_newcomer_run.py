@@ -17,21 +17,11 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.leaderboard import read_csv
 from bench.store import ScoreTable
+from test_run import FAILING_PLUGIN
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ["run", "--dataset", "digits-c", "--model", "mlp", "--seeds", "1", "--epochs", "1", "--no-progress"]
 
-BROKEN = '''
-from bench.api import LOGITS, StreamingScorer, register
-
-@register
-class Broken(StreamingScorer):
-    name, family, reference = "broken", "test", "-"
-    needs = frozenset({LOGITS})
-    def start(self, split, size): pass
-    def update(self, batch, checkpoint): pass
-    def scores(self, split): raise ValueError("this plugin is broken")
-'''
 ALL_NAN = '''
 import numpy as np
 from bench.api import LOGITS, StreamingScorer, register
@@ -94,7 +84,7 @@ def test_a_run_in_which_every_scorer_fails_ends_in_one_error_after_writing_its_n
     that says every scorer failed and why (exit 2). A second run computes the failed score again, on the stored
     model: a failure is never a finished score, and the training is never lost."""
     plugin, out = tmp_path / "broken.py", tmp_path / "out"
-    plugin.write_text(BROKEN)
+    plugin.write_text(FAILING_PLUGIN)
     args = [*RUN, "--scorers", "broken", "--plugin", str(plugin), "--out", str(out)]
     assert main(args) == 2
     error = capsys.readouterr().err.splitlines()[-1]

@@ -17,9 +17,8 @@ from bench.tasks.cost import cost
 from bench.tasks.difficulty import difficulty
 from bench.tasks.mislabel import mislabel
 from bench.tasks.ood import ood
-from bench.tasks.rows import ROW_COLUMNS
+from bench.tasks.rows import OVER_SEEDS, ROW_COLUMNS
 
-OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what a mean over seeds adds beside itself
 ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --seeds 3)"
 
 

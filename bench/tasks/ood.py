@@ -36,6 +36,7 @@ from bench.stats import bootstrap_distribution, paired_bootstrap_distribution, p
 from bench.store import ScoreTable
 from bench.tasks.rows import (
     BOOTSTRAP_SEED,
+    OVER_SEEDS,
     ROW_COLUMNS,
     aggregate,
     metric_rows,
@@ -124,5 +125,3 @@ def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     free = seed_free(per_seed)
     return with_bootstrap_intervals(rows, split_intervals(tables[0], resamples, free)) if resamples and free else rows
 
-
-OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what the mean over splits of per-seed values adds

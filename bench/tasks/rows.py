@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from bench.schema import TASK_KEYS
-from bench.stats import bootstrap_distribution, percentile_interval, t_interval
+from bench.stats import bootstrap_distribution, percentile_interval, stable_std, t_interval
 from bench.store import ScoreTable
 
 ROW_COLUMNS = [*TASK_KEYS, "value", "note"]
 BOOTSTRAP_SEED = 0  # of the bootstrap over examples that gives a one-seed run its intervals
+OVER_SEEDS = ("_std_seeds", "_ci_low", "_ci_high")  # what a mean over seeds adds beside itself
 
 
 def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
@@ -56,7 +57,7 @@ def aggregate(rows: pd.DataFrame, over: str, label: str, std_name: str, ddof: in
         values = group["value"].to_numpy(dtype=np.float64)
         notes = "; ".join(sorted(set(filter(None, group["note"]))))
         base = dict(zip(group_keys, key), **{over: label})
-        std = values.std(ddof=ddof) if len(values) > ddof and np.isfinite(values).all() else np.nan
+        std = stable_std(values, ddof) if len(values) > ddof and np.isfinite(values).all() else np.nan
         out.append({**base, "value": values.mean(), "note": notes})
         out.append({**base, "metric": f"{base['metric']}_{std_name}", "value": std, "note": notes})
         if over == "seed":
