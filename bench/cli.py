@@ -20,7 +20,7 @@ scoring method finds them best, and how far to trust the ranking.
 
 `bench run` trains the models itself, computes every score at every checkpoint, and writes
 per-example score tables and a leaderboard CSV. With no arguments it runs the quick
-benchmark on the embedded digits-c dataset (about a minute and a half on two CPU cores)."""
+benchmark on the embedded digits-c dataset (2-3 minutes on two CPU cores)."""
 
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
@@ -498,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every file is written whole or not at all, so there is nothing to mend
+        print("bench: interrupted; what finished is kept (units, checkpoints, generated data), and the same "
+              "command resumes from there", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the output went to a reader that stopped early (| head): nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -20,3 +20,29 @@ def test_a_label_noise_of_nan_in_a_config_file_is_refused(tmp_path, capsys):
     config.write_text("label_noise = nan\n")
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     assert "'label_noise' is nan; it must be a finite number" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_data_generation_is_one_line_and_leaves_no_half_built_folder(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the corruptions of a dataset were being generated gave a traceback."""
+    import numpy as np
+    from test_data import write_idx_folder
+
+    from bench.data import corrupted
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), np.arange(20, dtype=np.uint8) % 10
+    write_idx_folder(tmp_path / "tiny", images, labels, images, labels)
+    made = []
+
+    def interrupted(inputs, corruption, seed):
+        if made:
+            raise KeyboardInterrupt
+        made.append(corruption)
+        return inputs
+
+    monkeypatch.setattr(corrupted, "corrupt", interrupted)
+    data = tmp_path / "data"
+    assert main(["data", "build", f"idx:{tmp_path / 'tiny'}", "--data-dir", str(data)]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("bench: interrupted;") and "Traceback" not in err
+    assert made and not [path for path in data.rglob("*") if path.is_dir()]  # nothing half-built was kept
