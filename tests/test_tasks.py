@@ -65,6 +65,22 @@ def test_mislabel_perfect_random_and_constant_scorers():
     assert value(board, "random", "welch_p").value > 1e-3
 
 
+def test_a_welch_p_that_underflows_to_0_says_so_in_its_notes():
+    """Per-seed Welch p-values below the smallest float are written as 0, and their std over seeds as 0 with a
+    degenerate interval: none of them may pass for a measured zero."""
+    tables = []
+    for seed in range(3):
+        rng, noisy = noisy_train(seed=seed)
+        tables.append(make_table(seed, {"train": {"noisy": noisy, "far": 1e3 * noisy + rng.uniform(0, 1e-3, len(noisy)),
+                                                  "random": rng.normal(size=len(noisy))}}))
+    board = mislabel(tables)
+    assert value(board, "far", "welch_p", seed="0").value == 0.0  # scipy's p underflowed
+    for metric in ("welch_p", "welch_p_std_seeds", "welch_p_ci_low", "welch_p_ci_high"):
+        assert "underflows" in value(board, "far", metric).note
+    assert "underflows" not in value(board, "far", "auroc").note
+    assert not board[board.scorer == "random"].note.str.contains("underflows").any()
+
+
 def test_mislabel_welch_t_by_hand():
     table = mislabel_table(0)
     train = table.splits["train"]

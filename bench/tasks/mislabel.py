@@ -74,4 +74,19 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
                                        {"auroc": "auroc", "ap": "aupr_out"}, resamples))
         return found
 
-    return with_seed_means(rows, intervals if resamples and noisy else None)
+    return with_underflow_notes(with_seed_means(rows, intervals if resamples and noisy else None))
+
+
+UNDERFLOW = f"Welch's p underflows: below {np.finfo(float).tiny:.1e}, the smallest float, so it is written as 0"
+
+
+def with_underflow_notes(rows: pd.DataFrame) -> pd.DataFrame:
+    """A Welch p of 0 is one too small for a float, not 0: its rows, and the spread and interval over seeds of the
+    scorer's, say so in their note."""
+    if rows.empty:
+        return rows
+    zero = rows[(rows.metric == "welch_p") & (rows.value == 0)]
+    marked = rows.metric.str.startswith("welch_p") & rows.scorer.isin(set(zero.scorer)) & (
+        (rows.seed == "all") | rows.index.isin(zero.index))
+    noted = rows.note.where(rows.note == "", rows.note + "; ") + UNDERFLOW
+    return rows.assign(note=rows.note.mask(marked, noted))
