@@ -77,6 +77,12 @@ def test_the_detectable_drop_is_found_with_80_percent_power(seeds, level):
     assert truth.detectable_drop(level, seeds=4 * seeds) < drop / 2  # more seeds: a smaller drop
 
 
+@pytest.mark.parametrize("df, level", [(1, 0.05), (4, 0.01), (9, 0.05), (19, 0.001), (99, 0.0005)])
+def test_the_power_at_the_detectable_drop_is_scipys_noncentral_t_where_scipy_converges(df, level):
+    shift = Difference(0.0, PAIRED, (1.0, 0.0), (df + 1, df + 1)).detectable_drop(level) * np.sqrt(df + 1)
+    assert stats.nct.sf(stats.t.isf(level, df), df, shift) == pytest.approx(0.8, abs=1e-6)
+
+
 def test_spreads_and_intervals_of_p_values_of_1e_200_do_not_underflow():
     """Per-seed p-values of 1e-200: their squares underflow, so a plain std gave 0 and the interval NaN."""
     values = np.array([1e-200, 2e-200, 3e-200])
