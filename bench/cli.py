@@ -20,7 +20,7 @@ scoring method finds them best, and how far to trust the ranking.
 
 `bench run` trains the models itself, computes every score at every checkpoint, and writes
 per-example score tables and a leaderboard CSV. With no arguments it runs the quick
-benchmark on the embedded digits-c dataset (2-3 minutes on two CPU cores)."""
+benchmark on the embedded digits-c dataset (its time on two CPU cores: README, Quick start)."""
 
 RUN_DESCRIPTION = """\
 Train a model per seed, score every example of every split at every checkpoint with the
