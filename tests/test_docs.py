@@ -168,3 +168,9 @@ def test_a_toml_block_parses_and_a_configuration_loads(where, code, tmp_path):
         return
     (tmp_path / "study.toml").write_text(code)
     assert load_toml(tmp_path / "study.toml", RunConfig()).name == settings["name"]
+
+
+def test_the_readmes_links_into_the_repository_reach_a_file():
+    """MkDocs checks the site's links; the README, which GitHub shows, is checked here."""
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    assert targets and not [target for target in targets if not (ROOT / target).exists()]
