@@ -8,18 +8,19 @@
 A dataset is a name or ``PREFIX:PATH`` (as ``--dataset``), a ``bench.data.Dataset``, arrays
 ``(x_train, y_train, x_test, y_test)`` or two ``torch.utils.data.Dataset`` objects ``(train, test)``.
 A model is a name (as ``--model``), a factory ``(input_shape, n_classes) -> nn.Module``, or an
-``nn.Module`` class built so or without arguments. Every other setting is a key of
-``bench.config.RunConfig``. ``run`` writes the files ``bench run`` writes and reuses what an
+``nn.Module`` class built so or without arguments. Every other setting is a keyword, a key
+of the schema in ``bench.config`` (the signature lists them). ``run`` writes the files ``bench run`` writes and reuses what an
 earlier run left in the same results folder; ``bench run`` is this class with its settings
 read from a preset, a TOML file and flags.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from bench.config import RunConfig, check_keys
+from bench.config import RunConfig, check_keys, options
 from bench.data import Dataset
 from bench.data.arrays import from_arrays, from_torch
 from bench.errors import BenchError
@@ -33,7 +34,7 @@ class Benchmark:
     def __init__(self, dataset: Any = "digits-c", model: Any = "lenet", scorers: Sequence[str] = ("all",),
                  ood: Sequence[Any] = (), **settings: Any) -> None:
         """``ood``: datasets (names or ``Dataset`` objects) whose test splits are added as semantic OoD splits;
-        ``settings``: the other keys of ``RunConfig`` (``seeds``, ``epochs``, ``out``, ``device``, ...)."""
+        ``settings``: the other keys of the schema (``seeds``, ``epochs``, ``out``, ``device``, ...)."""
         check_keys(settings, "Benchmark()")
         self.dataset = as_dataset(dataset)
         self.ood = [as_dataset(other) for other in ood]
@@ -53,6 +54,19 @@ class Benchmark:
         return run(self.config, progress, executor, ray_address,
                    dataset=None if isinstance(self.dataset, str) else self.dataset,
                    ood=[other for other in self.ood if not isinstance(other, str)])
+
+
+def _signature() -> inspect.Signature:
+    """``__init__``'s signature with every other key of the schema as a keyword (for ``help`` and editors)."""
+    own = list(inspect.signature(Benchmark.__init__).parameters.values())[:-1]  # without **settings
+    defaults = {**RunConfig().flat(), "name": "notebook"}
+    keywords = [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=defaults[option.name],
+                                  annotation=kind)
+                for _, option, kind in options() if option.name not in {p.name for p in own}]
+    return inspect.Signature([*own, *keywords])
+
+
+Benchmark.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 def as_dataset(dataset: Any) -> Dataset | str:

@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import os
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from bench.config import AUGMENTATIONS, CHECKPOINT_UNITS, OPENMP_SPINS, OPTIMIZERS, SCHEDULES, STATE_DTYPES
+from bench.config import OPENMP_SPINS, SECTION_HELP, flag_names, from_text, options
 from bench.errors import BenchError
 from bench.schema import BETTER, CAPTIONS
 
@@ -120,25 +123,6 @@ examples:
   bench run --dataset idx:~/fashion-mnist     any folder of the four idx files is a dataset"""
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``3`` -> [0, 1, 2]; ``0,4,7`` -> those; ``5-9`` -> 5..9 inclusive."""
-    try:
-        if "," in text:
-            seeds = [int(part) for part in text.split(",") if part.strip()]
-        elif "-" in text.strip("-"):
-            low, high = text.split("-", 1)
-            seeds = list(range(int(low), int(high) + 1))
-        else:
-            seeds = list(range(int(text)))
-    except ValueError:
-        seeds = []
-    if not seeds:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} gives no seeds; write a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9; 7-7 for seed 7 alone)"
-        )
-    return seeds
-
-
 def parse_tolerances(items: list[str]) -> dict[str, float]:
     """``["auroc=0.01", "fpr95=0.02"]`` -> {metric: tolerance}, for metrics with a better direction."""
     tolerances = {}
@@ -154,9 +138,37 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
     return tolerances
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every key of the schema (``bench.config``), a group per section: its help, its choices; booleans as
+    ``--x``/``--no-x``, lists comma-separated (a repeated flag adds to the list). Unset flags are None."""
+    groups = {section: parser.add_argument_group(section, text) for section, text in SECTION_HELP.items()}
+    for section, option, kind in options():
+        help = option.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        settings: dict[str, Any] = {"dest": option.name, "default": None, "help": help}
+        if kind is bool:
+            settings["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            settings["choices"] = typing.get_args(kind)
+        else:
+            settings["metavar"] = option.metadata["metavar"]
+            settings["type"] = flag_parser(option, kind)
+            if typing.get_origin(kind) is list:
+                settings["action"] = "extend"
+        groups[section].add_argument(*flag_names(option), **settings)
 
-RECIPE_FLAGS = ("batch_size", "lr", "optimizer", "schedule", "augment", "normalize", "amp", "checkpoint_every",
-                "checkpoint_unit", "checkpoint_at_init", "probe_batch_size", "state_dtype", "bootstrap_resamples")
+
+def flag_parser(option: dataclasses.Field, kind: Any) -> Callable[[str], Any]:
+    """The flag's text to a value of its key. argparse names the flag and the type when that fails ("argument
+    --epochs: invalid int value: 'x'"), or says what a key's own syntax wants (``--seeds``)."""
+    def parse(text: str) -> Any:
+        try:
+            return from_text(option, kind, text)
+        except ValueError as error:
+            if option.metadata["parse"]:
+                raise argparse.ArgumentTypeError(str(error)) from None
+            raise
+    parse.__name__ = typing.get_args(kind)[0].__name__ if typing.get_origin(kind) is list else kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,60 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train, score and write a leaderboard", description=RUN_DESCRIPTION,
                               epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
-    source.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings (keys as in results' config.toml)")
-    run.add_argument("--dataset", help="a name (see `bench list datasets`) or PREFIX:PATH: idx: (MNIST-format files), "
-                     "npz: (arrays), folder: (train/<class>/ and test/<class>/ images), cifar10:, cifar100:, cifar100-coarse:")
-    run.add_argument("--data-dir", help="folder searched first for data files (then $BENCH_DATA, then datasets/)")
-    run.add_argument("--ood", metavar="DATASET[,DATASET...]",
-                     help="add the test split of each dataset as a semantic OoD split, beside the corruptions "
-                          "(e.g. --ood textures, or --ood idx:~/fashion-mnist for MNIST)")
-    run.add_argument("--corruptions", metavar="NAME[,NAME...]",
-                     help="only these corruptions of the test split as OoD splits (default: all), each generated once "
-                          "when missing (e.g. --corruptions fog,contrast on CIFAR-10: 2 of its 15)")
-    run.add_argument("--label-noise", type=float, metavar="FRACTION",
-                     help="shuffle this fraction of training labels among themselves (e.g. 0.2); the mislabel ground truth")
-    run.add_argument("--train-size", type=int, metavar="N",
-                     help="keep N training examples, drawn per class in proportion (seed 0), before label noise")
-    run.add_argument("--model", help="mlp, lenet, an installed model plugin, or your own as module:callable or "
-                     "path/to/file.py:callable, a function of (input_shape, n_classes) returning an nn.Module whose "
-                     "last layer is an nn.Linear")
-    run.add_argument("--scorers", help='comma-separated scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or all (every built-in scorer; plugins run when named)')
-    run.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9)")
-    run.add_argument("--epochs", type=int, help="training epochs (a checkpoint after each)")
-    recipe = run.add_argument_group("training recipe, probe and intervals (config keys of the same names; defaults: the preset's)")
-    recipe.add_argument("--batch-size", type=int, help="training batch size (lower it if the GPU runs out of memory)")
-    recipe.add_argument("--lr", type=float, help="peak learning rate")
-    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with momentum, or AdamW")
-    recipe.add_argument("--schedule", choices=SCHEDULES, help="learning rate over the optimizer steps")
-    recipe.add_argument("--augment", choices=AUGMENTATIONS, help="crop-flip: random crops of the 4-pixel zero-padded image and horizontal flips")
-    recipe.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                        help="standardise inputs per channel by the training split's mean and std")
-    recipe.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="mixed-precision training (float16 on CUDA, bfloat16 on the CPU); the probe stays float32")
-    recipe.add_argument("--checkpoint-every", type=int, metavar="N", help="a checkpoint every N epochs (or steps); the end is always one")
-    recipe.add_argument("--checkpoint-unit", choices=CHECKPOINT_UNITS, help="what --checkpoint-every counts")
-    recipe.add_argument("--checkpoint-at-init", action=argparse.BooleanOptionalAction, default=None,
-                        help="a checkpoint of the untrained model too (epoch 0), as GraNd at initialisation needs")
-    recipe.add_argument("--probe-batch-size", type=int, help="examples per probe pass (lower it if the GPU runs out of memory probing)")
-    recipe.add_argument("--state-dtype", choices=STATE_DTYPES, help="running sums and moments of the scores; float32 halves VoG's state")
-    recipe.add_argument("--bootstrap-resamples", type=int, metavar="N",
-                        help="resamples of the bootstrap over examples that gives a one-seed run its 95%% intervals (default 1000; 0: none)")
-    run.add_argument("--label-mode", choices=["predicted", "true"],
-                     help="labels for scoring test and OoD splits: the model's prediction (default) or the true label (oracle)")
-    run.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    run.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for torch and for the BLAS of numpy, scipy and scikit-learn (default: "
-                          "OMP_NUM_THREADS if set, else the cores this process may use; this flag wins over "
-                          "OMP_NUM_THREADS, with a note); scores are bit for bit the same only for the same thread count")
-    run.add_argument("--out", help="results folder (default: results/<preset>)")
-    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load scorers from a local file; repeatable")
-    run.add_argument("--executor", choices=["local", "ray"], default="local",
-                     help="local: units one after another in this process (default); ray: each unit as a Ray task")
-    run.add_argument("--ray-address", metavar="ADDRESS",
-                     help="with --executor ray: join this Ray cluster (e.g. ray://head:10001); default: start a local one")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    source = run.add_argument_group("settings", "the defaults, then a preset or a config file, then the flags below")
+    exclusive = source.add_mutually_exclusive_group()
+    exclusive.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
+    exclusive.add_argument("--config", type=Path, metavar="FILE.toml",
+                           help="a TOML file of settings (keys as in results' config.toml)")
+    add_config_flags(run)
+    execution = run.add_argument_group("execution", "how the units run (not settings: the results are the same)")
+    execution.add_argument("--executor", choices=["local", "ray"], default="local",
+                           help="local: units one after another in this process (default); ray: each unit as a Ray task")
+    execution.add_argument("--ray-address", metavar="ADDRESS",
+                           help="with --executor ray: join this Ray cluster (e.g. ray://head:10001); default: start a "
+                                "local one")
+    execution.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     data = commands.add_parser("data", help="get, check, build and look at datasets",
                                description=DATA_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,28 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from bench.benchmark import Benchmark
     from bench.config import RunConfig, load_preset, load_toml
-    from bench.specs import split_specs
+    from bench.runner import run
     from bench.tables import render
 
-    if args.config:
-        config = load_toml(args.config, RunConfig(name=args.config.stem))
-    else:
-        config = load_preset(args.preset or "quick")
-    config = config.updated(
-        dataset=args.dataset, data_dir=args.data_dir, label_noise=args.label_noise, train_size=args.train_size,
-        model=args.model,
-        ood=[name.strip() for name in args.ood.split(",") if name.strip()] if args.ood is not None else None,
-        corruptions=[name.strip() for name in args.corruptions.split(",") if name.strip()] if args.corruptions is not None else None,
-        scorers=split_specs(args.scorers) if args.scorers is not None else None, seeds=args.seeds, epochs=args.epochs,
-        **{key: getattr(args, key) for key in RECIPE_FLAGS},
-        label_mode=args.label_mode, device=args.device, threads=args.threads, out=args.out,
-        plugins=config.plugins + args.plugin if args.plugin else None,
-    )
     if args.ray_address and args.executor != "ray":
         raise BenchError("--ray-address is for the Ray executor; add --executor ray")
-    result = Benchmark(**dataclasses.asdict(config)).run(not args.no_progress, args.executor, args.ray_address)
+    config = load_toml(args.config, RunConfig(name=args.config.stem)) if args.config else load_preset(args.preset or "quick")
+    config = config.updated(**{option.name: getattr(args, option.name) for _, option, _ in options()})
+    result = run(config, not args.no_progress, args.executor, args.ray_address)
     board = result.leaderboard
     print()
     print(render(board, caveats(board)))

@@ -1,152 +1,304 @@
-"""Run configuration: defaults, TOML files and presets, validated with messages that name the fix.
+"""Run configuration: one schema of every setting, from which the rest is generated.
 
-A run is built from the defaults below, then a preset or a ``--config`` TOML file, then the
-command-line flags. Presets are TOML files shipped in ``bench/presets``.
+The settings are five frozen sections by concern (data, recipe, probing, intervals, run).
+Each key is declared once, with its type (choices as ``Literal``), default, help, its checks,
+and which hash it enters. Every key's name is unique across the sections, so a key is written
+flat everywhere: the flag ``--batch-size`` (``bench.cli`` builds the flags from the schema),
+the TOML key ``batch_size``, the keyword ``Benchmark(batch_size=...)``, and the row of
+``reference_markdown()``.
+
+A run is built from the defaults, then a preset or a ``--config`` TOML file, then the flags.
+Presets are TOML files shipped in ``bench/presets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 
-import bench
 from bench.errors import BenchError
+from bench.specs import split_specs
 
 PRESETS = Path(__file__).parent / "presets"
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AUGMENTATIONS = ("none", "crop-flip")
-CHECKPOINT_UNITS = ("epoch", "step")
-RECIPE = {"checkpoint_at_init": False, "checkpoint_unit": "epoch", "optimizer": "sgd", "schedule": "constant",
-          "augment": "none", "amp": False, "normalize": False}  # the defaults
-PROBING = {"probe_batch_size": 256, "state_dtype": "float64"}  # the defaults
-STATE_DTYPES = ("float64", "float32")
-LABEL_MODES = ("predicted", "true")
 
 # GNU OpenMP threads that wait for work spin this many times before they sleep (its default: 300,000). A
 # spinning thread steals the core another process's thread, or one of ours descheduled, needs: beside other
 # CPU-bound work a run slows far more than its share (benchmarks/load.py). Read when torch loads OpenMP.
 OPENMP_SPINS = "1000"
 
+# The hashes name the settings a unit's scores (the config hash) and its trained models (the training hash)
+# depend on. Bump SCHEMA_VERSION when a key's meaning changes, or the same settings give other scores: every
+# unit and checkpoint is computed again. Version 1 is the layout of bench 0.6.0, which marked its hashes with
+# its own version; marked the same way, the units, checkpoints and leaderboards' config_hash of 0.6.0 keep
+# their identity.
+SCHEMA_VERSION = 1
+VERSION_MARKS = {1: {"bench_version": "0.6.0"}}
+# The keys 0.6.0 named in a hash whatever their value. Every other hashed key is named only when it differs
+# from its default, so a key added at its default keeps every hash.
+NAMED_ALWAYS = ("dataset", "label_noise", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+                "checkpoint_every", "label_mode")
 
-@dataclass
-class RunConfig:
-    name: str = "run"  # names the results folder, results/<name>
-    dataset: str = "digits-c"  # a name from `bench list datasets`, or PREFIX:PATH (idx:, npz:, folder:, cifar10: ...)
-    data_dir: str = ""  # searched first for data files, and where bench writes them
-    label_noise: float = 0.0  # fraction of training labels shuffled among themselves
-    train_size: int = 0  # training examples kept, drawn per class in proportion (seed 0) before label noise; 0: all
-    ood: list[str] = field(default_factory=list)  # datasets whose test splits are added as semantic OoD splits
-    corruptions: list[str] = field(default_factory=lambda: ["all"])  # corruptions whose OoD splits are read (the missing generated), or "all"
-    model: str = "lenet"
-    scorers: list[str] = field(default_factory=lambda: ["all"])  # specs, or "all" for every built-in scorer
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.03
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    checkpoint_every: int = 1  # epochs (or steps) between checkpoints; the end of training is always one
-    checkpoint_unit: str = "epoch"  # what checkpoint_every counts: epoch, or step (optimizer steps)
-    checkpoint_at_init: bool = False  # a checkpoint before training too (epoch 0), as GraNd at initialisation needs
-    optimizer: str = "sgd"  # sgd (with momentum) or adamw
-    schedule: str = "constant"  # learning rate over the steps: constant, step, cosine or onecycle
-    augment: str = "none"  # none, or crop-flip (random crops of the zero-padded image, horizontal flips)
-    normalize: bool = False  # standardise inputs per channel by the training split's mean and std (a fixed first layer)
-    amp: bool = False  # mixed-precision training: float16 with loss scaling on CUDA, bfloat16 on the CPU; the probe stays float32
-    label_mode: str = "predicted"  # label of non-training splits: the model's prediction, or the true one (oracle)
-    probe_batch_size: int = 256  # examples per probe pass; lower it when the GPU runs out of memory probing
-    bootstrap_resamples: int = 1000  # for the 95% intervals of a one-seed run (a bootstrap over examples); 0: none
-    state_dtype: str = "float64"  # running sums and moments of the scores; float32 halves VoG's per-pixel state
-    device: str = "auto"
-    threads: int = 0  # CPU threads for torch and BLAS; wins over OMP_NUM_THREADS; 0: OMP_NUM_THREADS, else the usable cores
-    out: str = ""  # results folder; empty means results/<name>
-    plugins: list[str] = field(default_factory=list)  # local scorer plugin files
+Check = Callable[[Any], str | None]  # a value -> what is wrong with it (after "config key 'k' "), or None
+
+
+def key(default: Any, help: str, *, hashed: Literal["training", "scores"] | None, check: Check | None = None,
+        parse: Callable[[str], Any] | None = None, metavar: str | None = None, aliases: tuple[str, ...] = (),
+        unordered: bool = False) -> Any:
+    """A key of the schema. ``hashed``: which hash it enters (``training``: the trained models and the scores;
+    ``scores``: the scores alone; None: neither, as it changes where or how fast, not what). ``parse``: its
+    flag's text to a value (lists default to comma-separated); ``aliases``: more flag names; ``unordered``: a
+    set, hashed sorted."""
+    metadata = {"help": help, "hashed": hashed, "check": check, "parse": parse, "metavar": metavar,
+                "aliases": aliases, "unordered": unordered}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def at_least(low: int, zero_means: str = "") -> Check:
+    """A check that a number is ``low`` or more; ``zero_means``: what 0 does, where 0 is allowed."""
+    def check(value: Any) -> str | None:
+        if value >= low:
+            return None
+        return f"must be 0 ({zero_means}) or more, got {value}" if zero_means else f"must be at least {low}, got {value}"
+    return check
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be positive, got {value}"
+
+
+def fraction(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else f"is {value}; it must be in [0, 1), e.g. 0.2 to shuffle 20% of training labels"
+
+
+def some_scorers(value: list[str]) -> str | None:
+    return None if value else 'is empty; name at least one, or "all"'
+
+
+def distinct_seeds(value: list[int]) -> str | None:
+    if not value:
+        return "is empty; give at least one seed, e.g. seeds = [0]"
+    return None if len(set(value)) == len(value) else f"repeats a seed: {value}"
+
+
+def known_corruptions(value: list[str]) -> str | None:
+    if value == ["all"]:
+        return None
+    from bench.data import corruption_names
+
+    known = corruption_names()
+    unknown = [name for name in value if name not in known]
+    if not unknown and value:
+        return None
+    problem = f"names unknown corruption {', '.join(map(repr, unknown))}" if unknown else "is empty"
+    return f"{problem}; known: {', '.join(known)} (or \"all\" alone, for every one)"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> [0, 1, 2]; ``0,4,7`` -> those; ``5-9`` -> 5..9 inclusive. A ValueError names the syntax."""
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        elif "-" in text.strip("-"):
+            low, high = text.split("-", 1)
+            seeds = list(range(int(low), int(high) + 1))
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise ValueError(f"{text!r} gives no seeds; write a count (3 = seeds 0,1,2), a list (0,4,7) or a range "
+                         "(5-9; 7-7 for seed 7 alone)")
+    return seeds
+
+
+class Section:
+    """A frozen part of the settings; its values are checked when it is made."""
 
     def __post_init__(self) -> None:
-        self.validate()
+        hints = _hints(type(self))
+        for option in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, option.name)
+            check = option.metadata["check"]
+            problem = _type_problem(value, hints[option.name]) or (check(value) if check else None)
+            if problem:
+                raise BenchError(f"config key {option.name!r} {problem}")
 
-    def validate(self) -> None:
-        for key, kind in typing.get_type_hints(RunConfig).items():
-            if not _is(getattr(self, key), kind):
-                raise BenchError(f"config key {key!r} must be {_name(kind)}, got {getattr(self, key)!r}")
-            if kind is float and not math.isfinite(getattr(self, key)):  # nan passes every comparison below
-                raise BenchError(f"config key {key!r} is {getattr(self, key)}; it must be a finite number")
-        if not self.seeds:
-            raise BenchError("config key 'seeds' is empty; give at least one seed, e.g. seeds = [0]")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise BenchError(f"config key 'seeds' repeats a seed: {self.seeds}")
-        if not self.scorers:
-            raise BenchError("config key 'scorers' is empty; name at least one, or \"all\"")
-        for key in ("epochs", "batch_size", "checkpoint_every", "probe_batch_size"):
-            if getattr(self, key) < 1:
-                raise BenchError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
-        if self.train_size < 0:
-            raise BenchError(f"config key 'train_size' must be 0 (every training example) or more, got {self.train_size}")
-        if self.threads < 0:
-            raise BenchError(f"config key 'threads' must be 0 (the cores this process may use) or more, got {self.threads}")
-        if self.bootstrap_resamples < 0:
-            raise BenchError(f"config key 'bootstrap_resamples' must be 0 (no intervals for one seed) or more, "
-                             f"got {self.bootstrap_resamples}")
-        if self.lr <= 0:
-            raise BenchError(f"config key 'lr' must be positive, got {self.lr}")
-        if not 0.0 <= self.label_noise < 1.0:
-            raise BenchError(f"config key 'label_noise' is {self.label_noise}; it must be in [0, 1), e.g. 0.2 to shuffle 20% of training labels")
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
-                             ("checkpoint_unit", CHECKPOINT_UNITS), ("state_dtype", STATE_DTYPES)):
-            if getattr(self, key) not in allowed:
-                raise BenchError(f"config key {key!r} is {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
-        if self.label_mode not in LABEL_MODES:
-            raise BenchError(f"config key 'label_mode' is {self.label_mode!r}; allowed: {', '.join(LABEL_MODES)}")
-        if self.corruptions != ["all"]:
-            from bench.data import corruption_names
 
-            known = corruption_names()
-            unknown = [name for name in self.corruptions if name not in known]
-            if unknown or not self.corruptions:
-                problem = f"names unknown corruption {', '.join(map(repr, unknown))}" if unknown else "is empty"
-                raise BenchError(f"config key 'corruptions' {problem}; known: {', '.join(known)} (or \"all\" alone, for every one)")
+@dataclass(frozen=True)
+class Data(Section):
+    dataset: str = key("digits-c", "a name (see `bench list datasets`) or PREFIX:PATH: idx: (MNIST-format files), "
+                       "npz: (arrays), folder: (train/<class>/ and test/<class>/ images), cifar10:, cifar100:, "
+                       "cifar100-coarse:", hashed="training", metavar="NAME")
+    data_dir: str = key("", "folder searched first for data files (then $BENCH_DATA, then datasets/), and where bench "
+                        "writes them", hashed=None, metavar="DIR")
+    label_noise: float = key(0.0, "shuffle this fraction of training labels among themselves (e.g. 0.2); the "
+                             "mislabel ground truth", hashed="training", check=fraction, metavar="FRACTION")
+    train_size: int = key(0, "keep N training examples, drawn per class in proportion (seed 0), before label noise; "
+                          "0: all", hashed="training", check=at_least(0, "every training example"), metavar="N")
+    ood: list[str] = key([], "add the test split of each dataset as a semantic OoD split, beside the corruptions "
+                         "(e.g. textures, or idx:~/fashion-mnist for MNIST)", hashed=None,
+                         metavar="DATASET[,DATASET...]")
+    corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
+                                 "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all",
+                                 hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)
+
+
+@dataclass(frozen=True)
+class Recipe(Section):
+    model: str = key("lenet", "mlp, lenet, an installed model plugin, or your own as module:callable or "
+                     "path/to/file.py:callable, a function of (input_shape, n_classes) returning an nn.Module whose "
+                     "last layer is an nn.Linear", hashed="training", metavar="MODEL")
+    epochs: int = key(10, "training epochs", hashed="training", check=at_least(1), metavar="N")
+    batch_size: int = key(32, "training batch size (lower it if the GPU runs out of memory)", hashed="training",
+                          check=at_least(1), metavar="N")
+    lr: float = key(0.03, "peak learning rate", hashed="training", check=positive, metavar="LR")
+    momentum: float = key(0.9, "SGD's momentum (AdamW has none)", hashed="training", metavar="M")
+    weight_decay: float = key(5e-4, "weight decay of SGD or AdamW", hashed="training", metavar="W")
+    optimizer: Literal["sgd", "adamw"] = key("sgd", "SGD with momentum, or AdamW", hashed="training")
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = key(
+        "constant", "learning rate over the optimizer steps: step divides it by 10 at half and 100 at three "
+        "quarters, onecycle warms up over the first 30%", hashed="training")
+    augment: Literal["none", "crop-flip"] = key("none", "crop-flip: random crops of the 4-pixel zero-padded image "
+                                                "and horizontal flips", hashed="training")
+    normalize: bool = key(False, "standardise inputs per channel by the training split's mean and std (a fixed "
+                          "first layer)", hashed="training")
+    amp: bool = key(False, "mixed-precision training (float16 with loss scaling on CUDA, bfloat16 on the CPU); the "
+                    "probe stays float32", hashed="training")
+    checkpoint_every: int = key(1, "a checkpoint every N epochs (or steps); the end of training is always one",
+                                hashed="training", check=at_least(1), metavar="N")
+    checkpoint_unit: Literal["epoch", "step"] = key("epoch", "what checkpoint_every counts: epochs, or optimizer "
+                                                    "steps", hashed="training")
+    checkpoint_at_init: bool = key(False, "a checkpoint of the untrained model too (epoch 0), as GraNd at "
+                                   "initialisation needs", hashed="training")
+
+
+@dataclass(frozen=True)
+class Probing(Section):
+    scorers: list[str] = key(["all"], 'scorer specs, e.g. "vog[norm=z],kde", grids as "vog[window=early|late]", or '
+                             "all (every built-in scorer; plugins run when named)", hashed=None,  # hashed as full specs
+                             check=some_scorers, metavar="SPEC[,SPEC...]")
+    plugins: list[str] = key([], "local scorer plugin files to load", hashed=None, metavar="FILE.py",
+                             aliases=("--plugin",))
+    label_mode: Literal["predicted", "true"] = key("predicted", "labels for scoring test and OoD splits: the "
+                                                   "model's prediction, or the true label (oracle)", hashed="scores")
+    probe_batch_size: int = key(256, "examples per probe pass (lower it if the GPU runs out of memory probing)",
+                                hashed="scores", check=at_least(1), metavar="N")
+    state_dtype: Literal["float64", "float32"] = key("float64", "running sums and moments of the scores; float32 "
+                                                     "halves VoG's per-pixel state", hashed="scores")
+
+
+@dataclass(frozen=True)
+class Intervals(Section):
+    bootstrap_resamples: int = key(1000, "resamples of the bootstrap over examples that gives a one-seed run its 95% "
+                                   "intervals; 0: none", hashed=None, check=at_least(0, "no intervals for one seed"),
+                                   metavar="N")
+
+
+@dataclass(frozen=True)
+class Run(Section):
+    name: str = key("run", "names the results folder, results/<name> (bench run: the preset's or the config file's "
+                    "name)", hashed=None, metavar="NAME")
+    seeds: list[int] = key([0, 1, 2], "a count (3 = seeds 0,1,2), a list (0,4,7) or a range (5-9); one unit each",
+                           hashed=None, check=distinct_seeds, parse=parse_seeds, metavar="SEEDS")
+    device: str = key("auto", "auto (CUDA when present), cpu, cuda or cuda:N", hashed=None, metavar="DEVICE")
+    threads: int = key(0, "CPU threads for torch and for the BLAS of numpy, scipy and scikit-learn; 0: "
+                       "OMP_NUM_THREADS if set, else the cores this process may use (a value here wins over "
+                       "OMP_NUM_THREADS, with a note); scores are bit for bit the same only for the same thread count",
+                       hashed=None, check=at_least(0, "the cores this process may use"), metavar="N")
+    out: str = key("", "results folder; empty: results/<name>", hashed=None, metavar="DIR")
+
+
+SECTIONS: dict[str, type[Section]] = {"data": Data, "recipe": Recipe, "probing": Probing, "intervals": Intervals,
+                                      "run": Run}
+SECTION_HELP = {
+    "data": "what is scored: the dataset, its training labels, and the OoD splits beside its test split",
+    "recipe": "how each seed's model is trained, and when it is checkpointed",
+    "probing": "what is scored at every checkpoint, and how",
+    "intervals": "the leaderboard's 95% intervals",
+    "run": "which units run, on what, and where their files go",
+}
+SECTION_OF = {option.name: name for name, cls in SECTIONS.items() for option in dataclasses.fields(cls)}
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The annotated types of a section's keys (evaluated once: settings are made often)."""
+    return typing.get_type_hints(cls)
+
+
+def options() -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every key of the schema as (section, field, type), in order."""
+    return [(name, option, _hints(cls)[option.name]) for name, cls in SECTIONS.items() for option in dataclasses.fields(cls)]
+
+
+@dataclass(frozen=True, init=False)
+class RunConfig:
+    """The settings of a run, one section per concern. Made from flat keys, ``RunConfig(epochs=3, seeds=[0])``, the
+    others at their defaults; a key is read flat too (``config.epochs``, the same as ``config.recipe.epochs``)."""
+
+    data: Data
+    recipe: Recipe
+    probing: Probing
+    intervals: Intervals
+    run: Run
+
+    def __init__(self, **keys: Any) -> None:
+        check_keys(keys, "RunConfig()")
+        for name, cls in SECTIONS.items():
+            object.__setattr__(self, name, cls(**{k: v for k, v in keys.items() if SECTION_OF[k] == name}))
+
+    def __getattr__(self, name: str) -> Any:  # called only for names that are not attributes: the flat keys
+        if name not in SECTION_OF:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+        return getattr(getattr(self, SECTION_OF[name]), name)
+
+    def flat(self) -> dict[str, Any]:
+        """Every key -> its value, in the schema's order."""
+        return {option.name: getattr(self, option.name) for _, option, _ in options()}
 
     def updated(self, **changes: Any) -> "RunConfig":
         """A copy with the given keys changed (None values are ignored), checked like a file."""
         changes = {k: v for k, v in changes.items() if v is not None}
         check_keys(changes, "the command line")
-        return dataclasses.replace(self, **changes)
+        return RunConfig(**{**self.flat(), **changes})
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out or f"results/{self.name}")
 
+    def named(self, hashed: str) -> dict[str, Any]:
+        """The keys that enter the ``hashed`` hash: those of NAMED_ALWAYS, and the others where they differ from
+        their defaults."""
+        values = {}
+        for _, option, _ in options():
+            if option.metadata["hashed"] != hashed:
+                continue
+            value, default = getattr(self, option.name), _default(option)
+            if option.name in NAMED_ALWAYS or value != default:
+                values[option.name] = sorted(set(value)) if option.metadata["unordered"] else value
+        return values
+
     def training_config(self, data_source: str) -> dict[str, Any]:
         """What a trained model depends on, apart from the seed: its checkpoints are shared by every scorer."""
-        return {
-            "bench_version": bench.__version__,
-            "dataset": self.dataset,
-            "data_source": data_source,
-            "label_noise": self.label_noise,
-            **({"train_size": self.train_size} if self.train_size else {}),  # named only when set
-            "model": self.model,
-            **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "checkpoint_every")},
-            **{k: getattr(self, k) for k in RECIPE if getattr(self, k) != RECIPE[k]},  # named only when changed
-        }
+        return {**VERSION_MARKS[SCHEMA_VERSION], "data_source": data_source, **self.named("training")}
 
     def unit_config(self, scorers: dict[str, str], data_source: str) -> dict[str, Any]:
-        """What a unit's scores depend on, apart from the seed: the training, the label mode, the probe's
-        settings where changed, and the scorers (spec -> full spec, every parameter named: a changed
-        default is another scorer)."""
-        probing = {k: getattr(self, k) for k in PROBING if getattr(self, k) != PROBING[k]}
-        chosen = {"corruptions": sorted(set(self.corruptions))} if self.corruptions != ["all"] else {}  # named only when not all
-        return {**self.training_config(data_source), "label_mode": self.label_mode, **probing, **chosen,
-                "scorers": dict(sorted(scorers.items()))}
+        """What a unit's scores depend on, apart from the seed: the training, the probing settings, and the scorers
+        (spec -> full spec, every parameter named: a changed default is another scorer)."""
+        return {**self.training_config(data_source), **self.named("scores"), "scorers": dict(sorted(scorers.items()))}
 
     def config_hash(self, scorers: dict[str, str], data_source: str) -> str:
         return digest(self.unit_config(scorers, data_source))
@@ -155,7 +307,25 @@ class RunConfig:
         return digest(self.training_config(data_source))
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(dataclasses.asdict(self))
+        """Every key, flat, under a comment per section; ``load_toml`` reads it back as this config."""
+        return "\n".join(f"# {name}: {SECTION_HELP[name]}\n"
+                         + tomli_w.dumps(dataclasses.asdict(getattr(self, name))) for name in SECTIONS)
+
+
+def _default(option: dataclasses.Field) -> Any:
+    return option.default_factory() if option.default is dataclasses.MISSING else option.default  # type: ignore[misc]
+
+
+def _type_problem(value: Any, kind: Any) -> str | None:
+    """What is wrong with ``value`` as the annotated type ``kind``, or None."""
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        return None if value in allowed else f"is {value!r}; allowed: {', '.join(allowed)}"
+    if not _is(value, kind):
+        return f"must be {_name(kind)}, got {value!r}"
+    if kind is float and not math.isfinite(value):  # nan passes every comparison of the checks
+        return f"is {value}; it must be a finite number"
+    return None
 
 
 def _is(value: Any, kind: Any) -> bool:
@@ -174,20 +344,53 @@ def _name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind)) if typing.get_origin(kind) is None else str(kind)
 
 
+def type_text(kind: Any) -> str:
+    """A key's type as the reference shows it: ``int``, ``list[str]``, or its choices ``sgd | adamw``."""
+    return " \\| ".join(typing.get_args(kind)) if typing.get_origin(kind) is Literal else _name(kind)
+
+
+def flag_names(option: dataclasses.Field) -> list[str]:
+    """The flags of a key: ``--batch-size`` for ``batch_size``, then its aliases."""
+    return [f"--{option.name.replace('_', '-')}", *option.metadata["aliases"]]
+
+
+def from_text(option: dataclasses.Field, kind: Any, text: str) -> Any:
+    """A flag's text as a value of the key: its ``parse``, else a list split at commas (not inside brackets), else
+    the type itself (``int("3")``). Raises ValueError."""
+    if option.metadata["parse"]:
+        return option.metadata["parse"](text)
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return [item(part) for part in split_specs(text)]
+    return kind(text)
+
+
+def reference_markdown() -> str:
+    """Every key as a markdown table: section, key, type or choices, default, flag, help."""
+    rows = ["| section | key | type | default | flag | help |", "|---|---|---|---|---|---|"]
+    for section, option, kind in options():
+        flags = flag_names(option)
+        flag = f"`{flags[0]}` / `--no-{flags[0][2:]}`" if kind is bool else " ".join(f"`{name}`" for name in flags)
+        default = json.dumps(_default(option))
+        help = option.metadata["help"].replace("|", "\\|")
+        rows.append(f"| {section} | `{option.name}` | {type_text(kind)} | `{default}` | {flag} | {help} |")
+    return "\n".join(rows) + "\n"
+
+
 def digest(values: dict[str, Any]) -> str:
     """A short, stable hash of a JSON-able mapping."""
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def check_keys(values: dict[str, Any], source: str) -> None:
-    allowed = [f.name for f in dataclasses.fields(RunConfig)]
-    unknown = sorted(set(values) - set(allowed))
+    unknown = sorted(set(values) - set(SECTION_OF))
     if unknown:
-        raise BenchError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}")
+        raise BenchError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; allowed keys: "
+                         f"{', '.join(SECTION_OF)}")
 
 
 def load_toml(path: Path, base: RunConfig | None = None) -> RunConfig:
-    """``base`` (or the defaults) updated with the keys of a TOML file."""
+    """``base`` (or the defaults) updated with the keys of a TOML file, written flat (as ``to_toml`` writes them)."""
     try:
         values = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -196,7 +399,7 @@ def load_toml(path: Path, base: RunConfig | None = None) -> RunConfig:
         raise BenchError(f"config file {path} is not valid TOML: {error}") from None
     check_keys(values, f"config file {path}")
     try:
-        return dataclasses.replace(base or RunConfig(), **values)
+        return (base or RunConfig()).updated(**values)
     except BenchError as error:
         raise BenchError(f"config file {path}: {error}") from None
 

@@ -8,7 +8,6 @@ as soon as it finishes, so a killed run started again redoes only the unfinished
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import re
@@ -187,11 +186,11 @@ def changed_settings(old_config: Path, old_board: Path, config: RunConfig,
     """Setting -> (old value, new value) where ``config`` differs from ``old_config``; the scorers count as changed
     only when ``old_board`` has a scorer (by full spec) that ``board`` lacks. None: the old settings are unreadable."""
     try:
-        before = dataclasses.asdict(load_toml(old_config, RunConfig()))
+        before = load_toml(old_config, RunConfig()).flat()
         old_specs = set(pd.read_csv(old_board, usecols=["full_spec"], dtype=str, keep_default_na=False).full_spec)
     except (BenchError, OSError, ValueError):  # no or an unknown version's config.toml; a board without full specs
         return None
-    now = dataclasses.asdict(config)
+    now = config.flat()
     changed = {key: (before[key], now[key]) for key in now
                if key not in (*LOCATION, *EXTENSIBLE) and before[key] != now[key]}
     if not old_specs <= set(board.full_spec):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -22,25 +21,10 @@ from torch import nn
 from torch.nn import functional
 
 from bench.api import Checkpoint
-
+from bench.config import Recipe
 
 PADDING = 4  # pixels of zeros around an image before a random crop, as in the standard CIFAR recipe
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    checkpoint_every: int  # a checkpoint every this many epochs (or steps), and always after the last
-    optimizer: str = "sgd"  # SGD with momentum, or AdamW (momentum unused)
-    schedule: str = "constant"  # the learning rate over the optimizer steps (``lr_factor``)
-    augment: str = "none"  # "crop-flip": random crops of the zero-padded image and horizontal flips
-    checkpoint_at_init: bool = False  # a checkpoint before training, epoch 0
-    checkpoint_unit: str = "epoch"  # what ``checkpoint_every`` counts: "epoch", or "step" (optimizer steps)
-    amp: bool = False  # mixed precision: float16 with loss scaling on CUDA, bfloat16 elsewhere
+TrainSettings = Recipe  # what training reads: the recipe section of the settings (``bench.config``)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -80,7 +64,7 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
     return sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
-def checkpoint_steps(settings: TrainSettings, steps_per_epoch: int) -> list[int]:
+def checkpoint_steps(settings: Recipe, steps_per_epoch: int) -> list[int]:
     """The optimizer steps after which the model is probed: every ``checkpoint_every`` epochs or
     steps, and always after the last step."""
     if settings.checkpoint_unit == "epoch":
@@ -98,7 +82,7 @@ def train(
     model: nn.Module,
     inputs: torch.Tensor,
     labels: torch.Tensor,
-    settings: TrainSettings,
+    settings: Recipe,
     generator: torch.Generator,
     input_shape: tuple[int, ...],
     on_epoch: Callable[[int, float, float], None] | None = None,

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench.api import Checkpoint
-from bench.config import RunConfig
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import build_model
@@ -26,12 +25,7 @@ from bench.plan import Plan
 from bench.probe import Probe, ProbeSplit
 from bench.provenance import provenance
 from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
-from bench.training import TrainSettings, train
-
-
-def train_settings(c: RunConfig) -> TrainSettings:
-    return TrainSettings(c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.checkpoint_every, c.optimizer,
-                         c.schedule, c.augment, c.checkpoint_at_init, c.checkpoint_unit, c.amp)
+from bench.training import train
 
 
 @contextlib.contextmanager
@@ -64,7 +58,7 @@ def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSpli
         bar.update()
 
     states, epochs = [], []
-    for checkpoint in train(model, train_split.inputs, train_split.labels, train_settings(plan.config),
+    for checkpoint in train(model, train_split.inputs, train_split.labels, plan.config.recipe,
                             torch.Generator().manual_seed(seed), dataset.input_shape, on_epoch):
         states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
         epochs.append(checkpoint.epoch)

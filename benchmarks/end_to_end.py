@@ -20,7 +20,6 @@ import torch
 
 from bench import registry, runner
 from bench.api import Detector
-from bench.unit import train_settings
 from bench.config import load_preset
 from bench.data import load_dataset, with_training_set
 from bench.models import build_model, resolve_device
@@ -37,7 +36,7 @@ def training_alone(config, dataset, seed: int) -> float:
     device = resolve_device(config.device)
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).to(device)
-    settings = train_settings(config)
+    settings = config.recipe
     inputs, labels = (torch.as_tensor(array, device=device) for array in (dataset.train.inputs, dataset.train.labels))
     started = time.perf_counter()
     for _ in train(model, inputs, labels, settings, torch.Generator().manual_seed(seed), dataset.input_shape):

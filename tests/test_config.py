@@ -1,12 +1,10 @@
 """Settings: presets, TOML files and flags, and the messages bad settings get."""
 
-import argparse
 import re
 
 import pytest
 
-from bench.cli import parse_seeds
-from bench.config import RunConfig, available_presets, load_preset, load_toml
+from bench.config import RunConfig, available_presets, load_preset, load_toml, parse_seeds
 from bench.errors import BenchError
 
 
@@ -62,7 +60,7 @@ def test_seed_syntax(text, seeds):
 
 @pytest.mark.parametrize("text", ["0", "x", "3-1"])
 def test_seed_syntax_without_seeds_is_refused(text):
-    with pytest.raises(argparse.ArgumentTypeError, match="gives no seeds"):
+    with pytest.raises(ValueError, match="gives no seeds"):
         parse_seeds(text)
 
 
@@ -79,3 +77,12 @@ def test_the_settings_written_with_a_run_read_back_as_the_same_config(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_toml(path) == config
+
+
+def test_a_config_crosses_to_a_worker_and_back_as_the_same_config():
+    """The Ray executor pickles the plan with its config; the flat keys are read through the sections."""
+    import pickle
+
+    config = RunConfig(epochs=3, seeds=[4], corruptions=["fog"])
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.epochs == again.recipe.epochs == 3 and again.corruptions == ["fog"]
