@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -19,18 +18,11 @@ MARKER = "<!-- generated: bench.config.reference_markdown() -->"
 
 
 def configuration_reference() -> str:
-    """The settings as markdown: ``bench.config.reference_markdown()`` where it exists, else a table of
-    ``RunConfig``'s fields (imported here, lazily, so that MkDocs starts without torch's import time)."""
-    import bench.config
+    """The settings as markdown, from the configuration schema (imported here, lazily, so that MkDocs
+    starts without torch's import time)."""
+    from bench.config import reference_markdown
 
-    if hasattr(bench.config, "reference_markdown"):
-        return bench.config.reference_markdown()
-    rows = ["| key | type | default |", "|---|---|---|"]
-    defaults = bench.config.RunConfig()
-    for field in dataclasses.fields(bench.config.RunConfig):
-        kind = field.type if isinstance(field.type, str) else field.type.__name__
-        rows.append(f"| `{field.name}` | `{kind}` | `{getattr(defaults, field.name)!r}` |")
-    return "\n".join(rows)
+    return reference_markdown()
 
 
 def on_files(files, config):
