@@ -1,4 +1,5 @@
-"""Training recipes: the learning-rate schedules in closed form and against torch's schedulers, crops and flips,\nAdamW's steps by hand, a checkpoint at initialisation."""
+"""Training recipes: the learning-rate schedules in closed form and against torch's schedulers, crops and flips,
+AdamW's steps by hand, a checkpoint at initialisation."""
 
 import copy
 import math
@@ -104,7 +105,7 @@ def test_adamw_steps_as_adam_with_decoupled_weight_decay():
     inputs, labels = blobs()
     model = MLP((2,), 2, hidden=(8,))
     model.load_state_dict(initial)
-    first = {name: torch.zeros_like(p) for name, p in model.named_parameters()}  # moment estimates
+    first = {name: torch.zeros_like(p) for name, p in model.named_parameters()}  # first and second moment estimates
     second = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
     for t, (_, trained) in enumerate(checkpoints, start=1):
         model.zero_grad()
@@ -113,8 +114,8 @@ def test_adamw_steps_as_adam_with_decoupled_weight_decay():
             for name, p in model.named_parameters():
                 first[name] = beta1 * first[name] + (1 - beta1) * p.grad
                 second[name] = beta2 * second[name] + (1 - beta2) * p.grad ** 2
-                corrected = first[name] / (1 - beta1 ** t), second[name] / (1 - beta2 ** t)
-                p.copy_(p * (1 - lr * decay) - lr * corrected[0] / (corrected[1].sqrt() + eps))
+                mean, square = first[name] / (1 - beta1 ** t), second[name] / (1 - beta2 ** t)  # bias-corrected
+                p.copy_(p * (1 - lr * decay) - lr * mean / (square.sqrt() + eps))
         for name, p in model.named_parameters():
             torch.testing.assert_close(trained[name], p.detach(), rtol=0, atol=1e-6)
 
