@@ -1,6 +1,7 @@
 """Settings: presets, TOML files and flags, and the messages bad settings get."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -8,10 +9,19 @@ from bench.config import RunConfig, available_presets, load_preset, load_toml, p
 from bench.errors import BenchError
 
 
-def test_quick_preset_is_digits_c_with_three_seeds():
-    assert "quick" in available_presets()
-    quick = load_preset("quick")
-    assert quick.dataset == "digits-c" and quick.seeds == [0, 1, 2] and quick.name == "quick"
+@pytest.mark.parametrize("name", available_presets())
+def test_every_shipped_preset_passes_the_checks_a_run_makes_before_reading_data(name):
+    """Its keys are known and its values valid (loading checks them), its scorer specs build, its model and
+    datasets are registered, and its results go to a folder of its own name."""
+    from bench.data import available_datasets
+    from bench.models import model_factory
+    from bench.plan import scorer_specs
+
+    config = load_preset(name)
+    assert scorer_specs(config)
+    model_factory(config.model)
+    assert {config.dataset, *config.ood} <= set(available_datasets())
+    assert config.out_dir == Path("results", name)
 
 
 def test_flags_override_the_file_and_none_means_unset(tmp_path):

@@ -278,3 +278,29 @@ def test_train_size_keeps_that_many_training_examples_per_class_in_proportion():
     np.testing.assert_array_equal(small.test.inputs, digits.test.inputs)  # the other splits as they were
     assert with_train_size(digits, 0) is digits and with_train_size(digits, 10**6) is digits
     np.testing.assert_array_equal(with_train_size(digits, 300).train.labels, small.train.labels)  # seed 0, fixed
+
+
+def test_digits_c_clean_images_are_rounded_upsampled_digits_spanning_the_dimensions_its_caveat_states():
+    """Each clean image the harness loads is the 8-bit rounding of a scikit-learn digit upsampled bilinearly
+    (by torch here, not scipy as the harness does) into the 20x20 box of a 28x28 image; so before rounding
+    the images span the rank of the digits, which the caveat shown with digits-c's rows states."""
+    import re
+
+    import torch
+    from sklearn.datasets import load_digits
+
+    from bench.data import dataset_caveat
+
+    dataset = load_dataset("digits-c")
+    images = np.concatenate([dataset.train.inputs, dataset.test.inputs]).reshape(-1, 28 * 28) / 255.0
+    pixels = torch.eye(64, dtype=torch.float64).reshape(64, 1, 8, 8)  # each 8x8 pixel alone, upsampled
+    upsampled = torch.nn.functional.interpolate(pixels, size=(20, 20), mode="bilinear", align_corners=False)
+    basis = torch.nn.functional.pad(upsampled, (4, 4, 4, 4)).reshape(64, 28 * 28).numpy()
+    weights = np.linalg.lstsq(basis.T, images.T, rcond=None)[0].T * 16  # the digits' pixels, 0 to 16, to rounding
+    digits = np.round(weights).astype(int)
+    assert np.abs(weights - digits).max() < 0.1
+    assert np.abs(digits / 16 @ basis - images).max() <= 0.5 / 255 + 1e-12  # each image rounds its digit
+    sklearn_digits = load_digits().data.astype(int)
+    assert sorted(map(tuple, digits)) == sorted(map(tuple, sklearn_digits))  # every digit, once
+    stated = int(re.search(r"(\d+)-dimensional", dataset_caveat("digits-c")).group(1))
+    assert np.linalg.matrix_rank(basis) == 64 and np.linalg.matrix_rank(sklearn_digits) == stated

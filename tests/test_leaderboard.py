@@ -272,16 +272,6 @@ def test_show_states_what_digits_c_pixel_detector_rows_do_not_measure(capsys):
     assert "caveat" not in capsys.readouterr().out
 
 
-def test_the_61_dimensions_of_the_caveat_are_those_of_the_clean_digits():
-    """Before rounding, digits-c's clean images lie in a linear subspace of rank 61 (64 pixels, 3 never inked)."""
-    from scipy import ndimage
-    from sklearn.datasets import load_digits
-
-    images = load_digits().images
-    upsampled = ndimage.zoom(images / 16.0, (1, 2.5, 2.5), order=1, mode="nearest", grid_mode=True)
-    assert np.linalg.matrix_rank(upsampled.reshape(len(images), -1), tol=1e-9) == 61
-
-
 def test_vog_default_is_chosen_without_seeing_the_corruptions_it_is_judged_on(capsys):
     """examples/choose_vog_default.py: the choosing and judging corruptions partition MNIST-C's 15, and making
     another variant perfect on the judging half does not change the choice, while on the choosing half it does;

@@ -1,4 +1,5 @@
-"""Training recipes: the learning-rate schedules in closed form, crops and flips, AdamW, a checkpoint at initialisation."""
+"""Training recipes: the learning-rate schedules in closed form and against torch's schedulers, crops and flips,
+AdamW's steps by hand, a checkpoint at initialisation."""
 
 import copy
 import math
@@ -6,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional
+from torch.optim import lr_scheduler
 
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -46,7 +49,23 @@ def settings(**changes):
                                    checkpoint_every=1), **changes})
 
 
-def test_training_steps_at_the_scheduled_learning_rates(monkeypatch):
+def torch_schedule(schedule, optimizer, total):
+    """torch's scheduler for each of the harness's schedules over ``total`` steps. ``onecycle`` is a linear
+    warm-up then a cosine (torch's ``OneCycleLR`` warms up along a cosine too, and ends a step earlier)."""
+    warm = round(0.3 * total)  # a whole number of steps in this test
+    return {
+        "constant": lambda: lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
+        "step": lambda: lr_scheduler.MultiStepLR(optimizer, [math.ceil(total / 2), math.ceil(3 * total / 4)], 0.1),
+        "cosine": lambda: lr_scheduler.CosineAnnealingLR(optimizer, T_max=total),
+        "onecycle": lambda: lr_scheduler.SequentialLR(optimizer, [
+            lr_scheduler.LinearLR(optimizer, start_factor=1 / 25, total_iters=warm),
+            lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warm, eta_min=optimizer.defaults["lr"] / 625),
+        ], milestones=[warm]),
+    }[schedule]()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "onecycle"])
+def test_training_steps_at_the_learning_rates_of_torchs_schedulers(monkeypatch, schedule):
     seen = []
     step = torch.optim.SGD.step
 
@@ -55,9 +74,16 @@ def test_training_steps_at_the_scheduled_learning_rates(monkeypatch):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", recording)
-    run(settings(schedule="cosine"))
-    total = 4 * 3  # 4 epochs of 96 examples in batches of 32
-    assert seen == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)])
+    run(settings(schedule=schedule, epochs=10, batch_size=48))
+    total = 10 * 2  # 10 epochs of 96 examples in batches of 48: the steps' milestones fall on whole steps
+    monkeypatch.undo()
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler, expected = torch_schedule(schedule, optimizer, total), []
+    for _ in range(total):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx(expected, rel=1e-12, abs=0)
 
 
 def test_a_checkpoint_at_initialisation_holds_the_untrained_model():
@@ -70,10 +96,28 @@ def test_a_checkpoint_at_initialisation_holds_the_untrained_model():
         assert torch.equal(checkpoints[-1][1][name], tensor)
 
 
-def test_adamw_trains():
-    model, _, _ = run(settings(optimizer="adamw", lr=0.05))
+def test_adamw_steps_as_adam_with_decoupled_weight_decay():
+    """Three full-batch steps against AdamW written out (Loshchilov & Hutter 2019, Algorithm 2, the decay
+    scaled by the learning rate as torch does): SGD, or Adam with the decay added to the gradient, moves
+    the parameters elsewhere."""
+    lr, decay, (beta1, beta2), eps = 0.05, 0.1, (0.9, 0.999), 1e-8
+    _, initial, checkpoints = run(settings(optimizer="adamw", lr=lr, weight_decay=decay, epochs=3, batch_size=96))
     inputs, labels = blobs()
-    assert (model(inputs).argmax(1) == labels).float().mean() > 0.85
+    model = MLP((2,), 2, hidden=(8,))
+    model.load_state_dict(initial)
+    first = {name: torch.zeros_like(p) for name, p in model.named_parameters()}  # first and second moment estimates
+    second = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for t, (_, trained) in enumerate(checkpoints, start=1):
+        model.zero_grad()
+        functional.cross_entropy(model(inputs), labels).backward()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                first[name] = beta1 * first[name] + (1 - beta1) * p.grad
+                second[name] = beta2 * second[name] + (1 - beta2) * p.grad ** 2
+                mean, square = first[name] / (1 - beta1 ** t), second[name] / (1 - beta2 ** t)  # bias-corrected
+                p.copy_(p * (1 - lr * decay) - lr * mean / (square.sqrt() + eps))
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(trained[name], p.detach(), rtol=0, atol=1e-6)
 
 
 def test_crops_are_windows_of_the_zero_padded_image_and_half_are_flipped():
