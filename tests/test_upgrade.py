@@ -67,7 +67,7 @@ def test_every_old_row_is_a_cell_of_the_upgraded_file_and_the_conversion_kept_th
     assert checked == len(old)
     assert len(upgraded) == (~old.metric.str.endswith(tuple(SUFFIXES))).sum()
     converted = read_csv(ROOT / "leaderboards" / name)
-    pd.testing.assert_frame_equal(converted, upgraded)
+    pd.testing.assert_frame_equal(converted, upgraded, check_exact=True)
 
 
 def old_board(values: dict[str, list[float]], ci: tuple[float, float], version: str = "0.6.0") -> pd.DataFrame:
