@@ -1,6 +1,7 @@
 """The tasks on synthetic score tables whose answers are known by construction or by hand (boundary: test_boundary.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.api import RESERVED_COLUMNS
@@ -248,6 +249,36 @@ def test_intervals_over_seeds_are_t_intervals_of_the_per_seed_values():
         assert mean.std_seeds == pytest.approx(np.std(per_seed, ddof=1))
     board = mislabel([mislabel_table(0), mislabel_table(1)])
     assert np.isfinite(value(board, "random", "auroc").ci_low)
+
+
+def test_the_mean_over_splits_and_seeds_carries_both_spreads_as_columns():
+    """split=mean, seed=all: the mean over splits of the seed means, ``std_splits`` the population std over the
+    splits of the seed means, ``std_seeds`` the sample std over seeds of the per-seed split means."""
+    board = ood([shifted_ood_table(seed) for seed in range(3)])
+    auroc = {(split, seed): value(board, "s", "auroc", seed, split).value for split in ("far", "near") for seed in "012"}
+    per_split = {split: np.mean([auroc[split, seed] for seed in "012"]) for split in ("far", "near")}
+    per_seed = [np.mean([auroc[split, seed] for split in ("far", "near")]) for seed in "012"]
+    mean = value(board, "s", "auroc", split="mean")
+    assert mean.value == pytest.approx(np.mean(list(per_split.values())))
+    assert mean.std_splits == pytest.approx(np.std(list(per_split.values())))
+    assert mean.std_seeds == pytest.approx(np.std(per_seed, ddof=1)) and mean.n_seeds == 3
+    one_seed = value(board, "s", "auroc", "1", "mean")
+    assert one_seed.std_splits == pytest.approx(np.std([auroc["far", "1"], auroc["near", "1"]]))
+    assert np.isnan(one_seed.std_seeds) and pd.isna(one_seed.n_seeds) and one_seed.interval == ""
+
+
+def test_evaluate_names_both_scorers_of_a_pair_in_full_and_says_why_one_seed_has_no_spread():
+    test = difficulty_table(0).splits["test"]
+    table = make_table(0, {"test": test, "train": {**test, "noisy": np.zeros(len(test["label"]), bool)}},
+                       full_specs={s: f for s, (f, _) in FLIP_SPECS.items()},
+                       observed={s: epochs for s, (_, epochs) in FLIP_SPECS.items()})
+    board = evaluate([table])
+    flip = value(board, "vog[window=early]", "early_late_flip")
+    assert (flip.vs_scorer, flip.full_spec, flip.vs_full_spec, flip.n_seeds) == (
+        "vog", "vog[window=early,norm=none]", "vog[window=late,norm=none]", 1)
+    assert np.isnan(flip.std_seeds) and flip.note.startswith("one seed")
+    unpaired = board[~board.metric.isin(["early_late_flip", "spearman_with"])]
+    assert (unpaired.vs_scorer == "").all() and (unpaired.vs_full_spec == "").all()
 
 
 def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resamples():
