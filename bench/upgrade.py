@@ -141,7 +141,7 @@ def interval_kinds(board: pd.DataFrame) -> pd.Series:
     def near(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.isclose(a, b, rtol=1e-5, atol=1e-12)
 
-    is_t = finite & (n >= 2) & near(low, mean - np.where(std == 0, 0, half)) & near(high, mean + np.where(std == 0, 0, half))
+    is_t = finite & (n >= 2) & near(low, mean - half) & near(high, mean + half)
     flips = (board.metric == "early_late_flip").to_numpy() & finite & (n >= 2)
     is_binomial = np.zeros(len(board), bool)
     for i in np.flatnonzero(flips & ~is_t & np.isfinite(low)):
