@@ -66,7 +66,7 @@ def upgrade(board: pd.DataFrame, name: str = "the leaderboard") -> pd.DataFrame:
         raise BenchError(f"{name} has statistics rows without their value row, e.g. {' / '.join(orphans[0])}; "
                          "it is not a leaderboard written by bench")
     folded = values.join(wide.reindex(columns=list(SUFFIXES.values())), on=KEYS)
-    folded["note"] = joined_notes(folded.note, values.join(notes, on=KEYS), list(SUFFIXES.values()))
+    folded["note"] = folded_notes(folded.note, values.join(notes, on=KEYS), list(SUFFIXES.values()))
     seeds_stats = stat_rows[stat_rows.stat != "std_splits"]  # a row with these is a mean over seeds
     over_seeds = pd.MultiIndex.from_frame(folded[KEYS]).isin(pd.MultiIndex.from_frame(seeds_stats[KEYS]))
     folded["n_seeds"] = seed_counts(folded).where(over_seeds).astype("Int64")
@@ -97,7 +97,7 @@ def split_pairs(board: pd.DataFrame) -> pd.DataFrame:
     return board
 
 
-def joined_notes(note: pd.Series, with_notes: pd.DataFrame, columns: list[str]) -> list[str]:
+def folded_notes(note: pd.Series, with_notes: pd.DataFrame, columns: list[str]) -> list[str]:
     """Each row's note, then those of its statistics rows that it does not already contain, joined with ``; ``."""
     out = []
     for row in zip(note.fillna(""), *(with_notes[c].fillna("") if c in with_notes else [""] * len(note)

@@ -38,7 +38,7 @@ class Policy:
     seeds_agree: str = T_SEEDS
 
 
-T = Policy()
+T_INTERVAL = Policy()  # the default: t over seeds, degenerate where the seeds agree
 BOOTSTRAPPED = Policy(seeds_agree=BOOTSTRAP)
 
 
@@ -110,7 +110,7 @@ def interval(values: np.ndarray, policy: Policy, agree: bool, bootstrapped: tupl
 def over_seeds(per_seed: pd.DataFrame, policies: Mapping[str, Policy] | None = None, free: set[str] | None = None,
                bootstrapped: Intervals | None = None) -> pd.DataFrame:
     """The rows over seeds (``seed=all``) of ``per_seed`` rows: the mean, its sample std over seeds, the number
-    of seeds and the 95% interval by each metric's policy (default ``T``); ``free``: the scorers whose seeds
+    of seeds and the 95% interval by each metric's policy (default ``T_INTERVAL``); ``free``: the scorers whose seeds
     agree exactly (``seed_free``), ``bootstrapped``: the task's bootstrap intervals for them.
 
     A mean is NaN when any value it averages is NaN; the notes of the averaged rows are kept.
@@ -121,7 +121,7 @@ def over_seeds(per_seed: pd.DataFrame, policies: Mapping[str, Policy] | None = N
     for key, group in per_seed.groupby(group_keys, sort=False, dropna=False):
         values = group["value"].to_numpy(dtype=np.float64)
         row = dict(zip(group_keys, key), seed="all")
-        low, high, kind = interval(values, policies.get(row["metric"], T), row["scorer"] in free,
+        low, high, kind = interval(values, policies.get(row["metric"], T_INTERVAL), row["scorer"] in free,
                                    bootstrapped.get((row["split"], row["scorer"], row["metric"])))
         out.append({**row, "value": values.mean(), "std_seeds": spread(values, ddof=1), "ci_low": low,
                     "ci_high": high, "n_seeds": len(values), "interval": kind, "note": joined_notes(group["note"])})
