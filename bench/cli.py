@@ -340,7 +340,8 @@ def command_compare(args: argparse.Namespace) -> int:
     shown = result.joined if args.all else headline_rows(result.joined)
     shown = rounded(shown)
     print(f"A = {args.a}\nB = {args.b}\n{len(result.joined)} rows joined on the keys\n")
-    print(text_table(shown.drop(columns=["full_spec", "label_mode", "seed"])))
+    unpaired = ["vs_scorer"] if (shown.vs_scorer == "").all() else []
+    print(text_table(shown.drop(columns=["full_spec", "vs_full_spec", "label_mode", "seed", *unpaired])))
     if not tolerances:
         return 0
     families = result.checked.family.nunique()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.schema import BETTER, MODEL_ROW, PAIR, PROTOCOL
+from bench.schema import BETTER, MODEL_ROW, PROTOCOL
 from bench.stats import FriedmanRanking, delong_test, friedman_ranking
 from bench.store import ScoreTable
 
@@ -46,7 +46,7 @@ def _cells(board: pd.DataFrame, task: str) -> pd.DataFrame:
     single OoD split (not the means), or of the one split of the other tasks. Scorer pairs, the model's own
     rows, and scorers without a value anywhere (failed, or constant) are left out."""
     rows = board[(board.task == task) & (board.metric == RANKED[task]) & (board.seed != "all")
-                 & ~board.split.str.startswith("mean") & ~board.scorer.str.contains(PAIR, regex=False)
+                 & ~board.split.str.startswith("mean") & (board.vs_scorer == "")
                  & (board.scorer != MODEL_ROW)]
     table = rows.pivot_table(index=["split", "seed"], columns="scorer", values="value", aggfunc="first", dropna=False)
     split, seed = (table.index.get_level_values(level) for level in ("split", "seed"))

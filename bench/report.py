@@ -23,7 +23,7 @@ from bench.data import Dataset, load_dataset, with_training_set
 from bench.errors import BenchError
 from bench.files import write_atomically
 from bench.leaderboard import read_csv
-from bench.schema import CAPTIONS, COST, PAIR, PROTOCOL
+from bench.schema import CAPTIONS, COST, PROTOCOL
 from bench.store import ScoreTable, Store
 from bench.tables import ood_by_corruption, task_summary
 from bench.tasks.difficulty import DECILES
@@ -198,7 +198,7 @@ def deciles_section(rows: pd.DataFrame) -> str:
 def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
     """``rows``: the per-seed decile rows of ``decile_rows``."""
     flips = board[(board.metric == "early_late_flip") & (board.seed == "all")]
-    pairs = [tuple(scorer.split(PAIR)) for scorer in flips.scorer]
+    pairs = list(zip(flips.scorer, flips.vs_scorer))
     if not pairs:
         return _note("needs two variants of a scorer that read early and late checkpoints, e.g. --scorers "
                      "vog,vog[window=early] (VoG's default window is late)")
@@ -210,7 +210,7 @@ def flip_section(board: pd.DataFrame, rows: pd.DataFrame) -> str:
             ax.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=label)
         ax.set(title=f"{early} vs {late}", xlabel="score decile (1 = lowest)", ylabel="test error")
         ax.legend(fontsize=8)
-    text = "; ".join(f"{r.scorer}: flips on {r.value:.0%} of seeds" for r in flips.itertuples())
+    text = "; ".join(f"{r.scorer} vs {r.vs_scorer}: flips on {r.value:.0%} of seeds" for r in flips.itertuples())
     return _note("The paper (Figs. 5 and 8): early in training the top-VoG decile has the lowest error, late "
                  f"in training the highest. Here: {text}.") + _png(figure)
 
@@ -232,7 +232,7 @@ def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], dataset: Cal
     rho = means[means.metric == METRIC].value.dropna().sort_values(ascending=False)
     if rho.empty or not tables:
         return _note("needs data whose Bayes boundary is known, e.g. --preset toy-boundary (two-blobs)")
-    low, high = (means[means.metric == f"{METRIC}_ci_{bound}"].value for bound in ("low", "high"))
+    low, high = (means[means.metric == METRIC][bound] for bound in ("ci_low", "ci_high"))
     title = {spec: f"{spec}\nρ {rho[spec]:.2f} [{low[spec]:.2f}, {high[spec]:.2f}]" for spec in rho.index}
     ranks = {spec: mean_percentile_ranks(tables, "train", spec) for spec in rho.index}
     distance = tables[0].splits["train"][COLUMN]
@@ -274,14 +274,14 @@ def boundary_section(board: pd.DataFrame, tables: list[ScoreTable], dataset: Cal
 def correlations_section(board: pd.DataFrame) -> str:
     import seaborn as sns
 
-    rows = board[(board.task == "consistency") & board.metric.str.startswith("spearman_with:")]
+    rows = board[(board.task == "consistency") & (board.metric == "spearman_with")]
     if rows.empty:
         return _note("no consistency rows in this leaderboard")
     parts = []
     plt = _plt()
     for split in dict.fromkeys(rows.split):
-        matrix = rows[rows.split == split].assign(other=lambda f: f.metric.str.removeprefix("spearman_with:"))
-        matrix = matrix.pivot_table(index="scorer", columns="other", values="value", aggfunc="first")
+        matrix = rows[rows.split == split].pivot_table(index="scorer", columns="vs_scorer", values="value",
+                                                       aggfunc="first")
         order = list(matrix.index)
         values = matrix.reindex(index=order, columns=order).to_numpy(copy=True)
         np.fill_diagonal(values, 1.0)

@@ -24,7 +24,7 @@ from bench.data import Dataset, load_dataset, with_corruptions_only, with_semant
 from bench.errors import BenchError
 from bench.executors import executor, model_free_columns
 from bench.files import write_atomically
-from bench.leaderboard import attach_provenance, write_csv
+from bench.leaderboard import attach_provenance, read_csv, write_csv
 from bench.models import build_model, model_factory, resolve_device
 from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
@@ -187,7 +187,7 @@ def changed_settings(old_config: Path, old_board: Path, config: RunConfig,
     only when ``old_board`` has a scorer (by full spec) that ``board`` lacks. None: the old settings are unreadable."""
     try:
         before = load_toml(old_config, RunConfig()).flat()
-        old_specs = set(pd.read_csv(old_board, usecols=["full_spec"], dtype=str, keep_default_na=False).full_spec)
+        old_specs = set(read_csv(old_board).full_spec)
     except (BenchError, OSError, ValueError):  # no or an unknown version's config.toml; a board without full specs
         return None
     now = config.flat()

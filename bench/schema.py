@@ -9,14 +9,25 @@ from dataclasses import dataclass
 
 # A row is identified by its keys; ``full_spec`` names the scorer with every parameter written
 # out, so that two leaderboards made with different defaults never join different methods.
-KEYS = ["dataset", "model", "task", "split", "scorer", "full_spec", "label_mode", "seed", "metric"]
-TASK_KEYS = [key for key in KEYS if key != "full_spec"]  # what tasks write; ``full_spec`` is added from the units
-MEASUREMENT = ["value", "note"]
+# A row that compares two scorers (the early/late flip, the cross-scorer Spearman) names the
+# second in ``vs_scorer`` and ``vs_full_spec``; both are empty on every other row.
+KEYS = ["dataset", "model", "task", "split", "scorer", "full_spec", "vs_scorer", "vs_full_spec", "label_mode", "seed",
+        "metric"]
+SPECS = ["full_spec", "vs_full_spec"]  # added from the units: tasks write the other keys
+TASK_KEYS = [key for key in KEYS if key not in SPECS]
+# A value and its statistics: over seeds its sample std, 95% interval, the seeds it averages and what the
+# interval is (below); for a mean over OoD splits, the population std over them.
+STATISTICS = ["std_seeds", "ci_low", "ci_high", "n_seeds", "interval", "std_splits"]
+MEASUREMENT = ["value", *STATISTICS, "note"]
 PROVENANCE = ["bench_version", "git_sha", "config_hash", "torch_version", "device", "created_at"]
 COLUMNS = KEYS + MEASUREMENT + PROVENANCE
 PROTOCOL = ["dataset", "model", "label_mode"]
 MODEL_ROW = "(model)"  # the scorer of rows about the trained model itself (the mislabel task's memorisation)
-PAIR = " vs "  # joins the two scorers of a row that compares them, e.g. ``vog[window=early] vs vog``
+# what ``interval`` says a row's interval is ("" where it has none)
+T_SEEDS = "t over seeds"
+BINOMIAL = "exact binomial over seeds"  # Clopper-Pearson, for a fraction of seeds
+BOOTSTRAP = "bootstrap over examples"  # where the seeds agree exactly; the tasks say how it resampled
+STRATIFIED, PAIRED = f"{BOOTSTRAP} (stratified)", f"{BOOTSTRAP} (paired)"
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,8 @@ class Headline:
     metric: str
     header: str
     better: int  # +1: higher is better, -1: lower is better
-    std: str = ""  # suffix of the metric shown after ±
-    interval: bool = True  # its 95% interval over seeds (``_ci_low``, ``_ci_high``) shown in brackets
+    std: str = ""  # the column of the spread shown after ±
+    interval: bool = True  # its 95% interval (``ci_low``, ``ci_high``) shown in brackets
     integer: bool = False
     scientific: bool = False  # printed as 1.23e-45 (p-values)
     scale: float = 1.0  # printed times this (bytes as MB)
@@ -38,10 +49,10 @@ class Headline:
 COST = Headline("cost", "all", "seconds", "seconds", -1)  # shown beside every task's first headline
 
 HEADLINES = [
-    Headline("ood", "mean", "auroc", "AUROC", +1, "std_corruptions"),
-    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_corruptions"),
-    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_corruptions"),
-    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_corruptions"),
+    Headline("ood", "mean", "auroc", "AUROC", +1, "std_splits"),
+    Headline("ood", "mean", "aupr_in", "AUPR-In", +1, "std_splits"),
+    Headline("ood", "mean", "aupr_out", "AUPR-Out", +1, "std_splits"),
+    Headline("ood", "mean", "fpr95", "FPR@95", -1, "std_splits"),
     Headline("mislabel", "train", "auroc", "AUROC", +1),
     Headline("mislabel", "train", "ap", "AP", +1),
     Headline("mislabel", "train", "precision_at_k", "P@k", +1),

@@ -209,6 +209,24 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     return float(low), float(high)
 
 
+def spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman correlation of ``x`` and ``y`` along ``axis`` (ties get average ranks), vectorised for ``scipy.stats.bootstrap``."""
+    x, y = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
+    x, y = x - x.mean(axis=axis, keepdims=True), y - y.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
+
+
+def spearman_bootstrap_interval(x: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: int = 0,
+                                level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval at ``level`` of Spearman's correlation of ``x`` and ``y`` over a bootstrap of the
+    (x, y) pairs: a correlation is no sum over cells of a score, so the engine above does not serve it and
+    scipy's bootstrap draws the pairs."""
+    result = stats.bootstrap((x, y), spearman_along, paired=True, vectorized=True, n_resamples=resamples,
+                             method="percentile", confidence_level=level, random_state=seed)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 # --- DeLong's test ----------------------------------------------------------------------------------
 #
 # Written here: neither scipy, statsmodels nor scikit-learn has DeLong's test. The structural

@@ -55,20 +55,27 @@ def _cell(mean: float, std: float = np.nan, interval: tuple[float, float] = (np.
     return text
 
 
+def shown_scorers(rows: pd.DataFrame) -> pd.Series:
+    """The scorer of each row as a table shows it: ``a vs b`` for a row that compares two."""
+    return rows.scorer.where(rows.vs_scorer == "", rows.scorer + " vs " + rows.vs_scorer)
+
+
 def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Scorer x headline metrics of one task (over seeds), best first, with each scorer's cost in seconds
     beside the first where the board measured it; and why NaN cells are NaN."""
     own = [h for h in HEADLINES if h.task == task]
     costed = task != COST.task and ((board.task == COST.task) & (board.metric == COST.metric)).any()
     headlines = [own[0], COST, *own[1:]] if costed else own
-    rows = board[board.task.isin({task, COST.task}) & (board.seed == "all")]
-    lookup = {(r.task, r.split, r.scorer, r.metric): (r.value, r.note) for r in rows.itertuples()}
+    rows = board[board.task.isin({task, COST.task}) & (board.seed == "all") & (board.metric != "spearman_with")]
+    rows = rows.assign(scorer=shown_scorers(rows))
+    lookup = {(r.task, r.split, r.scorer, r.metric): r for r in rows.itertuples()}
 
-    def key(h: Headline, scorer: str, suffix: str = "") -> tuple[str, str, str, str]:
-        return h.task, h.split, scorer, f"{h.metric}_{suffix}" if suffix else h.metric
+    def key(h: Headline, scorer: str) -> tuple[str, str, str, str]:
+        return h.task, h.split, scorer, h.metric
 
-    def value(h: Headline, scorer: str, suffix: str = "") -> float:
-        return lookup.get(key(h, scorer, suffix), (np.nan, ""))[0] * h.scale
+    def value(h: Headline, scorer: str, column: str = "value") -> float:
+        row = lookup.get(key(h, scorer))
+        return np.nan if row is None else getattr(row, column) * h.scale
 
     def cell(h: Headline, scorer: str) -> str:
         if key(h, scorer) not in lookup:
@@ -85,9 +92,9 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
     reasons = {}
     for s in scorers:
         for h in own:
-            mean, note = lookup.get(key(h, s), (0.0, ""))
-            if np.isnan(mean) and note:
-                reasons.setdefault(s, note)
+            row = lookup.get(key(h, s))
+            if row is not None and np.isnan(row.value) and row.note:
+                reasons.setdefault(s, row.note)
     return table, reasons
 
 
@@ -104,9 +111,8 @@ def ood_by_corruption(board: pd.DataFrame, metric: str = "auroc", means: bool = 
 def model_summary(board: pd.DataFrame) -> str:
     """The mislabel task's ``MODEL_ROW`` rows as one line: did the model memorise the noisy labels?"""
     rows = board[(board.task == "mislabel") & (board.scorer == MODEL_ROW) & (board.seed == "all")]
-    value = {metric: _cell(v, interval=(rows.value[rows.metric == f"{metric}_ci_low"].iloc[0],
-                                        rows.value[rows.metric == f"{metric}_ci_high"].iloc[0]))
-             for metric, v in zip(rows.metric, rows.value) if metric in ("train_accuracy", "memorised")}
+    value = {r.metric: _cell(r.value, interval=(r.ci_low, r.ci_high))
+             for r in rows.itertuples() if r.metric in ("train_accuracy", "memorised")}
     if len(value) < 2:
         return ""
     return (f"the model: training accuracy on the labels as given (shuffled ones included) {value['train_accuracy']}; "
@@ -115,7 +121,7 @@ def model_summary(board: pd.DataFrame) -> str:
 
 def interval_caption(rows: pd.DataFrame) -> str:
     """What the bracketed intervals of one protocol's tables are, or that its file has none."""
-    if not rows.metric.str.endswith("_ci_low").any():
+    if not rows.ci_low.notna().any():
         versions = ", ".join(sorted(set(rows.get("bench_version", pd.Series(dtype=str)).dropna()))) or "unknown"
         return (f"no intervals: this leaderboard was written by bench {versions}, before they were recorded (0.4.0); "
                 "its tables show means without brackets. Rerun its command with this version for them")

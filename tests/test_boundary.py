@@ -6,8 +6,9 @@ from scipy.stats import binomtest, norm, spearmanr
 
 from bench.data import load_dataset, with_training_set
 from bench.data.blobs import CENTRE
+from bench.stats import spearman_along
 from bench.store import ScoreTable
-from bench.tasks.boundary import boundary, spearman_along
+from bench.tasks.boundary import boundary
 from tests.test_tasks import make_table, value
 
 
@@ -57,9 +58,8 @@ def test_the_task_is_spearman_with_minus_the_distance_and_its_interval_over_seed
              for t in (first, second)]
     assert value(board, "noisy-nearness", "nearness_spearman", seed="0", split="train").value == pytest.approx(noisy[0])
     assert value(board, "noisy-nearness", "nearness_spearman", split="train").value == pytest.approx(np.mean(noisy))
-    low = value(board, "noisy-nearness", "nearness_spearman_ci_low", split="train").value
-    high = value(board, "noisy-nearness", "nearness_spearman_ci_high", split="train").value
-    assert low < np.mean(noisy) < high
+    mean = value(board, "noisy-nearness", "nearness_spearman", split="train")
+    assert mean.ci_low < np.mean(noisy) < mean.ci_high and mean.interval == "t over seeds"
     constant = value(board, "constant", "nearness_spearman", split="train")
     assert np.isnan(constant.value) and "all scores are equal" in constant.note
 
@@ -69,10 +69,9 @@ def test_a_score_that_is_the_same_on_every_seed_gets_a_bootstrap_over_examples()
     estimate, is not degenerate, and is about as wide as the standard error of a correlation of 400 pairs."""
     table, _ = boundary_table(0)
     board = boundary([table])
-    rho = value(board, "noisy-nearness", "nearness_spearman", split="train").value
-    low = value(board, "noisy-nearness", "nearness_spearman_ci_low", split="train").value
-    high = value(board, "noisy-nearness", "nearness_spearman_ci_high", split="train").value
-    assert low < rho < high
+    mean = value(board, "noisy-nearness", "nearness_spearman", split="train")
+    rho, low, high = mean.value, mean.ci_low, mean.ci_high
+    assert low < rho < high and mean.interval == "bootstrap over examples"
     assert 0.5 < (high - low) / (2 * 1.96 * (1 - rho**2) / np.sqrt(400)) < 2
 
 

@@ -11,7 +11,7 @@ from scipy import stats
 from bench import registry
 from bench.api import LOGITS, StreamingScorer
 from bench.probe import Probe
-from bench.tasks.cost import NOT_MEASURED, cost
+from bench.tasks.cost import MEASURED_ONCE, NOT_MEASURED, cost
 from conftest import train_and_probe
 
 NAP = 0.5  # seconds the napping scorer's update takes on the test clock (a binary fraction: sums are exact)
@@ -124,10 +124,11 @@ def test_cost_rows_per_seed_and_their_mean_with_the_reasons_for_nan():
 def test_a_cost_measured_once_and_reused_by_every_seed_has_no_interval():
     measured = {"a": {"seconds": 1.0, "state_bytes": 10}, "b": {"seconds": 3.0, "state_bytes": 20}}
     rows = cost([unit(0, measured), unit(1, {**measured, "b": {"seconds": 5.0, "state_bytes": 20}})])
-    per = rows.set_index(["seed", "scorer", "metric"]).value
-    assert np.isnan(per[("all", "a", "seconds_ci_low")]) and per[("all", "a", "seconds")] == 1.0
+    per = rows.set_index(["seed", "scorer", "metric"])
+    once = per.loc[("all", "a", "seconds")]
+    assert np.isnan(once.ci_low) and once.value == 1.0 and once.interval == "" and once.note == MEASURED_ONCE
     interval = stats.t.interval(0.95, 1, loc=4.0, scale=1.0)  # 3 and 5: mean 4, standard error sqrt(2) / sqrt(2)
-    assert (per[("all", "b", "seconds_ci_low")], per[("all", "b", "seconds_ci_high")]) == pytest.approx(interval)
+    assert (per.ci_low[("all", "b", "seconds")], per.ci_high[("all", "b", "seconds")]) == pytest.approx(interval)
 
 
 def test_the_pareto_front_keeps_what_nothing_beats_on_both_cost_and_quality():

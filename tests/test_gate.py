@@ -12,7 +12,7 @@ from bench.compare import HEADLINE, compare, family_adjusted
 from bench.leaderboard import read_csv, write_csv
 from bench.stats import (INTERVALS, PAIRED, Difference, adjust_pvalues, interval_difference, paired_difference,
                          stable_std, t_interval, welch_difference)
-from bench.tasks.rows import aggregate
+from bench.tasks.rows import over_seeds
 
 ALPHA = 0.05
 
@@ -92,11 +92,11 @@ def test_spreads_and_intervals_of_p_values_of_1e_200_do_not_underflow():
     assert t_interval(values) == pytest.approx((2e-200 - half, 2e-200 + half), rel=1e-12)
     assert paired_difference(values, 2 * values).standard_error() > 0
     rows = pd.DataFrame([{"dataset": "d", "model": "m", "task": "mislabel", "split": "train", "scorer": "vog",
-                          "label_mode": "predicted", "seed": str(seed), "metric": "welch_p", "value": value, "note": ""}
-                         for seed, value in enumerate(values)])
-    over_seeds = aggregate(rows, "seed", "all", "std_seeds", ddof=1).set_index("metric").value
-    assert over_seeds["welch_p_std_seeds"] == pytest.approx(1e-200, rel=1e-12)
-    assert over_seeds["welch_p_ci_low"] == pytest.approx(2e-200 - half, rel=1e-12)
+                          "vs_scorer": "", "label_mode": "predicted", "seed": str(seed), "metric": "welch_p",
+                          "value": value, "note": ""} for seed, value in enumerate(values)])
+    mean = over_seeds(rows).iloc[0]
+    assert mean.std_seeds == pytest.approx(1e-200, rel=1e-12)
+    assert mean.ci_low == pytest.approx(2e-200 - half, rel=1e-12)
 
 
 def test_holm_and_bh_are_statsmodels_multipletests():
@@ -176,9 +176,8 @@ def planted(path, folder, drop=DROP, scorer=PLANTED):
     """The leaderboard with every OoD AUROC of ``scorer`` lowered by ``drop`` (per seed and split, so every mean
     and interval end moves by ``drop`` and every spread stays): the audit's planted regression."""
     board = read_csv(path)
-    lowered = (board.task == "ood") & (board.scorer == scorer) & board.metric.isin(["auroc", "auroc_ci_low",
-                                                                                       "auroc_ci_high"])
-    board.loc[lowered, "value"] -= drop
+    lowered = (board.task == "ood") & (board.scorer == scorer) & (board.metric == "auroc")
+    board.loc[lowered, ["value", "ci_low", "ci_high"]] -= drop
     out = folder / f"planted-{path.parent.name}.csv"
     write_csv(board, out)
     return out

@@ -10,17 +10,19 @@ from bench.cli import main, parse_tolerances
 from bench.compare import compare
 from bench.errors import BenchError
 from bench.leaderboard import read_csv, write_csv
-from bench.schema import COLUMNS
+from bench.schema import COLUMNS, STATISTICS
+from bench.upgrade import upgrade
 
 
 def board(values, dataset="mnist-c", label_mode="predicted"):
-    """A leaderboard with the given {(task, split, scorer, metric): value} rows over all seeds."""
+    """A leaderboard with the given {(task, split, scorer, metric): value} rows over all seeds, written as bench
+    0.6 wrote them (a statistic as the metric with a suffix, ``auroc_ci_low``) and read as today's columns."""
     rows = [{"dataset": dataset, "model": "lenet", "task": task, "split": split, "scorer": scorer,
              "full_spec": FULL.get(scorer, scorer), "label_mode": label_mode, "seed": "all", "metric": metric, "value": value, "note": "",
              "bench_version": "0.1.0", "git_sha": "abc", "config_hash": "123", "torch_version": "2",
              "device": "cpu", "created_at": "2026-01-01T00:00:00+00:00"}
             for (task, split, scorer, metric), value in values.items()]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return upgrade(pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in STATISTICS + ["vs_scorer", "vs_full_spec"]]))
 
 
 FULL = {"vog": "vog[window=late,norm=none,target=prob,label=checkpoint]",
@@ -80,7 +82,7 @@ def test_compare_refuses_to_join_different_protocols(tmp_path, capsys):
     assert main(["compare", str(a), str(both)]) == 0
     out = capsys.readouterr().out
     assert "only in B" in out and "digits-c" in out
-    assert f"{len(BASE)} rows joined" in out
+    assert f"{len(board(BASE))} rows joined" in out
 
 
 def test_show_prints_mean_std_and_interval(tmp_path, capsys):
@@ -120,12 +122,12 @@ def test_merge_stacks_label_modes_and_refuses_a_row_measured_twice(tmp_path, cap
     out = tmp_path / "merged.csv"
     assert main(["merge", str(predicted), str(oracle), "--out", str(out)]) == 0
     merged = read_csv(out)
-    assert len(merged) == 2 * len(BASE)
+    assert len(merged) == 2 * len(board(BASE))
     for mode, path in (("predicted", predicted), ("true", oracle)):
         pd.testing.assert_frame_equal(merged[merged.label_mode == mode].reset_index(drop=True), read_csv(path))
     assert main(["merge", str(predicted), str(predicted), "--out", str(tmp_path / "twice.csv")]) == 2
     error = capsys.readouterr().err
-    assert "9 measurements are in more than one file" in error and "predicted.csv" in error
+    assert f"{len(board(BASE))} measurements are in more than one file" in error and "predicted.csv" in error
     assert not (tmp_path / "twice.csv").exists()
 
 
@@ -141,7 +143,7 @@ def test_compare_and_merge_join_on_the_full_spec_never_the_short_name_alone(tmp_
     old = board(BASE).assign(full_spec=lambda f: f.full_spec.str.replace("target=prob", "target=logit"))
     result = compare(old, board(BASE), {})
     assert set(result.joined.scorer) == {"kde", "loss"}  # vog is not joined to the other vog
-    before_full_specs = board(BASE).drop(columns="full_spec")
+    before_full_specs = board(BASE).drop(columns=["full_spec", *STATISTICS, "vs_scorer", "vs_full_spec"])
     path = tmp_path / "old.csv"
     before_full_specs.to_csv(path, index=False)
     assert (read_csv(path).full_spec == "unknown").all()
@@ -258,7 +260,7 @@ def test_a_scorer_whose_seeds_agree_is_judged_by_its_bootstrap_interval_not_by_z
     assert result.drops.empty and result.joined.query("seed == 'all' and metric == 'auroc'").p.iloc[0] > 0.9
     assert not compare(a, free(0.80, 0.78, 0.82), {"auroc": 0.0}).drops.empty
     old = free(0.900, 0.88, 0.92)
-    old = old[~old.metric.str.contains("_ci_")]  # a file of bench < 0.4: the other file's interval stands for both
+    old = old.assign(ci_low=np.nan, ci_high=np.nan)  # a file of bench < 0.4: the other file's interval stands for both
     assert compare(old, moved, {"auroc": 0.0}).drops.empty and not compare(old, free(0.8, 0.78, 0.82), {"auroc": 0.0}).drops.empty
 
 

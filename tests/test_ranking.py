@@ -17,18 +17,19 @@ from bench.schema import COLUMNS
 def leaderboard(values: dict[tuple[str, str, str], float], task: str = "ood", metric: str = "auroc",
                 dataset: str = "mnist-c") -> pd.DataFrame:
     """A leaderboard of per-seed rows {(split, seed, scorer): value} of one metric, with the rows the ranking must
-    leave out beside them: the means over seeds and over splits."""
-    rows = [{"dataset": dataset, "model": "lenet", "task": task, "split": split, "scorer": scorer,
-             "full_spec": scorer, "label_mode": "predicted", "seed": seed, "metric": metric, "value": value,
+    leave out beside them: the means over seeds and over splits. A scorer (a, b) is a row comparing two."""
+    rows = [{"dataset": dataset, "model": "lenet", "task": task, "split": split,
+             **dict(zip(["scorer", "vs_scorer"], (scorer, "") if isinstance(scorer, str) else scorer)),
+             "full_spec": scorer if isinstance(scorer, str) else scorer[0], "vs_full_spec": "", "label_mode": "predicted", "seed": seed, "metric": metric, "value": value,
              "note": "", "bench_version": "0.1.0", "git_sha": "abc", "config_hash": "123", "torch_version": "2",
              "device": "cpu", "created_at": "2026-01-01T00:00:00+00:00"}
             for (split, seed, scorer), value in values.items()]
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    means = frame.groupby(["split", "scorer"], as_index=False).value.mean().assign(seed="all")
-    overall = frame.groupby(["seed", "scorer"], as_index=False).value.mean().assign(split="mean")
+    means = frame.groupby(["split", "scorer", "vs_scorer"], as_index=False).value.mean().assign(seed="all")
+    overall = frame.groupby(["seed", "scorer", "vs_scorer"], as_index=False).value.mean().assign(split="mean")
     # the means are made far apart, so that ranking them by mistake would show
     decoys = pd.concat([means, overall]).assign(value=lambda rows: rows.scorer.rank() * 10.0)
-    template = frame.iloc[:1].drop(columns=["split", "scorer", "seed", "value"])
+    template = frame.iloc[:1].drop(columns=["split", "scorer", "vs_scorer", "seed", "value"])
     return pd.concat([frame, decoys.merge(template, how="cross")[COLUMNS]], ignore_index=True)
 
 
@@ -93,7 +94,7 @@ def test_the_severities_of_a_corruption_are_one_block_and_a_semantic_dataset_ano
 def test_difficulty_and_mislabel_rank_one_block_per_seed_without_pairs_or_the_model_rows():
     rng = np.random.default_rng(2)
     values = {("test", str(seed), scorer): float(rng.random()) for seed in range(12) for scorer in ("a", "b", "c")}
-    extra = {("test", str(seed), "a vs b"): 0.0 for seed in range(12)}
+    extra = {("test", str(seed), ("a", "b")): 0.0 for seed in range(12)}
     board = leaderboard({**values, **extra}, task="difficulty", metric="error_auroc")
     model_rows = leaderboard({("train", str(seed), "(model)"): 1.0 for seed in range(12)}, task="mislabel")
     mislabel = leaderboard({("train", seed, scorer): value for (_, seed, scorer), value in values.items()},

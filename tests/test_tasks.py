@@ -1,6 +1,7 @@
 """The tasks on synthetic score tables whose answers are known by construction or by hand (boundary: test_boundary.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.api import RESERVED_COLUMNS
@@ -75,8 +76,8 @@ def test_a_welch_p_that_underflows_to_0_says_so_in_its_notes():
                                                   "random": rng.normal(size=len(noisy))}}))
     board = mislabel(tables)
     assert value(board, "far", "welch_p", seed="0").value == 0.0  # scipy's p underflowed
-    for metric in ("welch_p", "welch_p_std_seeds", "welch_p_ci_low", "welch_p_ci_high"):
-        assert "underflows" in value(board, "far", metric).note
+    mean = value(board, "far", "welch_p")  # its std and interval too: they stand on the same row
+    assert "underflows" in mean.note and mean.std_seeds == 0 and mean.ci_low == mean.ci_high == 0
     assert "underflows" not in value(board, "far", "auroc").note
     assert not board[board.scorer == "random"].note.str.contains("underflows").any()
 
@@ -162,8 +163,10 @@ def test_early_late_flip_pairs_variants_differing_in_one_parameter_that_read_dis
     table = difficulty_table(0)
     assert window_pairs(table) == [("vog[window=early]", "vog"), ("vog[norm=z,window=early]", "vog[norm=z]")]
     board = difficulty([difficulty_table(0), difficulty_table(1)])
-    assert value(board, "vog[window=early] vs vog", "early_late_flip").value == 1.0
-    assert value(board, "vog[norm=z,window=early] vs vog[norm=z]", "early_late_flip").value == 0.0
+    flip = value(board, "vog[window=early]", "early_late_flip")
+    assert (flip.vs_scorer, flip.value) == ("vog", 1.0)
+    flip = value(board, "vog[norm=z,window=early]", "early_late_flip")
+    assert (flip.vs_scorer, flip.value) == ("vog[norm=z]", 0.0)
 
 
 # ---------- consistency ----------
@@ -189,7 +192,8 @@ def test_consistency_cross_scorer_matrix_and_degenerate_cases():
         a = rng.normal(size=200)
         tables.append(make_table(seed, {split: {"a": a, "neg": -a, "flat": np.zeros(200)} for split in ("train", "test")}))
     board = consistency(tables)
-    assert value(board, "a", "spearman_with:neg", split="train").value == pytest.approx(-1.0)
+    cross = board[(board.scorer == "a") & (board.metric == "spearman_with") & (board.split == "train")]
+    assert dict(zip(cross.vs_scorer, cross.value)) == {"neg": pytest.approx(-1.0), "flat": pytest.approx(np.nan, nan_ok=True)}
     assert abs(value(board, "a", "spearman_seeds", split="train").value) < 0.2
     flat = value(board, "flat", "split_half", split="test")
     assert np.isnan(flat.value) and flat.note == "every seed: all scores are equal, so they rank nothing"
@@ -239,10 +243,42 @@ def test_intervals_over_seeds_are_t_intervals_of_the_per_seed_values():
     for split in ("far", "mean"):
         per_seed = [value(board, "s", "auroc", str(seed), split).value for seed in range(4)]
         low, high = stats.t.interval(0.95, 3, loc=np.mean(per_seed), scale=stats.sem(per_seed))
-        assert value(board, "s", "auroc_ci_low", split=split).value == pytest.approx(low)
-        assert value(board, "s", "auroc_ci_high", split=split).value == pytest.approx(high)
+        mean = value(board, "s", "auroc", split=split)
+        assert (mean.ci_low, mean.ci_high, mean.n_seeds, mean.interval) == (pytest.approx(low), pytest.approx(high), 4,
+                                                                            "t over seeds")
+        assert mean.std_seeds == pytest.approx(np.std(per_seed, ddof=1))
     board = mislabel([mislabel_table(0), mislabel_table(1)])
-    assert np.isfinite(value(board, "random", "auroc_ci_low").value)
+    assert np.isfinite(value(board, "random", "auroc").ci_low)
+
+
+def test_the_mean_over_splits_and_seeds_carries_both_spreads_as_columns():
+    """split=mean, seed=all: the mean over splits of the seed means, ``std_splits`` the population std over the
+    splits of the seed means, ``std_seeds`` the sample std over seeds of the per-seed split means."""
+    board = ood([shifted_ood_table(seed) for seed in range(3)])
+    auroc = {(split, seed): value(board, "s", "auroc", seed, split).value for split in ("far", "near") for seed in "012"}
+    per_split = {split: np.mean([auroc[split, seed] for seed in "012"]) for split in ("far", "near")}
+    per_seed = [np.mean([auroc[split, seed] for split in ("far", "near")]) for seed in "012"]
+    mean = value(board, "s", "auroc", split="mean")
+    assert mean.value == pytest.approx(np.mean(list(per_split.values())))
+    assert mean.std_splits == pytest.approx(np.std(list(per_split.values())))
+    assert mean.std_seeds == pytest.approx(np.std(per_seed, ddof=1)) and mean.n_seeds == 3
+    one_seed = value(board, "s", "auroc", "1", "mean")
+    assert one_seed.std_splits == pytest.approx(np.std([auroc["far", "1"], auroc["near", "1"]]))
+    assert np.isnan(one_seed.std_seeds) and pd.isna(one_seed.n_seeds) and one_seed.interval == ""
+
+
+def test_evaluate_names_both_scorers_of_a_pair_in_full_and_says_why_one_seed_has_no_spread():
+    test = difficulty_table(0).splits["test"]
+    table = make_table(0, {"test": test, "train": {**test, "noisy": np.zeros(len(test["label"]), bool)}},
+                       full_specs={s: f for s, (f, _) in FLIP_SPECS.items()},
+                       observed={s: epochs for s, (_, epochs) in FLIP_SPECS.items()})
+    board = evaluate([table])
+    flip = value(board, "vog[window=early]", "early_late_flip")
+    assert (flip.vs_scorer, flip.full_spec, flip.vs_full_spec, flip.n_seeds) == (
+        "vog", "vog[window=early,norm=none]", "vog[window=late,norm=none]", 1)
+    assert np.isnan(flip.std_seeds) and flip.note.startswith("one seed")
+    unpaired = board[~board.metric.isin(["early_late_flip", "spearman_with"])]
+    assert (unpaired.vs_scorer == "").all() and (unpaired.vs_full_spec == "").all()
 
 
 def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resamples():
@@ -257,28 +293,28 @@ def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resam
         labels = np.r_[np.zeros(len(inlier), bool), np.ones(len(outlier), bool)]
         resampled[split] = bootstrap_distribution(labels, np.r_[inlier, outlier], resamples=500, seed=0)["auroc"]
         low, high = percentile_interval(resampled[split])
-        assert value(board, "s", "auroc_ci_low", split=split).value == low
-        assert value(board, "s", "auroc_ci_high", split=split).value == high
-        assert low < value(board, "s", "auroc", split=split).value < high
+        mean = value(board, "s", "auroc", split=split)
+        assert (mean.ci_low, mean.ci_high, mean.interval) == (low, high, "bootstrap over examples (stratified)")
+        assert low < mean.value < high
     low, high = percentile_interval((resampled["far"] + resampled["near"]) / 2)
-    assert (value(board, "s", "auroc_ci_low", split="mean").value, value(board, "s", "auroc_ci_high", split="mean").value) \
-        == (low, high)
-    assert np.isnan(value(ood([table], resamples=0), "s", "auroc_ci_low", split="far").value)
+    assert (value(board, "s", "auroc", split="mean").ci_low, value(board, "s", "auroc", split="mean").ci_high) == (low, high)
+    unbootstrapped = value(ood([table], resamples=0), "s", "auroc", split="far")
+    assert np.isnan(unbootstrapped.ci_low) and unbootstrapped.interval == ""
 
 
 def test_the_flip_over_seeds_has_the_exact_binomial_interval():
     from scipy.stats import binomtest
 
-    from bench.tasks.difficulty import with_flip_intervals
+    from bench.tasks.difficulty import POLICIES
     from bench.tasks.rows import with_seed_means
 
     flips = [1, 1, 0, 1, 1, 1, 0, 1, 1, 1]
     keys = {"dataset": "d", "model": "m", "task": "difficulty", "label_mode": "predicted", "split": "test",
-            "scorer": "a vs b", "metric": "early_late_flip", "note": ""}
-    rows = with_flip_intervals(with_seed_means([{**keys, "seed": str(k), "value": float(v)} for k, v in enumerate(flips)]))
+            "scorer": "a", "vs_scorer": "b", "metric": "early_late_flip", "note": ""}
+    rows = with_seed_means([{**keys, "seed": str(k), "value": float(v)} for k, v in enumerate(flips)], POLICIES)
     expected = binomtest(8, 10).proportion_ci(method="exact")  # 0.444 to 0.975: the t-interval would pass 1
-    at = rows.set_index("metric").value
-    assert (at["early_late_flip_ci_low"], at["early_late_flip_ci_high"]) == (expected.low, expected.high)
+    mean = rows[rows.seed == "all"].iloc[0]
+    assert (mean.ci_low, mean.ci_high, mean.interval) == (expected.low, expected.high, "exact binomial over seeds")
 
 
 def test_the_model_rows_say_how_much_of_the_noisy_training_labels_it_fits():

@@ -8,7 +8,7 @@ score table) has anything to measure. Per such split, scorer and seed:
   (minus the distance): 1 when the score orders the examples exactly from nearest to farthest,
   0 when it has nothing to do with the boundary.
 
-Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
 interval (t over seeds; where the seeds agree exactly, a percentile bootstrap over examples).
 """
 
@@ -16,24 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap as scipy_bootstrap
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from bench.metrics import unusable
+from bench.schema import BOOTSTRAP
+from bench.stats import spearman_bootstrap_interval
 from bench.store import ScoreTable
-from bench.tasks.rows import BOOTSTRAP_SEED, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import BOOTSTRAP_SEED, BOOTSTRAPPED, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "boundary"
 METRIC = "nearness_spearman"
 COLUMN = "boundary_distance"
-
-
-def spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Spearman correlation of ``x`` and ``y`` along ``axis`` (ties get average ranks), vectorised for ``scipy.stats.bootstrap``."""
-    x, y = rankdata(x, axis=axis), rankdata(y, axis=axis)
-    x, y = x - x.mean(axis=axis, keepdims=True), y - y.mean(axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
 
 
 def nearness_spearman(scores: np.ndarray, distance: np.ndarray) -> tuple[float, str]:
@@ -59,9 +52,8 @@ def boundary(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
             nearness = -tables[0].splits[split][COLUMN]
             for spec, scores, failure in scorer_scores(tables[0], split):
                 if spec in scorers and not failure and not unusable(scores):
-                    result = scipy_bootstrap((scores, nearness), spearman_along, paired=True, vectorized=True,
-                                             n_resamples=resamples, method="percentile", random_state=BOOTSTRAP_SEED)
-                    found[(split, spec, METRIC)] = tuple(map(float, result.confidence_interval))
+                    low, high = spearman_bootstrap_interval(scores, nearness, resamples, BOOTSTRAP_SEED)
+                    found[(split, spec, METRIC)] = (low, high, BOOTSTRAP)
         return found
 
-    return with_seed_means(rows, intervals if resamples else None)
+    return with_seed_means(rows, {METRIC: BOOTSTRAPPED}, intervals if resamples else None)

@@ -8,11 +8,11 @@ Per scorer and split (train and the clean test split), over the seeds of the run
 * ``runs_for_0.9``: how many seeds must be averaged for that average to correlate 0.9 with
   another such average, by Spearman-Brown from the split-half value (one seed's reliability
   is ``rho_h / (h - (h - 1) rho_h)``); inf when the halves do not agree at all;
-* ``spearman_with:<other>``: the cross-scorer matrix, Spearman between two scorers on the
-  same seed, averaged over seeds.
+* ``spearman_with`` (``vs_scorer``: the other): the cross-scorer matrix, Spearman between two
+  scorers on the same seed, averaged over seeds.
 
-Every row is over seeds, so its seed is ``all``. Ties get average ranks; a constant score
-gives NaN with the reason.
+Every row is over seeds, so its seed is ``all``; none has a spread or interval. Ties get average
+ranks; a constant score gives NaN with the reason.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def cross_scorer_rows(tables: list[ScoreTable], keys: dict, split: str, specs: l
         return "; ".join(f"{spec}: {reasons[spec]}" for spec in (a, b) if reasons[spec])
 
     return [
-        {**keys, "split": split, "scorer": a, "metric": f"spearman_with:{b}", "value": float(mean[i, j]),
+        {**keys, "split": split, "scorer": a, "vs_scorer": b, "metric": "spearman_with", "value": float(mean[i, j]),
          "note": "" if np.isfinite(mean[i, j]) else why(a, b)}
         for i, a in enumerate(specs) for j, b in enumerate(specs) if i != j
     ]

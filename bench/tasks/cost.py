@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from bench.store import ScoreTable
-from bench.tasks.rows import ROW_COLUMNS, failure_note, metric_rows, unit_keys, with_seed_means
+from bench.tasks.rows import ROW_COLUMNS, Policy, failure_note, metric_rows, unit_keys, with_seed_means
 
 TASK = "cost"
 SPLIT = "all"  # a unit's cost covers every split
 METRICS = ("seconds", "state_bytes")
 NOT_MEASURED = "not measured: the unit was computed by bench < 0.5, which did not measure costs"
 MEASURED_ONCE = "measured once (one seed, or a score reused by every seed): no spread or interval over seeds"
+POLICIES = dict.fromkeys(METRICS, Policy(seeds_agree=""))  # copies of one measurement have no interval
 
 
 def cost(tables: list[ScoreTable]) -> pd.DataFrame:
@@ -39,7 +40,7 @@ def cost(tables: list[ScoreTable]) -> pd.DataFrame:
             note = failure_note(table, spec) or ("" if spec in measured else NOT_MEASURED)
             values = {metric: np.nan if note else float(measured[spec][metric]) for metric in METRICS}
             rows += metric_rows(keys, SPLIT, spec, values, note)
-    rows = with_seed_means(rows, lambda once: {(SPLIT, spec, metric): (np.nan, np.nan)
-                                               for spec in once for metric in METRICS})
-    unexplained = (rows.seed == "all") & rows.value.isna() & (rows.note == "")  # a NaN of its own measurement
+    rows = with_seed_means(rows, POLICIES)
+    statistics = rows[["value", "std_seeds", "ci_low", "ci_high"]]
+    unexplained = (rows.seed == "all") & statistics.isna().any(axis=1) & (rows.note == "")  # NaN of its own making
     return rows.assign(note=rows.note.mask(unexplained, MEASURED_ONCE))

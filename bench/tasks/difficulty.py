@@ -9,14 +9,14 @@ On the clean test split, with error = the final model's prediction differs from 
   has no errors and the top one has some);
 * ``error_auroc``: AUROC of the score for finding the misclassified examples, the summary
   that uses every example.
-* ``early_late_flip`` on the scorer ``<early spec> vs <late spec>``, for every two variants of
+* ``early_late_flip`` on the scorer ``<early spec>`` with ``vs_scorer`` ``<late spec>``, for every two variants of
   a scorer that differ in one parameter and read checkpoints one entirely before the other
   (as stored with the unit: each variant's full parameters and the epochs it observed, e.g.
   VoG's ``window=early`` and ``window=late``): 1 when the top decile has less error than the
   bottom one early in training and more late in training (the paper's Figs. 5 and 8), else 0;
   its mean over seeds is the fraction of seeds that flip, with the exact binomial interval.
 
-Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
 interval (t over seeds; where the seeds agree exactly, for ``error_auroc``, a bootstrap over examples).
 """
 
@@ -24,18 +24,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest, rankdata
+from scipy.stats import rankdata
 
 from bench.metrics import auroc, unusable
-from bench.schema import PAIR
+from bench.schema import BINOMIAL
 from bench.specs import parse_spec
 from bench.store import ScoreTable
-from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import BOOTSTRAPPED, Policy, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "difficulty"
 SPLIT = "test"
 DECILES = [f"error_decile_{k:02d}" for k in range(1, 11)]
 METRICS = (*DECILES, "error_ratio", "error_auroc")
+# the flip over seeds is a fraction of seeds: its interval is the exact binomial (Clopper-Pearson) one, which
+# stays within [0, 1], rather than the t-interval
+POLICIES = {"error_auroc": BOOTSTRAPPED, "early_late_flip": Policy(over_seeds=BINOMIAL)}  # the others: t over seeds
 
 
 def deciles(scores: np.ndarray) -> np.ndarray:
@@ -97,7 +100,7 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
         gaps = top_beats_bottom[early], top_beats_bottom[late]
         flip = float(gaps[0] < 0 < gaps[1]) if np.isfinite(gaps).all() else np.nan
         note = "" if np.isfinite(flip) else "a decile error is NaN"
-        rows += metric_rows(keys, SPLIT, f"{early}{PAIR}{late}", {"early_late_flip": flip}, note)
+        rows += metric_rows(keys, SPLIT, early, {"early_late_flip": flip}, note, vs_scorer=late)
     return rows
 
 
@@ -112,20 +115,5 @@ def difficulty(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
                 found.update(bootstrap(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, resamples))
         return found
 
-    rows = with_seed_means([row for table in tables for row in per_seed_rows(table)], intervals if resamples else None)
-    return with_flip_intervals(rows) if not rows.empty else rows
-
-
-def with_flip_intervals(rows: pd.DataFrame) -> pd.DataFrame:
-    """The flip over seeds is a fraction of seeds: its interval is the exact binomial (Clopper-Pearson) one,
-    which stays within [0, 1], rather than the t-interval."""
-    flips = rows[(rows.metric == "early_late_flip") & (rows.seed != "all")]
-    for scorer, group in flips.groupby("scorer", sort=False):
-        values = group.value.to_numpy(np.float64)
-        if len(values) < 2 or not np.isfinite(values).all():
-            continue
-        interval = binomtest(int(values.sum()), len(values)).proportion_ci(method="exact")
-        for bound, value in (("low", interval.low), ("high", interval.high)):
-            rows.loc[(rows.scorer == scorer) & (rows.seed == "all") & (rows.metric == f"early_late_flip_ci_{bound}"),
-                     "value"] = value
-    return rows
+    return with_seed_means([row for table in tables for row in per_seed_rows(table)], POLICIES,
+                           intervals if resamples else None)

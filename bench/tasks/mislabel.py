@@ -8,7 +8,7 @@ the positives, ranked by each scorer over the training split:
 * ``welch_t`` and ``welch_p``: Welch's two-sample t-test of shuffled against clean scores
   (unequal variances, two-sided), as in the paper, which reports p < 0.001 for VoG.
 
-Rows per scorer and seed, then the mean over seeds (``seed=all``), its ``_std_seeds`` and its 95%
+Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
 interval (t over seeds; where the seeds agree exactly, one seed or a scorer that does not depend on
 it, a bootstrap over examples stratified by the noisy flag, for ``auroc`` and ``ap``).
 
@@ -26,11 +26,12 @@ from scipy.stats import ttest_ind
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
 from bench.schema import MODEL_ROW
 from bench.store import ScoreTable
-from bench.tasks.rows import bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import BOOTSTRAPPED, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
 TASK = "mislabel"
 SPLIT = "train"
 METRICS = ("auroc", "ap", "precision_at_k", "welch_t", "welch_p")
+POLICIES = {"auroc": BOOTSTRAPPED, "ap": BOOTSTRAPPED}  # the others: t over seeds
 
 
 def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str, float], str]:
@@ -74,19 +75,19 @@ def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
                                        {"auroc": "auroc", "ap": "aupr_out"}, resamples))
         return found
 
-    return with_underflow_notes(with_seed_means(rows, intervals if resamples and noisy else None))
+    return with_underflow_notes(with_seed_means(rows, POLICIES, intervals if resamples and noisy else None))
 
 
 UNDERFLOW = f"Welch's p underflows: below {np.finfo(float).tiny:.1e}, the smallest float, so it is written as 0"
 
 
 def with_underflow_notes(rows: pd.DataFrame) -> pd.DataFrame:
-    """A Welch p of 0 is one too small for a float, not 0: its rows, and the spread and interval over seeds of the
-    scorer's, say so in their note."""
+    """A Welch p of 0 is one too small for a float, not 0: its rows, and the scorer's row over seeds, say so in
+    their note."""
     if rows.empty:
         return rows
     zero = rows[(rows.metric == "welch_p") & (rows.value == 0)]
-    marked = rows.metric.str.startswith("welch_p") & rows.scorer.isin(set(zero.scorer)) & (
+    marked = (rows.metric == "welch_p") & rows.scorer.isin(set(zero.scorer)) & (
         (rows.seed == "all") | rows.index.isin(zero.index))
     noted = rows.note.where(rows.note == "", rows.note + "; ") + UNDERFLOW
     return rows.assign(note=rows.note.mask(marked, noted))

@@ -3,16 +3,16 @@
 OoD splits are corruptions of the test split (kind ``covariate``) or the test splits of other
 datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, then aggregates:
 
-* ``seed=all``: the mean over seeds, and ``<metric>_std_seeds`` (sample std, ddof=1);
-* ``split=mean``: the mean over corruptions, and ``<metric>_std_corruptions`` (population
-  std over the corruptions, ddof=0, the ± of the VoG paper's Table 1);
+* ``seed=all``: the mean over seeds, with ``std_seeds`` (sample std, ddof=1) and ``n_seeds``;
+* ``split=mean``: the mean over corruptions, with ``std_splits`` (population std over the
+  corruptions, ddof=0, the ± of the VoG paper's Table 1);
 * ``split=mean, seed=all``: the mean over corruptions of the seed means, its std over
-  corruptions, and the std over seeds of the per-seed corruption means;
+  corruptions, and the std over seeds (and interval) of the per-seed corruption means;
 * the same over the splits of one kind, ``split=mean:covariate`` and ``mean:semantic``, when a
   run has both kinds (near and far OoD are never blended unseen), and over the splits of one
   severity, ``split=mean@3``, for corruptions at several severities (``gaussian_noise@3``).
 
-Every mean over seeds has its 95% interval, ``<metric>_ci_low`` and ``_ci_high``: the t-interval
+Every mean over seeds has its 95% interval, ``ci_low`` and ``ci_high``: the t-interval
 over seeds, or where the seeds agree exactly (one seed, or a scorer that does not depend on the
 training seed, such as a detector on pixels) a bootstrap over examples (``bench.stats``). A split
 of corrupted copies of the test images (``ood_paired`` in the unit's meta: image i of the split is
@@ -34,21 +34,25 @@ import pandas as pd
 from bench.metrics import OOD_METRICS, ood_metrics
 from bench.stats import bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
 from bench.store import ScoreTable
+from bench.schema import BOOTSTRAP, PAIRED, STRATIFIED, TASK_KEYS
 from bench.tasks.rows import (
     BOOTSTRAP_SEED,
-    OVER_SEEDS,
+    BOOTSTRAPPED,
     ROW_COLUMNS,
-    aggregate,
+    STATISTICS_OVER_SEEDS,
+    Intervals,
     metric_rows,
+    over_seeds,
+    over_splits,
     scorer_scores,
     seed_free,
     unit_keys,
-    with_bootstrap_intervals,
 )
 
 TASK = "ood"
 IN_DISTRIBUTION = "test"
 COVARIATE = "covariate"  # the kind of an OoD split that does not say: a corruption of the test split
+POLICIES = dict.fromkeys(OOD_METRICS, BOOTSTRAPPED)
 
 
 def per_seed_rows(table: ScoreTable) -> list[dict]:
@@ -80,9 +84,9 @@ def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     return found
 
 
-def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """(split, scorer, metric) -> the bootstrap interval over examples, for every OoD split and mean of one unit,
-    for ``scorers``."""
+def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> Intervals:
+    """(split, scorer, metric) -> the bootstrap interval over examples and how it resampled, for every OoD split
+    and mean of one unit, for ``scorers``."""
     members = groups([table])
     paired = set(table.meta.get("ood_paired", ()))
     distributions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -96,13 +100,15 @@ def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> dic
                 labels = np.r_[np.zeros(len(inlier[spec]), bool), np.ones(len(outlier), bool)]
                 distributions[split, spec] = bootstrap_distribution(labels, np.r_[inlier[spec], outlier],
                                                                     resamples=resamples, seed=BOOTSTRAP_SEED)
+    kinds = {split: PAIRED if split in paired else STRATIFIED for split in table.meta["ood_splits"]}
     for label, splits in members.items():
+        kinds[label] = kinds[splits[0]] if len({kinds[split] for split in splits}) == 1 else BOOTSTRAP
         for spec in scorers & set(inlier):
             if all((split, spec) in distributions for split in splits):
                 distributions[label, spec] = {
                     metric: np.mean([distributions[split, spec][metric] for split in splits], axis=0)
                     for metric in OOD_METRICS}
-    return {(split, spec, metric): percentile_interval(values)
+    return {(split, spec, metric): (*percentile_interval(values), kinds[split])
             for (split, spec), by_metric in distributions.items() for metric, values in by_metric.items()}
 
 
@@ -112,16 +118,14 @@ def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure
         return per_seed
-    over_seeds = aggregate(per_seed, "seed", "all", "std_seeds", ddof=1)
-    parts = [per_seed, over_seeds]
-    for label, members in groups(tables).items():
-        over_splits = aggregate(per_seed[per_seed.split.isin(members)], "split", label, "std_corruptions", ddof=0)
-        seed_means = over_seeds[over_seeds.metric.isin(OOD_METRICS) & over_seeds.split.isin(members)]
-        split_means = over_splits[over_splits.metric.isin(OOD_METRICS)]
-        over_both = aggregate(split_means, "seed", "all", "std_seeds", ddof=1)
-        parts += [over_splits, aggregate(seed_means, "split", label, "std_corruptions", ddof=0),
-                  over_both[over_both.metric.str.endswith(OVER_SEEDS)]]
-    rows = pd.concat(parts, ignore_index=True)
     free = seed_free(per_seed)
-    return with_bootstrap_intervals(rows, split_intervals(tables[0], resamples, free)) if resamples and free else rows
-
+    bootstrapped = split_intervals(tables[0], resamples, free) if resamples and free else {}
+    seed_means = over_seeds(per_seed, POLICIES, free, bootstrapped)
+    parts = [per_seed, seed_means]
+    for label, members in groups(tables).items():
+        split_means = over_splits(per_seed[per_seed.split.isin(members)], label)
+        # over both: the mean over splits of the seed means, with the spread and interval of the split means over seeds
+        spread_over_seeds = over_seeds(split_means, POLICIES, free, bootstrapped)[[*TASK_KEYS, *STATISTICS_OVER_SEEDS]]
+        over_both = over_splits(seed_means[seed_means.split.isin(members)], label).drop(columns=STATISTICS_OVER_SEEDS)
+        parts += [split_means, over_both.merge(spread_over_seeds, on=TASK_KEYS, how="left")[ROW_COLUMNS]]
+    return pd.concat(parts, ignore_index=True)
