@@ -475,9 +475,9 @@ def command_list(args: argparse.Namespace) -> int:
 
         print("\n".join(available_datasets()))
     elif args.what == "models":
-        from bench.models import MODELS, model_plugins
+        from bench.models import available_models
 
-        print("\n".join([*MODELS, *model_plugins(), "module:callable"]))
+        print("\n".join([*available_models(), "module:callable"]))
     else:
         from bench.config import available_presets
 
