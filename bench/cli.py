@@ -311,7 +311,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def caveats(board: pd.DataFrame) -> dict[str, str]:
-    """What the results on each dataset of ``board`` do not measure, for the datasets that say (``dataset_loader``)."""
+    """What the results on each dataset of ``board`` do not measure, for the datasets that say (their loader's ``caveat``)."""
     from bench.data import dataset_caveat
 
     return {name: caveat for name in set(board.dataset) if (caveat := dataset_caveat(name))}

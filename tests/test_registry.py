@@ -311,9 +311,10 @@ def bench_imports() -> dict[str, set[str]]:
     return graph
 
 
-def test_no_module_of_bench_imports_a_package_that_imports_it_back():
-    """Imports run one way: a module may use its package's ``__init__`` only where that never leads back to it
-    (in bench/data, the loaders import bench.data.dataset, and bench/data/__init__.py only hands names on)."""
+def test_imports_in_bench_run_one_way():
+    """No circle of imports, however deep in a function an import stands; in particular no module imports a package
+    whose ``__init__`` imports it back (in bench/data, the loaders import bench.data.dataset, and
+    bench/data/__init__.py only hands names on)."""
     graph = bench_imports()
 
     def reached(start):
@@ -327,4 +328,5 @@ def test_no_module_of_bench_imports_a_package_that_imports_it_back():
     assert "bench.data" in graph["bench.runner"] and "bench.data.corruptions" in graph["bench.data.colour"]  # it reads
     back = sorted(f"{module} -> {package}" for module, imports in graph.items() for package in imports
                   if module.startswith(f"{package}.") and module in reached(package))
-    assert back == []
+    assert back == [], "a module imports its package, whose __init__ imports it back"
+    assert sorted(module for module in graph if module in reached(module)) == []

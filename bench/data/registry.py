@@ -35,7 +35,7 @@ def at_path(loader: Callable) -> PathLoader | None:
     return loader if len(inspect.signature(loader).parameters) == 2 else getattr(loader, "at", None)
 
 
-def loader(name: str, loaded: object) -> dict[str, Callable]:
+def as_loader(name: str, loaded: object) -> dict[str, Callable]:
     """What an entry point declares, where it is a loader of either form."""
     if not callable(loaded) or not (named(loaded) or at_path(loaded)):
         raise TypeError(f"{loaded!r} is not a function of the data roots, nor of a path and the roots")
@@ -43,8 +43,8 @@ def loader(name: str, loaded: object) -> dict[str, Callable]:
 
 
 DATASETS: Registry[Callable] = Registry(
-    "dataset", "bench.datasets", adopt=loader, known=lambda names: f"known: {', '.join(available_datasets())}, or module:callable for your own",
-    
+    "dataset", "bench.datasets", adopt=as_loader,
+    known=lambda names: f"known: {', '.join(available_datasets())}, or module:callable for your own",
     wanted="a function of the data roots returning a bench.data.Dataset")
 
 
