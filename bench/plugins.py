@@ -30,19 +30,20 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """The ``kind`` of plugin (``scorer``, ``dataset``, ``model``) declared under the entry-point group ``group``.
 
-    ``adopt(name, loaded)`` turns what an entry point (or a plugin file) loaded into the entries it adds, by name
-    (by default the entry point's name and the object itself); it may raise to refuse a plugin. ``entries`` is the
-    mapping that holds them, where another part of the harness fills it too (``bench.api.register``). ``known``
-    says, in the refusal of an unknown name, which names there are; ``wanted`` what a ``module:callable`` names.
+    ``known(names)`` says, in the refusal of an unknown name, which names there are. ``adopt(name, loaded)`` turns
+    what an entry point (or a plugin file) loaded into the entries it adds, by name (by default the entry point's
+    name and the object itself); it may raise to refuse a plugin. ``entries`` is the mapping that holds them, where
+    another part of the harness fills it too (``bench.api.register``). ``wanted`` says what a ``module:callable``
+    names, for the kinds that take one.
     """
 
-    def __init__(self, kind: str, group: str, *, adopt: Callable[[str, Any], Mapping[str, T]] | None = None,
-                 entries: dict[str, T] | None = None, known: Callable[[list[str]], str] | None = None,
+    def __init__(self, kind: str, group: str, *, known: Callable[[list[str]], str],
+                 adopt: Callable[[str, Any], Mapping[str, T]] | None = None, entries: dict[str, T] | None = None,
                  wanted: str = "") -> None:
         self.kind, self.group, self.wanted = kind, group, wanted
         self._adopt = adopt or (lambda name, loaded: {name: loaded})
         self._entries: dict[str, T] = {} if entries is None else entries
-        self._known = known or (lambda names: f"known: {', '.join(names)}")
+        self._known = known
         self._builtin: list[str] = []
         self._discovered = False
 

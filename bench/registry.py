@@ -1,11 +1,12 @@
 """Finding scorers, and building them from specs.
 
-Every scorer comes in the same way: through the entry-point group ``bench.scorers`` of an
-installed distribution (difficulty-bench declares its own ``scorers/`` modules there), or
-from a local file with ``--plugin path/to/file.py`` (``bench.plugins``). An entry point names a
-scorer class, or a module whose scorer classes are all registered. A plugin that fails to load
-is skipped with a warning. ``all`` means the built-in scorers, so that installing a plugin does not change what
-a plain ``bench run`` computes; a plugin runs when named. The spec grammar is ``bench.specs``.
+Every scorer comes in the same way (``bench.plugins``): through the entry-point group
+``bench.scorers`` of an installed distribution (difficulty-bench declares its own ``scorers/``
+modules there), or from a local file with ``--plugin path/to/file.py``. An entry point names a
+scorer class, or a module whose scorer classes are all taken. A plugin that fails to load is
+skipped with a warning. ``all`` means the built-in scorers, so that installing a plugin does not
+change what a plain ``bench run`` computes; a plugin runs when named. The spec grammar is
+``bench.specs``.
 """
 
 from __future__ import annotations
