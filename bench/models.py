@@ -3,9 +3,10 @@
 Every model is ``head(embed(x))`` with ``head`` a single linear layer, so the probe gets
 the penultimate embedding and the logits from one forward pass, and the last-layer
 gradient has a closed form. A model of the user's (``--model module:callable``, or an
-installed plugin of the entry-point group ``bench.models``) is any network whose last
-``nn.Linear`` gives its output; the harness finds that head and reads the embedding, its
-input, with a hook (``Wrapped``), and refuses a network it cannot split so.
+installed plugin of the entry-point group ``bench.models``, where the built-ins are declared
+too) is any network whose last ``nn.Linear`` gives its output; the harness finds that head
+and reads the embedding, its input, with a hook (``Wrapped``), and refuses a network it
+cannot split so.
 """
 
 from __future__ import annotations
