@@ -269,7 +269,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def caveats(board: pd.DataFrame) -> dict[str, str]:
-    """What the results on each dataset of ``board`` do not measure, for the datasets that say (``dataset_loader``)."""
+    """What the results on each dataset of ``board`` do not measure, for the datasets that say (their loader's ``caveat``)."""
     from bench.data import dataset_caveat
 
     return {name: caveat for name in set(board.dataset) if (caveat := dataset_caveat(name))}
@@ -434,9 +434,9 @@ def command_list(args: argparse.Namespace) -> int:
 
         print("\n".join(available_datasets()))
     elif args.what == "models":
-        from bench.models import MODELS, model_plugins
+        from bench.models import available_models
 
-        print("\n".join([*MODELS, *model_plugins(), "module:callable"]))
+        print("\n".join([*available_models(), "module:callable"]))
     else:
         from bench.config import available_presets
 

@@ -18,6 +18,7 @@ run keeps every finished unit.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -63,9 +64,24 @@ class LocalExecutor(Executor):
             yield seed, table
 
 
-def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int) -> ScoreTable:
-    from bench.runner import cpu_threads  # here, not above: bench.runner imports this module
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads and the BLAS and OpenMP pools of numpy, scipy and scikit-learn set to ``count`` for the
+    run, and restored after it (a notebook keeps its own): every one of them changes the floating-point sums."""
+    from threadpoolctl import threadpool_limits
 
+    import sklearn  # noqa: F401  (loads those pools: the limits reach only libraries already loaded)
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=count):
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int) -> ScoreTable:
     with cpu_threads(threads):
         scorer_specs(plan.config)  # registers the run's plugin files in this worker
         return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free)

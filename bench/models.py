@@ -3,29 +3,26 @@
 Every model is ``head(embed(x))`` with ``head`` a single linear layer, so the probe gets
 the penultimate embedding and the logits from one forward pass, and the last-layer
 gradient has a closed form. A model of the user's (``--model module:callable``, or an
-installed plugin of the entry-point group ``bench.models``) is any network whose last
-``nn.Linear`` gives its output; the harness finds that head and reads the embedding, its
-input, with a hook (``Wrapped``), and refuses a network it cannot split so.
+installed plugin of the entry-point group ``bench.models``, where the built-ins are declared
+too) is any network whose last ``nn.Linear`` gives its output; the harness finds that head
+and reads the embedding, its input, with a hook (``Wrapped``), and refuses a network it
+cannot split so.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
-import importlib.util
 import inspect
 import math
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-from bench.entry_points import load_entry_points
 from bench.errors import BenchError
+from bench.plugins import Registry
 
 
 class _InputGradientConvolution(torch.autograd.Function):
@@ -251,20 +248,16 @@ def as_classifier(network: nn.Module, input_shape: tuple[int, ...], n_classes: i
     return model
 
 
-MODELS = {"mlp": MLP, "lenet": LeNet5, "resnet20": resnet20, "resnet18": resnet18}
-ENTRY_POINT_GROUP = "bench.models"
 Factory = Callable[[tuple[int, ...], int], nn.Module]
-
-
-@functools.cache
-def model_plugins() -> dict[str, Factory]:
-    """The factories of the installed model plugins, by name."""
-    found: dict[str, Factory] = {}
-    load_entry_points(ENTRY_POINT_GROUP, "model", lambda entry_point, factory: found.__setitem__(entry_point.name, factory))
-    return found
-
-
+MODELS: Registry[Factory] = Registry(
+    "model", "bench.models", known=lambda names: f"known: {', '.join(sorted(names))}, or module:callable for your own",
+    wanted="a function of (input_shape, n_classes) returning an nn.Module")
 _in_process: dict[str, Factory] = {}  # factories handed over in Python (``model_name``), by name
+
+
+def available_models() -> list[str]:
+    """The names of the built-in models and of those of installed plugins (entry-point group ``bench.models``), sorted."""
+    return sorted(MODELS.entries())
 
 
 def model_name(factory: Factory) -> str:
@@ -286,63 +279,12 @@ def code_digest(factory: Callable) -> str:
     return hashlib.sha256(code.encode()).hexdigest()[:8]
 
 
-def import_here_too(name: str):
-    """``importlib.import_module(name)``, looking in the current folder too for a top-level module Python's path
-    lacks, as ``python -m`` and ``module:app`` servers (uvicorn, gunicorn) do: the folder is appended to
-    ``sys.path``, so it never shadows an installed module."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        here = str(Path.cwd())
-        if error.name != name.partition(".")[0] or here in sys.path:
-            raise
-        sys.path.append(here)
-        importlib.invalidate_caches()
-        return importlib.import_module(name)
-
-
 @functools.cache
 def model_factory(name: str) -> Factory:
-    """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in, a ``module:callable`` (or
-    ``path/to/file.py:callable``) or an installed model plugin (entry-point group ``bench.models``);
-    found once per process, so a user's file is executed once, not once per unit."""
-    if name in MODELS:
-        return MODELS[name]
-    if name in _in_process:
-        return _in_process[name]
-    module_name, sep, attribute = name.rpartition(":")
-    if sep:
-        try:
-            if module_name.endswith(".py"):
-                spec = importlib.util.spec_from_file_location(f"bench_model_{Path(module_name).stem}", module_name)
-                if spec is None or not Path(module_name).is_file():
-                    raise FileNotFoundError(f"no file {module_name}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-            else:
-                module = import_here_too(module_name)
-            factory = getattr(module, attribute)
-        except ModuleNotFoundError as error:
-            missing = error.name or module_name
-            if module_name != missing and not module_name.startswith(f"{missing}."):  # found; what it imports is not
-                raise BenchError(f"model {name!r} could not be loaded: {module_name} imports {missing}, which is "
-                                 "not installed; install it") from None
-            raise BenchError(f"model {name!r}: no module {missing} on Python's path (PYTHONPATH) nor in the current "
-                             f"folder {Path.cwd()}; run bench where it is, add its folder to PYTHONPATH "
-                             "(PYTHONPATH=path/to/folder bench run ...), or give the file: "
-                             f"path/to/{module_name.replace('.', '/')}.py:{attribute}") from None
-        except Exception as error:  # the user's code
-            raise BenchError(f"model {name!r} could not be loaded ({type(error).__name__}: {error}); give "
-                             "module:callable or path/to/file.py:callable, a function of (input_shape, n_classes) "
-                             "returning an nn.Module") from None
-        if not callable(factory):
-            raise BenchError(f"model {name!r}: {attribute} is not callable; give a function of (input_shape, n_classes)")
-        return factory
-    plugins = model_plugins()
-    if name in plugins:
-        return plugins[name]
-    known = [*MODELS, *plugins]
-    raise BenchError(f"unknown model {name!r}; known: {', '.join(known)}, or module:callable for your own")
+    """The factory ``(input_shape, n_classes) -> nn.Module`` of a built-in or an installed model plugin (entry-point
+    group ``bench.models``), a ``module:callable`` or a ``path/to/file.py:callable``; found once per process, so a
+    user's file is executed once, not once per unit."""
+    return _in_process[name] if name in _in_process else MODELS.get(name)
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int,

@@ -7,22 +7,20 @@ as soon as it finishes, so a killed run started again redoes only the unfinished
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from bench.config import RunConfig, digest, load_toml
 from bench.data import Dataset, load_dataset, with_corruptions_only, with_semantic_ood, with_training_set
 from bench.errors import BenchError
-from bench.executors import executor, model_free_columns
+from bench.executors import cpu_threads, executor, model_free_columns
 from bench.files import write_atomically
 from bench.leaderboard import attach_provenance, read_csv, write_csv
 from bench.models import build_model, model_factory, resolve_device
@@ -30,23 +28,6 @@ from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
 from bench.store import Reused, ScoreTable, Store, readable
 from bench.tasks import evaluate
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int) -> Iterator[None]:
-    """torch's CPU threads and the BLAS and OpenMP pools of numpy, scipy and scikit-learn set to ``count`` for the
-    run, and restored after it (a notebook keeps its own): every one of them changes the floating-point sums."""
-    from threadpoolctl import threadpool_limits
-
-    import sklearn  # noqa: F401  (loads those pools: the limits reach only libraries already loaded)
-
-    before = torch.get_num_threads()
-    with threadpool_limits(limits=count):
-        torch.set_num_threads(count)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def usable_cores() -> int:

@@ -41,13 +41,15 @@ def without_costs(board):
 
 
 @pytest.fixture
-def isolated_registry(monkeypatch):
+def isolated_registry():
     """Scorers registered inside the test are forgotten after it."""
     from bench import api, registry
 
     registry.available()
-    monkeypatch.setattr(api, "registered", dict(api.registered))
-    monkeypatch.setattr(registry, "registered", api.registered)
+    saved = dict(api.registered)
+    yield
+    api.registered.clear()
+    api.registered.update(saved)
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +57,8 @@ def empty_data_roots(monkeypatch, tmp_path_factory):
     """The data roots a test sees by default, ``BENCH_DATA`` and the project's ``datasets/``, point at an empty
     folder: what `bench data fetch` put on this machine must not change what a test finds. A test that needs
     files passes ``--data-dir`` (searched first), or sets these again."""
-    import bench.data
+    import bench.data.dataset
 
     empty = tmp_path_factory.mktemp("data-roots")
-    monkeypatch.setattr(bench.data, "PROJECT_DATA", empty)
+    monkeypatch.setattr(bench.data.dataset, "PROJECT_DATA", empty)
     monkeypatch.setenv("BENCH_DATA", str(empty))

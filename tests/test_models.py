@@ -86,7 +86,7 @@ def test_models_the_harness_cannot_split_are_refused_with_what_it_needs(networks
 
     with pytest.raises(BenchError, match=message.replace("(", r"\(")):
         build_model(f"{networks}:{name}", (3, 32, 32), 5)
-    with pytest.raises(BenchError, match="unknown model 'resnet-50'; known: mlp, lenet"):
+    with pytest.raises(BenchError, match=r"unknown model 'resnet-50'; did you mean resnet20 or resnet18 .*known: lenet, mlp"):
         build_model("resnet-50", (3, 32, 32), 5)
 
 
@@ -116,12 +116,12 @@ def test_models_from_other_packages_come_through_their_entry_points(tmp_path):
     (tmp_path / "tiny_models.py").write_text(
         "from torch import nn\ndef tiny(input_shape, n_classes):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, n_classes))\n")
-    script = ("from bench.models import build_model, model_plugins\n"
-              "print(sorted(model_plugins()), build_model('tiny', (4,), 2).head.out_features)\n")
+    script = ("from bench.models import available_models, build_model\n"
+              "print(available_models(), build_model('tiny', (4,), 2).head.out_features)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert "['tiny'] 2" in result.stdout
+    assert "['lenet', 'mlp', 'resnet18', 'resnet20', 'tiny'] 2" in result.stdout
 
 
 def test_the_resnets_have_the_parameter_counts_of_their_papers_by_hand():

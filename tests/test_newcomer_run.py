@@ -235,7 +235,7 @@ def test_an_installed_scorer_plugin_is_not_part_of_all(tmp_path):
 
 def test_the_tests_see_empty_data_roots_whatever_bench_data_fetch_put_on_this_machine():
     """tests/conftest.py points BENCH_DATA and the project's datasets/ at an empty folder for every test."""
-    from bench.data import PROJECT_DATA, data_roots
+    from bench.data.dataset import PROJECT_DATA, data_roots
 
     [root] = data_roots()
     assert root == PROJECT_DATA == Path(os.environ["BENCH_DATA"]) and not any(root.iterdir())

@@ -1,5 +1,6 @@
 """The registry and the three ways in: built-in modules, entry points of installed distributions, plugin files."""
 
+import ast
 import importlib.metadata
 import json
 import os
@@ -184,3 +185,148 @@ def test_all_means_the_builtin_scorers_and_a_plugin_runs_when_named(isolated_reg
     assert "vog" in registry.builtin()
     assert "max-logit" not in scorer_specs(RunConfig(scorers=["all"]))
     assert scorer_specs(RunConfig(scorers=["all", "max-logit"]))[-1] == "max-logit"
+
+
+# ---------- one registry mechanism for scorers, datasets and models ----------
+
+TINY = '''
+import numpy as np
+from torch import nn
+from bench.data.arrays import from_arrays
+
+def tiny_data(roots):
+    x = np.arange(4 * 25, dtype=np.uint8).reshape(4, 5, 5)
+    return from_arrays("tiny", x, np.arange(4) % 2, x, np.arange(4) % 2)
+
+def tiny_net(input_shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(25, 3), nn.ReLU(), nn.Linear(3, n_classes))
+'''
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """``install(entry_points)`` puts a distribution's metadata (``entry_points.txt``, INI text) and the module
+    ``tiny_plugin`` (``TINY``) on Python's path, as pip would, and has the dataset and model registries look again."""
+    from bench.data.registry import DATASETS
+    from bench.models import MODELS
+
+    def install(entry_points: str) -> None:
+        dist = tmp_path / "tiny_plugin-0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(entry_points)
+        (tmp_path / "tiny_plugin.py").write_text(TINY)
+        monkeypatch.syspath_prepend(tmp_path)
+        for kind in (DATASETS, MODELS):
+            monkeypatch.setattr(kind, "_entries", {})
+            monkeypatch.setattr(kind, "_builtin", [])
+            monkeypatch.setattr(kind, "_discovered", False)
+
+    yield install
+    sys.modules.pop("tiny_plugin", None)
+
+
+def test_a_dataset_and_a_model_of_an_installed_package_come_through_their_entry_points(installed):
+    from bench.data import available_datasets, load_dataset
+    from bench.models import MODELS, available_models, build_model
+
+    installed("[bench.datasets]\ntiny-data = tiny_plugin:tiny_data\n[bench.models]\ntiny-net = tiny_plugin:tiny_net\n")
+    assert {"tiny-data", "digits-c", "npz:PATH"} <= set(available_datasets())
+    assert {"tiny-net", "mlp", "lenet"} <= set(available_models())
+    assert "tiny-net" not in MODELS.builtin() and "mlp" in MODELS.builtin()  # difficulty-bench's own entry points
+    dataset = load_dataset("tiny-data")
+    assert (dataset.name, dataset.n_classes, dataset.input_shape) == ("tiny", 2, (1, 5, 5))
+    assert build_model("tiny-net", dataset.input_shape, 2).head.out_features == 2
+
+
+def test_a_plugin_that_takes_a_builtin_name_or_does_not_load_is_skipped_with_a_warning(installed):
+    from bench.models import available_models, build_model
+
+    installed("[bench.models]\nmlp = tiny_plugin:tiny_net\nbroken = tiny_plugin:absent\n")
+    with pytest.warns(UserWarning) as caught:
+        names = available_models()
+    messages = sorted(str(warning.message) for warning in caught)
+    assert len(messages) == 2 and "'broken'" in messages[0] and "AttributeError" in messages[0]
+    assert "'mlp'" in messages[1] and "the name 'mlp' is taken by another model" in messages[1]
+    assert "broken" not in names and type(build_model("mlp", (1, 5, 5), 2)).__name__ == "MLP"  # the built-in stays
+
+
+def test_a_dataset_and_a_model_from_one_plugin_file_are_loaded_by_the_same_loader(tmp_path):
+    from bench.data import load_dataset
+    from bench.data.registry import DATASETS
+    from bench.models import build_model, model_factory
+
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(TINY)
+    dataset = load_dataset(f"{plugin}:tiny_data")
+    assert dataset.name == "tiny" and len(dataset.train) == 4
+    model = build_model(f"{plugin}:tiny_net", dataset.input_shape, 2)
+    assert model.head.in_features == 3
+    modules = {DATASETS.reference(f"{plugin}:tiny_data").__module__, model_factory(f"{plugin}:tiny_net").__module__}
+    assert modules == {"bench_plugin_mine"}
+
+
+def test_a_plugin_file_that_fails_names_its_line_for_every_kind(tmp_path, isolated_registry):
+    from bench.data import load_dataset
+    from bench.models import build_model
+
+    plugin = tmp_path / "bad.py"
+    plugin.write_text("import math\n\nmath.sqrt(-1)\n")
+    expected = r"could not be imported \(ValueError at line 3: math domain error\); fix it"
+    with pytest.raises(BenchError, match=rf"dataset '{re.escape(str(plugin))}:x' could not be loaded: .*{expected}"):
+        load_dataset(f"{plugin}:x")
+    with pytest.raises(BenchError, match=rf"model '{re.escape(str(plugin))}:x' could not be loaded: .*{expected}"):
+        build_model(f"{plugin}:x", (1, 5, 5), 2)
+    with pytest.raises(BenchError, match=expected):
+        registry.load_plugin_file(plugin)
+
+
+def test_an_unknown_name_of_any_kind_is_refused_with_the_closest_ones():
+    from bench.data import load_dataset
+    from bench.models import build_model
+
+    with pytest.raises(BenchError, match=r"unknown dataset 'mnist-cc'; did you mean mnist-c"):
+        load_dataset("mnist-cc")
+    with pytest.raises(BenchError, match=r"unknown dataset 'npx:data.npz'; did you mean npz"):
+        load_dataset("npx:data.npz")  # a mistyped NAME:PATH, not a module:callable
+    with pytest.raises(BenchError, match=r"unknown model 'lenett'; did you mean lenet"):
+        build_model("lenett", (1, 28, 28), 10)
+
+
+def bench_imports() -> dict[str, set[str]]:
+    """Every module of bench/ -> the modules of bench/ it names in an import, at any depth of its code (a function's
+    imports too). ``from P import x`` names the module P.x where x is one, else P itself (its ``__init__``)."""
+    files = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+             for path in (ROOT / "bench").rglob("*.py")}
+    graph = {}
+    for module, path in files.items():
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                submodules = {f"{node.module}.{alias.name}" for alias in node.names} & files.keys()
+                named |= submodules if len(submodules) == len(node.names) else submodules | {node.module}
+        graph[module] = (named & files.keys()) - {module}
+    return graph
+
+
+def test_imports_in_bench_run_one_way():
+    """No circle of imports, however deep in a function an import stands; in particular no module imports a package
+    whose ``__init__`` imports it back (in bench/data, the loaders import bench.data.dataset, and
+    bench/data/__init__.py only hands names on)."""
+    graph = bench_imports()
+
+    def reached(start):
+        seen, todo = set(), [start]
+        while todo:
+            for module in graph[todo.pop()] - seen:
+                seen.add(module)
+                todo.append(module)
+        return seen
+
+    assert "bench.data" in graph["bench.runner"] and "bench.data.corruptions" in graph["bench.data.colour"]  # it reads
+    back = sorted(f"{module} -> {package}" for module, imports in graph.items() for package in imports
+                  if module.startswith(f"{package}.") and module in reached(package))
+    assert back == [], "a module imports its package, whose __init__ imports it back"
+    assert sorted(module for module in graph if module in reached(module)) == []

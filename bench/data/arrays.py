@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_prefix, with_ood_splits
+from bench.data.dataset import Dataset, Split, with_ood_splits
 from bench.errors import BenchError
 
 LAYOUTS = ("nhwc", "nchw")
@@ -177,7 +177,6 @@ def from_torch(name: str, train: Any, test: Any, ood: dict[str, Any] | None = No
                        {s: y for s, (_, y) in ood_items.items()}, classes, layout)
 
 
-@dataset_prefix("npz-c")
 def load_npz_c(path: Path, roots: list[Path]) -> Dataset:
     """``npz-c:PATH``: the npz dataset with the corrupted copies of its test split added (see ``with_corruptions``)."""
     return with_corruptions(load_npz(path, roots), roots)
@@ -193,7 +192,6 @@ def with_corruptions(dataset: Dataset, roots: list[Path]) -> Dataset:
     return dataclasses.replace(combined, name=f"{dataset.name}-c")
 
 
-@dataset_prefix("npz")
 def load_npz(path: Path, roots: list[Path]) -> Dataset:
     """``npz:PATH``: the arrays of the module docstring, named after the file."""
     if not path.is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_loader
+from bench.data.dataset import Dataset, Split
 
 CENTRE = 1.5  # the blobs' distance from the boundary, in standard deviations
 SIZE = 500  # points per split
@@ -30,7 +30,6 @@ def blobs(n: int, rng: np.random.Generator) -> Split:
                  boundary_distance=np.abs(points[:, 0].astype(np.float32)).astype(np.float64))
 
 
-@dataset_loader("two-blobs")
 def load_two_blobs(roots: list[Path] | None = None) -> Dataset:
     rng = np.random.default_rng(SEED)
     train, test = blobs(SIZE, rng), blobs(SIZE, rng)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_loader, dataset_prefix
+from bench.data.dataset import Dataset, Split
 from bench.data.arrays import content_digest
 from bench.data.corrupted import lazy_corrupted_splits, lazy_severities
 from bench.errors import BenchError
@@ -169,12 +169,21 @@ def in_roots(roots: list[Path], layout: Layout) -> Path:
                      "(or --data-dir), or give its path as PREFIX:PATH")
 
 
-def register(name: str, layout: Layout) -> None:
-    """``name`` (found in the data roots) and ``name:PATH``."""
-    dataset_loader(name)(lambda roots: load(in_roots(roots, layout), roots, layout, name))
-    dataset_prefix(name)(lambda path, roots: load(path, roots, layout, name))
+@dataclass(frozen=True)
+class Release:
+    """The loader of one CIFAR release: called with the data roots, it finds the archive or folder there; ``at``
+    reads the one at a given path (``cifar10:PATH``)."""
+
+    name: str
+    layout: Layout
+
+    def __call__(self, roots: list[Path]) -> Dataset:
+        return load(in_roots(roots, self.layout), roots, self.layout, self.name)
+
+    def at(self, path: Path, roots: list[Path]) -> Dataset:
+        return load(path, roots, self.layout, self.name)
 
 
-register("cifar10", CIFAR10)
-register("cifar100", CIFAR100)
-register("cifar100-coarse", CIFAR100_COARSE)
+cifar10 = Release("cifar10", CIFAR10)
+cifar100 = Release("cifar100", CIFAR100)
+cifar100_coarse = Release("cifar100-coarse", CIFAR100_COARSE)

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import bench
-from bench.data import LazySplits, Split
+from bench.data.dataset import LazySplits, Split
 from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from bench.data import Dataset, Split, dataset_loader
+from bench.data.dataset import Dataset, Split
 from bench.data.corruptions import CORRUPTIONS, corrupt
 
 SPLIT_SEED = 0  # the train/test split and the corruptions are fixed, like a published dataset
@@ -34,7 +34,6 @@ CAVEAT = ("digits-c's clean images are upsampled 8x8 digits: before rounding the
           "digits-c exercises the pipeline quickly. Use mnist-c for OoD results.")
 
 
-@dataset_loader("digits-c", caveat=CAVEAT)
 def load_digits_c(roots: list[Path] | None = None) -> Dataset:
     import sklearn
     from sklearn.datasets import load_digits
@@ -49,3 +48,6 @@ def load_digits_c(roots: list[Path] | None = None) -> Dataset:
     ood = {name: Split(corrupt(test_x, name, SPLIT_SEED), test_y, paired_with_test=True) for name in CORRUPTIONS}
     source = f"scikit-learn {sklearn.__version__} digits; corruptions generated in memory (seed {SPLIT_SEED})"
     return Dataset("digits-c", 10, Split(train_x, train_y), Split(test_x, test_y), ood, source=source)
+
+
+load_digits_c.caveat = CAVEAT  # printed with every table of results on digits-c

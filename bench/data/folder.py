@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, dataset_prefix
+from bench.data.dataset import Dataset
 from bench.data.arrays import from_arrays, with_corruptions
 from bench.errors import BenchError
 
@@ -79,7 +79,6 @@ def _split(folder: Path, classes: list[str] | None) -> tuple[list[np.ndarray], l
     return images, labels, classes
 
 
-@dataset_prefix("folder")
 def load_folder(path: Path, roots: list[Path]) -> Dataset:
     """The train and test splits of an image folder, named after it."""
     if not path.is_dir():
@@ -95,7 +94,6 @@ def load_folder(path: Path, roots: list[Path]) -> Dataset:
                        classes=classes, layout="nhwc" if train.ndim == 4 else None, origin=f"image folder {path.resolve().name}")
 
 
-@dataset_prefix("folder-c")
 def load_folder_c(path: Path, roots: list[Path]) -> Dataset:
     """``folder-c:PATH``: the image folder with the corrupted copies of its test split added."""
     return with_corruptions(load_folder(path, roots), roots)

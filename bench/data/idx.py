@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, Split, dataset_prefix
+from bench.data.dataset import Dataset, Split
 from bench.errors import BenchError
 
 IDX_FILES = {
@@ -91,7 +91,6 @@ def read_idx_folder(folder: Path) -> tuple[Split, Split]:
     return splits[0], splits[1]
 
 
-@dataset_prefix("idx")
 def load_idx_dataset(folder: Path, roots: list[Path]) -> Dataset:
     """A folder of idx files as a dataset named after the folder, with its corrupted test splits (made when first used)."""
     from bench.data.corrupted import fingerprint, lazy_corrupted_splits

@@ -16,7 +16,7 @@ from pathlib import Path
 import pooch
 import requests
 
-from bench.data import Dataset, Split, dataset_loader
+from bench.data.dataset import Dataset, Split
 from bench.data.corrupted import candidate_folders, lazy_corrupted_splits, read_corrupted
 from bench.data.idx import IDX_FILES, read_idx, read_idx_folder
 from bench.errors import BenchError
@@ -97,13 +97,11 @@ def read_mnist(roots: list[Path]) -> tuple[Split, Split]:
     return read_idx_folder(folder)
 
 
-@dataset_loader("mnist")
 def load_mnist(roots: list[Path]) -> Dataset:
     train, test = read_mnist(roots)
     return Dataset("mnist", 10, train, test, {}, source="MNIST (MD5-verified)")
 
 
-@dataset_loader("mnist-c")
 def load_mnist_c(roots: list[Path]) -> Dataset:
     train, test = read_mnist(roots)
     ood, source = lazy_corrupted_splits("mnist", test, roots)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Dataset, dataset_loader
+from bench.data.dataset import Dataset
 from bench.data.arrays import from_arrays, with_corruptions
 
 SIDE = 32
@@ -77,17 +77,14 @@ def _patches(name: str, photos: dict[str, tuple[str, str]], mode: str, train: in
                               f"seed {SEED}")
 
 
-@dataset_loader("patches")
 def load_patches(roots: list[Path]) -> Dataset:
     return _patches("patches", PHOTOS, "RGB", train=120, test=40)
 
 
-@dataset_loader("patches-c")
 def load_patches_c(roots: list[Path]) -> Dataset:
     """``patches`` with its test split under the CIFAR-10-C corruptions at 5 severities (generated once)."""
     return with_corruptions(load_patches(roots), roots)
 
 
-@dataset_loader("textures")
 def load_textures(roots: list[Path]) -> Dataset:
     return _patches("textures", TEXTURES, "L", train=60, test=40)

@@ -1,0 +1,220 @@
+"""What a dataset is to the harness: a training split, a clean test split and OoD splits, and the
+changes a run makes to one (label noise, a smaller training split, other datasets as OoD splits).
+
+A dataset is fixed for a given name: the corrupted copies and the label noise do not change
+with the run's seed, only training does, as with the static MNIST-C files.
+
+Files are looked up in the data roots, in order: ``--data-dir``, the ``BENCH_DATA``
+environment variable, then ``datasets/`` at the project root. Files that bench creates
+(downloads, generated corruptions) go to the first of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bench.errors import BenchError
+
+PROJECT_DATA = Path(__file__).resolve().parents[2] / "datasets"
+LABEL_NOISE_SEED = 0
+STATISTICS_CHUNK = 4096  # images converted to float64 at once for the channel statistics
+
+
+@dataclass(frozen=True)
+class Split:
+    """Examples of one split. ``inputs`` of dtype uint8 are pixel intensities in [0, 255]."""
+
+    inputs: np.ndarray  # (n, h, w) for one channel, (n, c, h, w) for several
+    labels: np.ndarray  # (n,) int64; -1 where the label is unknown (an OoD split of another dataset)
+    noisy: np.ndarray | None = None  # (n,) bool, True where label noise changed the label
+    boundary_distance: np.ndarray | None = None  # (n,) distance to the Bayes boundary, where the data's generator knows it
+    paired_with_test: bool = False  # image i is the test split's image i corrupted: the two are resampled together
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.labels):
+            raise ValueError(f"split has {len(self.inputs)} inputs but {len(self.labels)} labels")
+        if self.boundary_distance is not None and len(self.boundary_distance) != len(self.labels):
+            raise ValueError(f"split has {len(self.labels)} labels but {len(self.boundary_distance)} boundary distances")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class LazySplits(Mapping[str, Split]):
+    """OoD splits whose arrays are read or generated when first used, a group at a time, then kept.
+
+    ``groups`` maps a group to the names of its splits and ``make(group)`` returns them (a colour
+    corruption's 5 severities come from one file): a dataset used for its test split alone (``--ood``),
+    or for some of its corruptions, never reads or generates the others.
+    """
+
+    def __init__(self, groups: Mapping[str, Sequence[str]], make: Callable[[str], Mapping[str, Split]]) -> None:
+        self._group = {split: group for group, splits in groups.items() for split in splits}
+        self._make = make
+        self._made: dict[str, Split] = {}
+
+    def __getitem__(self, split: str) -> Split:
+        if split not in self._made:
+            self._made.update(self._make(self._group[split]))
+        return self._made[split]
+
+    def __contains__(self, split: object) -> bool:
+        return split in self._group  # Mapping's would make the split to find out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._group)
+
+    def __len__(self) -> int:
+        return len(self._group)
+
+
+def lazy_view(owners: Mapping[str, Mapping[str, Split]]) -> LazySplits:
+    """The splits named in ``owners`` (split -> the mapping that holds it), each taken from its mapping when first used."""
+    return LazySplits({split: (split,) for split in owners}, functools.partial(_taken_from, dict(owners)))
+
+
+def _taken_from(owners: dict[str, Mapping[str, Split]], split: str) -> dict[str, Split]:
+    return {split: owners[split][split]}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    n_classes: int
+    train: Split
+    test: Split  # clean, in-distribution
+    ood: Mapping[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset); may be a LazySplits
+    source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
+    classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
+    ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> "covariate" (the default) or "semantic"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one model input; grayscale images get a channel axis."""
+        shape = self.train.inputs.shape[1:]
+        return (1, *shape) if len(shape) == 2 else shape
+
+    def splits(self) -> dict[str, Split]:
+        """Every scored split by name: train, test, then the OoD splits."""
+        return {"train": self.train, "test": self.test, **self.ood}
+
+    def channel_statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and (population) standard deviation of the training images, on the scale the
+        model sees (uint8 pixels / 255): the input normalisation of ``normalize = true``."""
+        images = self.train.inputs
+        images = images[:, None] if images.ndim == 3 else images
+        total, squares = np.zeros(images.shape[1]), np.zeros(images.shape[1])
+        for start in range(0, len(images), STATISTICS_CHUNK):  # float64 a chunk at a time, not a copy of the split
+            chunk = images[start:start + STATISTICS_CHUNK].astype(np.float64)
+            total += chunk.sum(axis=(0, 2, 3))
+            squares += np.square(chunk).sum(axis=(0, 2, 3))
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        scale = 255.0 if images.dtype == np.uint8 else 1.0
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        return (mean / scale).tolist(), (std / scale).tolist()
+
+
+def data_roots(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for data, in order; the first one receives what bench writes."""
+    roots = [Path(data_dir)] if data_dir else []
+    if os.environ.get("BENCH_DATA"):
+        roots.append(Path(os.environ["BENCH_DATA"]))
+    roots.append(PROJECT_DATA if PROJECT_DATA.is_dir() else Path.cwd() / "datasets")
+    return list(dict.fromkeys(roots))
+
+
+def to_channels(inputs: np.ndarray, channels: int) -> np.ndarray:
+    """Images with 1 or 3 channels as ``channels`` channels: gray repeated into RGB, or RGB to its
+    luma (ITU-R 601, 0.299 R + 0.587 G + 0.114 B, as Pillow's ``convert("L")``)."""
+    have = 1 if inputs.ndim == 3 else inputs.shape[1]
+    if have == channels:
+        return inputs
+    if channels == 3:
+        return np.repeat(inputs[:, None], 3, axis=1)
+    luma = np.tensordot(inputs.astype(np.float64), [0.299, 0.587, 0.114], axes=([1], [0]))
+    return np.rint(luma).astype(np.uint8) if inputs.dtype == np.uint8 else luma.astype(inputs.dtype)
+
+
+def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, source: str, what: str) -> Dataset:
+    """``dataset`` with ``splits`` added as OoD splits of ``kind`` and ``source`` added to its provenance;
+    a split name it already has is refused (``what`` says where the new splits come from)."""
+    taken = sorted(set(splits) & {"train", "test", *dataset.ood})
+    if taken:
+        raise BenchError(f"{what}: {dataset.name} already has a split of that name ({taken[0]}); rename one of them")
+    owners = {**dict.fromkeys(dataset.ood, dataset.ood), **dict.fromkeys(splits, splits)}  # nothing read here
+    return dataclasses.replace(dataset, ood=lazy_view(owners),
+                               ood_kinds={**dataset.ood_kinds, **dict.fromkeys(splits, kind)},
+                               source=f"{dataset.source}; {source}")
+
+
+def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
+    """Add the test split of each of ``others`` as an OoD split named after it, of kind ``semantic``.
+
+    Channels are converted by ``to_channels``; image sizes and pixel types must match, and an
+    image of another size is refused rather than resized. Their labels are unknown (-1).
+    """
+    shape = dataset.test.inputs.shape[1:]
+    channels = 1 if len(shape) == 2 else shape[0]
+    for other in others:
+        images = other.test.inputs
+        if images.shape[-2:] != shape[-2:]:
+            raise BenchError(f"--ood {other.name}: its images are {'x'.join(map(str, images.shape[-2:]))} but those of "
+                             f"{dataset.name} {'x'.join(map(str, shape[-2:]))}; an OoD dataset must have the same image size "
+                             "(resize it first: images are never resized silently)")
+        if (images.dtype == np.uint8) != (dataset.test.inputs.dtype == np.uint8):
+            raise BenchError(f"--ood {other.name}: its pixels are {images.dtype} but those of {dataset.name} "
+                             f"{dataset.test.inputs.dtype}; give both as uint8 or both as floats")
+        split = Split(to_channels(images, channels), np.full(len(images), -1))
+        dataset = with_ood_splits(dataset, {other.name: split}, "semantic",
+                                  f"semantic OoD {other.name}: {other.source}", f"--ood {other.name}")
+    return dataset
+
+
+def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_SEED) -> Dataset:
+    """Shuffle the labels of a random ``fraction`` of the training examples among themselves.
+
+    This is the VoG paper's Sec. 4.1 protocol. An example whose shuffled label happens to
+    equal its own is not counted as noisy: ``noisy`` marks the labels that are wrong.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise BenchError(f"label noise {fraction} is outside [0, 1); give the fraction of training labels to shuffle, e.g. 0.2")
+    if fraction == 0.0:
+        return dataset
+    rng = np.random.default_rng(seed)
+    labels = dataset.train.labels.copy()
+    chosen = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
+    labels[chosen] = labels[rng.permutation(chosen)]
+    train = dataclasses.replace(dataset.train, labels=labels, noisy=labels != dataset.train.labels)
+    return dataclasses.replace(dataset, name=f"{dataset.name}[label_noise={fraction}]", train=train,
+                               source=f"{dataset.source}; label noise {fraction} (seed {seed})")
+
+
+def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
+    """``dataset`` with ``size`` of its training examples, drawn per class in proportion to the class's share
+    (scikit-learn's stratified split, seed ``seed``), in their original order; all of them for 0."""
+    if not size or size >= len(dataset.train.labels):
+        return dataset
+    from sklearn.model_selection import train_test_split
+
+    labels = dataset.train.labels
+    kept, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    kept = np.sort(kept)
+    distance = dataset.train.boundary_distance
+    train = Split(dataset.train.inputs[kept], labels[kept], boundary_distance=None if distance is None else distance[kept])
+    return dataclasses.replace(dataset, name=f"{dataset.name}[train_size={size}]", train=train,
+                               source=f"{dataset.source}; {size} training examples (stratified, seed {seed})")
+
+
+def with_training_set(dataset: Dataset, train_size: int, label_noise: float) -> Dataset:
+    """The training split a run trains on: ``train_size`` examples of it (all for 0), then ``label_noise`` of
+    their labels shuffled, so that the noise does not depend on which examples the subset keeps out."""
+    return with_label_noise(with_train_size(dataset, train_size), label_noise)
