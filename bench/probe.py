@@ -150,7 +150,7 @@ class Probe:
         for scorer in self.scorers:  # the reused too: the unit's meta lists the epochs each one observed
             observed = self._guard([scorer.spec], observed_checkpoints, scorer, schedule)
             self.observed[scorer.spec] = frozenset() if observed is None else observed
-        for scorer in self.todo:
+        for scorer in self.todo:  # needs that name no signal fail their scorer alone
             self._guard([scorer.spec], needs_of, scorer)
         self.hosts = make_hosts([s for s in self.todo if s.spec not in self.failures], self.observed, self.state_dtype)
         with evaluating(model):

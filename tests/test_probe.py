@@ -42,6 +42,14 @@ def test_probe_computes_only_the_signals_scorers_need(two_blobs):
     assert spy.seen_signals == {LOGITS}  # logits come with every forward pass; no gradient, no embedding
 
 
+def test_needs_may_be_signal_names_and_a_name_of_no_signal_fails_its_scorer_alone(two_blobs):
+    inputs, labels = two_blobs
+    named, wrong = Spy(needs={"logits"}), Spy(needs={"logit"}, last_only=True)
+    table, probe = train_and_probe(inputs, labels, [named, wrong], epochs=2)
+    assert named.seen_signals == {LOGITS} and "spy" in table["train"]
+    assert "'logit' is not a signal" in probe.failures[wrong.spec] and wrong.spec not in table["train"]
+
+
 def test_scorer_that_observes_the_last_checkpoint_sees_only_it(two_blobs):
     inputs, labels = two_blobs
     spy = Spy(last_only=True)
