@@ -14,8 +14,13 @@ defaults, stored under the same names (as in scikit-learn). Three forms, simples
 * ``Detector`` follows PyOD: ``fit`` on the in-distribution training features, then
   ``decision_function`` on any split. Each feature space is extracted once, at the last
   checkpoint, for all detectors.
-* ``StreamingScorer``, for scores no reduction expresses: ``start``, ``update`` with every
-  batch at every observed checkpoint, ``scores``.
+* ``StreamingScorer``, for scores no reduction expresses (the checkpoint from which an
+  example stays learned, a median over checkpoints): ``start``, ``update`` with every batch
+  at every observed checkpoint, ``scores``. No built-in scorer needs it; plugins may
+  (``examples/plugin-package`` is written in it), and it costs the harness one small host.
+
+Each form is driven through one adapter of ``bench.hosts``. What a scorer ``observes`` is
+asked once per checkpoint, in schedule order, before the first pass.
 
 ``register`` makes a class available under its name; built-in scorers and plugins are
 found the same way (the entry-point group ``bench.scorers``, see ``bench.registry``).
@@ -33,33 +38,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench.signals import (  # noqa: F401  (re-exported: what a scorer needs and reads; each described there)
+    CLASSES,
+    EMBEDDING,
+    LOGITS,
+    OUTPUTS,
+    PARAM_GRAD_NORM,
+    PIXELS,
+    SIGNALS,
+    Signal,
+    input_grad,
+)
 from bench.specs import format_spec
-
-# Signals the probe computes for a batch, only those some active scorer needs.
-LOGITS = "logits"  # (n, classes) pre-softmax outputs
-EMBEDDING = "embedding"  # (n, d) the input of the last linear layer
-PIXELS = "pixels"  # (n, *input_shape) the input itself, scaled to [0, 1]
-PARAM_GRAD_NORM = "param_grad_norm"  # (n,) L2 norm of the cross-entropy's gradient over all parameters
-
-# The class a label-dependent signal refers to, per example:
-CLASSES = {
-    "target": "the label where labels are trusted, else the class predicted at this checkpoint",
-    "final": "the label where labels are trusted, else the class the final model predicts",
-    "label": "the split's own label, always (an oracle on OoD splits)",
-}
-OUTPUTS = ("logit", "prob")  # what an input gradient differentiates: the class's logit or its softmax probability
-
-
-def input_grad(of: str = "logit", cls: str = "target") -> str:
-    """The signal ``(n, *input_shape)``: the gradient w.r.t. the input of class ``cls``'s logit or probability."""
-    if of not in OUTPUTS:
-        raise ValueError(f"input_grad: of={of!r} is not one of {', '.join(OUTPUTS)}")
-    if cls not in CLASSES:
-        raise ValueError(f"input_grad: cls={cls!r} is not one of {', '.join(CLASSES)}")
-    return f"input_grad[of={of},cls={cls}]"
-
-
-SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
 
 # Columns every split of a score table has; no scorer may take these names.
 RESERVED_COLUMNS = ("id", "label", "pred", "noisy", "boundary_distance")
@@ -95,7 +85,7 @@ class Batch:
     split: str
     index: torch.Tensor  # (n,) positions of the examples in their split
     classes: dict[str, torch.Tensor]  # "target", "label", and "final" when a signal asks for it (see CLASSES)
-    signals: dict[str, torch.Tensor] = field(default_factory=dict)
+    signals: dict[Signal, torch.Tensor] = field(default_factory=dict)
 
     def __getitem__(self, signal: str) -> torch.Tensor:
         return self.signals[signal]
@@ -111,7 +101,7 @@ class Scorer(ABC):
     name: ClassVar[str]  # short kebab-case registry name, e.g. "vog"
     family: ClassVar[str]  # e.g. "gradient", "training dynamics", "confidence", "detector"
     reference: ClassVar[str]  # the paper (and table row) the scorer stands for
-    needs: frozenset[str] = frozenset()  # signals from SIGNALS; may be a property
+    needs: frozenset[str] = frozenset()  # signals from SIGNALS (or their names); may be a property
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -134,7 +124,9 @@ class Scorer(ABC):
         return format_spec(self.name, self.params)
 
     def observes(self, checkpoint: Checkpoint) -> bool:
-        """Whether this checkpoint matters to the scorer; the probe skips passes nobody needs."""
+        """Whether this checkpoint matters to the scorer; the probe skips passes nobody needs.
+
+        Asked once per checkpoint of the schedule, in order, before the first pass (so it may keep state)."""
         return True
 
 
@@ -182,7 +174,7 @@ class Detector(Scorer):
                 f"{self.name}: features={features!r} is not a feature space; "
                 f"use one of {', '.join(self.feature_spaces)}"
             )
-        self.features = features
+        self.features = str(features)  # the plain name: a scorer parameter, pickled and written as text
 
     @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]

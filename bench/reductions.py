@@ -1,21 +1,16 @@
 """The running state of a ``CheckpointScore``, kept by the harness: one ``Accumulator`` per
-reduction and split, one ``Group`` for the variants of a scorer that share it.
+reduction and split (``bench.hosts.CheckpointHost`` holds them for the variants sharing a state).
 
-The probe hands each batch to ``Group.update``, which feeds every state the values of the
-batch's examples with their positions in the split; when a split has been seen at every
-checkpoint, ``Group.reduce`` keeps its reduced values and frees the running state. States
+Each batch's values are folded in with the examples' positions in the split; when a split
+has been seen at every checkpoint, its reduced values are kept and the running state freed. States
 live on the device, float64 for sums and moments (float32 on request, halving the state
 of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-
-from bench.api import Batch, Checkpoint, CheckpointScore
 
 
 class Accumulator:
@@ -71,40 +66,3 @@ class Accumulator:
         name = {"transitions": "events"}.get(self.reduction, self.reduction)
         return state[name].cpu().numpy()
 
-
-class Group:
-    """``CheckpointScore`` variants that differ only in their ``finish_params``: one pass, one state."""
-
-    def __init__(self, scorers: list[CheckpointScore], dtype: torch.dtype = torch.float64) -> None:
-        self.scorers = scorers
-        self.dtype = dtype
-        self.first = scorers[0]
-        self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
-        self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
-
-    @staticmethod
-    def key(scorer: CheckpointScore) -> tuple:
-        return type(scorer), tuple((k, v) for k, v in scorer.params.items() if k not in scorer.finish_params)
-
-    def start(self, size: int) -> None:
-        reduce = self.first.reduce
-        states = {"": reduce} if isinstance(reduce, str) else reduce  # "": the one state of a single reduction
-        self.accumulators = {name: Accumulator(reduction, size, self.dtype) for name, reduction in states.items()}
-
-    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        values = self.first.value(batch)
-        single = "" in self.accumulators
-        if single != isinstance(values, torch.Tensor):
-            raise TypeError(f"value() returned a {type(values).__name__}; with reduce = {self.first.reduce!r} it must "
-                            f"return {'a tensor' if single else 'a dict of tensors by state name'}")
-        for name, accumulator in self.accumulators.items():
-            value = None if accumulator.reduction == "count" else values if single else values[name]
-            if value is not None and (value.ndim == 0 or len(value) != len(batch.index)):
-                raise ValueError(f"value() returned shape {tuple(value.shape)} for a batch of {len(batch.index)} "
-                                 "examples; it must return one value (or row) per example")
-            accumulator.update(batch.index, value, checkpoint.index)
-
-    def reduce(self, split: str) -> None:
-        results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
-        self.reduced[split] = results.get("", results)
-        self.accumulators = {}

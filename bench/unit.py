@@ -68,16 +68,6 @@ def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSpli
     return training, states
 
 
-def observed_epochs(spec: str, schedule: list[Checkpoint]) -> list[int]:
-    """The epochs of the checkpoints a scorer reads, asked of a fresh instance (``observes`` may keep
-    state); none for a scorer whose ``observes`` raises, which the probe records as its failure."""
-    scorer = registry.create(spec)
-    try:
-        return [checkpoint.epoch for checkpoint in schedule if scorer.observes(checkpoint)]
-    except Exception:  # the plugin's code
-        return []
-
-
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
              known: Reused | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
@@ -125,7 +115,6 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     seconds.update(probe.seconds)
     for spec, error in probe.failures.items():
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
-    observed = {spec: observed_epochs(spec, schedule) for spec in plan.specs}  # for tasks that compare windows
     meta = {
         "dataset": dataset.name,
         "model": config.model,
@@ -135,7 +124,8 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "config": plan.unit_config,
         "scorers": plan.specs,
         "failures": probe.failures,
-        "observed": observed,
+        "observed": {spec: [c.epoch for c in schedule if c.index in probe.observed[spec]]  # for tasks comparing windows
+                     for spec in plan.specs},
         "reused": sorted(known.columns),
         "ood_splits": list(dataset.ood),
         "ood_kinds": {split: dataset.ood_kinds.get(split, "covariate") for split in dataset.ood},

@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional
 
 from bench.api import Batch
-from bench.reductions import Group
+from bench.hosts import CheckpointHost
 from bench.training import model_input
 from benchmarks.common import CIFAR_SHAPE, report, resnet_and_data, sized
 from benchmarks.probe_floor import CHECKPOINT, measure, vog
@@ -38,8 +38,8 @@ def parts(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ba
     seconds = dict.fromkeys(("probe forward", "probe backward to the input", "VoG update", "baseline forward",
                              "baseline backward to the parameters"), 0.0)
     scorer = vog()
-    group = Group([scorer])
-    group.start(len(labels))
+    group = CheckpointHost([scorer], frozenset({CHECKPOINT.index}), torch.float64)
+    group.start("train", len(labels))
     (signal,) = scorer.needs
 
     def timed(part: str, work):

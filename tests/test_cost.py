@@ -10,7 +10,7 @@ from scipy import stats
 
 from bench import registry
 from bench.api import LOGITS, StreamingScorer
-from bench.probe import Probe
+from bench.meter import Meter
 from bench.tasks.cost import MEASURED_ONCE, NOT_MEASURED, cost
 from conftest import train_and_probe
 
@@ -19,7 +19,7 @@ LAYERS = 2  # Linear layers per forward pass of train_and_probe's MLP: the hidde
 
 
 class Clock:
-    """The probe's clock in these tests: it moves only when the test advances it."""
+    """The meter's clock in these tests: it moves only when the test advances it."""
 
     def __init__(self):
         self.now = 0.0
@@ -28,7 +28,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(Probe, "_now", lambda self: clock.now)
+    monkeypatch.setattr(Meter, "now", lambda self: clock.now)
     return clock
 
 
@@ -138,3 +138,38 @@ def test_the_pareto_front_keeps_what_nothing_beats_on_both_cost_and_quality():
     quality = np.array([0.5, 0.7, 0.6, 0.7, 0.9, 0.5, 0.8])
     # (1, .5) is beaten by (.5, .5); (3, .6) by (2, .7); the two (2, .7) tie, so neither beats the other
     np.testing.assert_array_equal(pareto_front(cost, quality), [False, True, False, True, False, True, True])
+
+
+
+class Event:
+    """A CUDA event on the test clock: its time is read when it is recorded, as the device's would be."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def elapsed_time(self, end):
+        return (end.at - self.at) * 1000  # milliseconds, as CUDA's
+
+
+def test_the_device_is_synchronised_once_per_pass_not_once_per_call(two_blobs, ticking_layers, clock, monkeypatch):
+    """5 checkpoints of one split: 5 passes, then the split's end and the scoring, settled once each, while every
+    host call (the updates alone are 5 checkpoints x 2 batches x 2 hosts) is charged without a wait."""
+    import bench.probe
+
+    class EventMeter(Meter):
+        """The meter as on CUDA (spans ended by events, read after one synchronisation), on the test clock."""
+
+        def __init__(self, device):
+            super().__init__(device)
+            self.cuda = True
+
+        def now(self):
+            return Event(clock.now)
+
+    synchronised = []
+    monkeypatch.setattr(bench.probe, "Meter", EventMeter)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synchronised.append(device))
+    inputs, labels = two_blobs
+    _, probe = train_and_probe(inputs, labels, [registry.create(s) for s in ("vog[window=all]", "loss")], epochs=5)
+    assert len(synchronised) == 5 + 2
+    assert probe.cost["vog[window=all]"]["seconds"] == probe.cost["loss"]["seconds"] == 5 * 2 * LAYERS / 2

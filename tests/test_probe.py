@@ -6,6 +6,7 @@ import torch
 
 from bench import registry
 from bench.api import LOGITS, PIXELS, CheckpointScore, Detector, StreamingScorer
+from bench.probe import ProbeSplit
 from conftest import train_and_probe
 
 
@@ -41,11 +42,35 @@ def test_probe_computes_only_the_signals_scorers_need(two_blobs):
     assert spy.seen_signals == {LOGITS}  # logits come with every forward pass; no gradient, no embedding
 
 
+def test_needs_may_be_signal_names_and_a_name_of_no_signal_fails_its_scorer_alone(two_blobs):
+    inputs, labels = two_blobs
+    named, wrong = Spy(needs={"logits"}), Spy(needs={"logit"}, last_only=True)
+    table, probe = train_and_probe(inputs, labels, [named, wrong], epochs=2)
+    assert named.seen_signals == {LOGITS} and "spy" in table["train"]
+    assert "'logit' is not a signal" in probe.failures[wrong.spec] and wrong.spec not in table["train"]
+
+
 def test_scorer_that_observes_the_last_checkpoint_sees_only_it(two_blobs):
     inputs, labels = two_blobs
     spy = Spy(last_only=True)
     train_and_probe(inputs, labels, [spy], epochs=4)
     assert spy.seen_epochs == {4}
+
+
+def test_observes_is_asked_once_per_checkpoint_in_order_before_any_pass(two_blobs):
+    """Two splits of 4 checkpoints each: still 4 questions, the first before any signal is computed."""
+    class Counting(Spy):
+        def observes(self, checkpoint):
+            asked.append((checkpoint.epoch, bool(self.seen_epochs)))
+            return checkpoint.epoch % 2 == 0
+
+    asked = []
+    inputs, labels = two_blobs
+    test = ProbeSplit(torch.as_tensor(inputs[:50]), torch.as_tensor(labels[:50]), trusted_labels=False)
+    counting = Counting()
+    _, probe = train_and_probe(inputs, labels, [counting], epochs=4, extra_splits={"test": test})
+    assert asked == [(1, False), (2, False), (3, False), (4, False)]
+    assert counting.seen_epochs == {2, 4} and probe.observed["spy"] == {1, 3}  # checkpoint indices
 
 
 def test_a_failing_scorer_is_recorded_and_the_others_are_unchanged(two_blobs):
@@ -115,7 +140,7 @@ class Shifted(CheckpointScore):
 def test_variants_differing_in_finish_params_share_a_state_and_fail_together(two_blobs):
     inputs, labels = two_blobs
     table, probe = train_and_probe(inputs, labels, [Shifted(), Shifted(offset=1.0), registry.create("loss")], epochs=2)
-    assert [len(group.scorers) for group in probe.groups] == [2, 1]
+    assert [len(host.scorers) for host in probe.hosts] == [2, 1]
     np.testing.assert_array_equal(table["train"]["shifted"], table["train"]["loss"])  # the same mean loss
     np.testing.assert_array_equal(table["train"]["shifted[offset=1.0]"], table["train"]["loss"] + 1.0)
     owner, follower, other = Shifted(fail=True), Shifted(offset=1.0, fail=True), Spy()
@@ -159,18 +184,18 @@ def test_input_gradients_are_taken_only_at_the_checkpoints_a_scorer_reads(two_bl
     from bench import registry
 
     asked = []
-    signals = probe_module.Probe._signals
+    compute = probe_module.compute_signals
 
-    def spying(self, model, name, split, start, needs):
-        asked.append((name, any(need.startswith("input_grad") for need in needs)))
-        return signals(self, model, name, split, start, needs)
+    def spying(model, x, classes, needed, *args):
+        asked.append(any(signal.kind == "input_grad" for signal in needed))
+        return compute(model, x, classes, needed, *args)
 
-    monkeypatch.setattr(probe_module.Probe, "_signals", spying)
+    monkeypatch.setattr(probe_module, "compute_signals", spying)
     inputs, labels = two_blobs
     train_and_probe(inputs, labels, [registry.create("vog")], epochs=10)
     batches = -(-len(labels) // 256)  # the probe's batches per pass over the split
-    assert sum(gradient for _, gradient in asked) == 3 * batches
+    assert sum(asked) == 3 * batches
     assert len(asked) == 3 * batches  # and no pass at all where nothing is wanted (the last checkpoint is one of the 3)
     asked.clear()
     train_and_probe(inputs, labels, [registry.create("vog[window=all]")], epochs=10)
-    assert sum(gradient for _, gradient in asked) == 10 * batches
+    assert sum(asked) == 10 * batches

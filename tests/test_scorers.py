@@ -12,23 +12,23 @@ from bench.api import LOGITS, Batch, Checkpoint
 from bench.gradients import GradNormComputer, last_layer_grad, param_grad_norms
 from bench.metrics import auroc
 from bench.models import MLP, build_model
-from bench.reductions import Group
+from bench.hosts import CheckpointHost, observed_checkpoints
 from conftest import train_and_probe
 
 
 def feed(scorer, logits, target):
     """Give a scorer the logits (checkpoints, n, classes) one checkpoint at a time, as the probe does; its scores."""
     checkpoints, n, _ = logits.shape
-    group = Group([scorer])
-    group.start(n)
+    schedule = [Checkpoint(index=k, epoch=k + 1, total=checkpoints) for k in range(checkpoints)]
+    host = CheckpointHost([scorer], observed_checkpoints(scorer, schedule), torch.float64)
+    host.start("train", n)
     target = torch.as_tensor(target)
-    for k in range(checkpoints):
-        checkpoint = Checkpoint(index=k, epoch=k + 1, total=checkpoints)
-        if scorer.observes(checkpoint):
-            group.update(Batch("train", torch.arange(n), {"target": target, "label": target},
-                               {LOGITS: torch.as_tensor(logits[k])}), checkpoint)
-    group.reduce("train")
-    return scorer.finish(group.reduced, "train")
+    for checkpoint in schedule:
+        if checkpoint.index in host.observed:
+            host.update(Batch("train", torch.arange(n), {"target": target, "label": target},
+                              {LOGITS: torch.as_tensor(logits[checkpoint.index])}), checkpoint)
+    host.end("train")
+    return host.scores(scorer, "train")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from torch import nn
 
 from bench import registry
 from bench.api import Checkpoint
+from bench.hosts import make_hosts
 from bench.models import Classifier
 from bench.probe import Probe, ProbeSplit
 from bench.specs import expand_grid
@@ -122,8 +123,8 @@ def test_a_grid_over_norm_keeps_one_running_state_and_equals_each_variant_alone(
     splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=False),
               "ood": ProbeSplit(torch.as_tensor(inputs[::-1].copy()), torch.as_tensor(labels), trusted_labels=False)}
     scorers = [registry.create(spec) for spec in expand_grid("vog[norm=none|z|abs-z|split-z|split-abs-z,window=all|late]")]
-    probe = Probe(splits, scorers, (weights.shape[2],))
-    assert [group.first.spec for group in probe.groups] == ["vog[window=all]", "vog"]  # one pass and state per window
+    hosts = make_hosts(scorers, {scorer.spec: frozenset() for scorer in scorers})
+    assert [host.first.spec for host in hosts] == ["vog[window=all]", "vog"]  # one pass and state per window
     together = probe_linear_checkpoints(weights, biases, splits, scorers)
     for scorer in scorers:
         alone = probe_linear_checkpoints(weights, biases, splits, [registry.create(scorer.spec)])

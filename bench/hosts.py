@@ -1,0 +1,198 @@
+"""Hosts: each scorer form behind one adapter with the same calls, so the probe drives every form alike.
+
+A host serves the scorers that share one running state, and is called in this order:
+
+* ``start(split, size)`` before a split's passes;
+* ``update(batch, checkpoint)`` with every batch at each checkpoint in ``observed``;
+* ``end(split)`` when the split has been seen at every checkpoint (its running state is folded);
+* ``scores(scorer, split)`` for each of its scorers and split, once every split has ended;
+* ``state_bytes()`` at the end of each split's passes and after scoring, for the peak size of its state.
+
+The forms: ``CheckpointHost``, the ``CheckpointScore`` variants that differ only in their
+``finish_params`` (one pass, one state, see ``bench.reductions``); ``DetectorHost``, every
+``Detector`` on one feature space (the space is kept once, at the last checkpoint, and each
+detector is fitted on the training split's when first scored); ``StreamingHost``, one
+``StreamingScorer``, which keeps its own state. ``make_hosts`` is the one place the form of a
+scorer is looked at.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.api import Batch, Checkpoint, CheckpointScore, Detector, Scorer, StreamingScorer
+from bench.meter import pickled_bytes, tensor_bytes
+from bench.reductions import Accumulator
+from bench.signals import Signal
+
+
+def needs_of(scorer: Scorer) -> frozenset[Signal]:
+    """The signals ``scorer`` needs, as ``Signal`` values (a plugin may declare them as plain text)."""
+    return frozenset(map(Signal, scorer.needs))
+
+
+def observed_checkpoints(scorer: Scorer, schedule: Sequence[Checkpoint]) -> frozenset[int]:
+    """The indices of the checkpoints ``scorer`` reads: its ``observes`` asked once per checkpoint, in schedule
+    order (an ``observes`` may keep state, as one that picks the first checkpoint after an epoch does)."""
+    return frozenset(checkpoint.index for checkpoint in schedule if scorer.observes(checkpoint))
+
+
+class Host(ABC):
+    """The scorers sharing one running state, and the checkpoints (indices) they observe."""
+
+    def __init__(self, scorers: list[Scorer], observed: frozenset[int]) -> None:
+        self.scorers = scorers
+        self.specs = [scorer.spec for scorer in scorers]
+        self.observed = observed
+        self.scorer_needs = {scorer.spec: needs_of(scorer) for scorer in scorers}
+        self.needs = frozenset().union(*self.scorer_needs.values())
+
+    def start(self, split: str, size: int) -> None:
+        """A split of ``size`` examples begins."""
+
+    @abstractmethod
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        """Fold one batch of the split at an observed checkpoint into the running state."""
+
+    def end(self, split: str) -> None:
+        """The split has been seen at every checkpoint."""
+
+    @abstractmethod
+    def scores(self, scorer: Scorer, split: str) -> Any:
+        """``scorer``'s scores of ``split`` (one float per example, checked by the probe), every split having ended."""
+
+    @abstractmethod
+    def state_bytes(self) -> dict[str, float]:
+        """The size of each scorer's state now, by spec (a state shared by variants counts in full for each)."""
+
+
+class CheckpointHost(Host):
+    """``CheckpointScore`` variants differing only in their ``finish_params``: one ``Accumulator`` per state and split."""
+
+    def __init__(self, scorers: list[CheckpointScore], observed: frozenset[int], dtype: torch.dtype) -> None:
+        super().__init__(scorers, observed)
+        self.first = scorers[0]
+        self.dtype = dtype  # of sums and moments
+        self.accumulators: dict[str, Accumulator] = {}  # state name -> accumulator, for the split being probed
+        self.reduced: dict[str, Any] = {}  # split -> reduced values (an array, or a dict by state)
+
+    @staticmethod
+    def key(scorer: CheckpointScore) -> tuple:
+        """What variants sharing a state have in common: the class and every parameter ``finish`` alone does not read."""
+        return type(scorer), tuple((k, v) for k, v in scorer.params.items() if k not in scorer.finish_params)
+
+    def start(self, split: str, size: int) -> None:
+        reduce = self.first.reduce
+        states = {"": reduce} if isinstance(reduce, str) else reduce  # "": the one state of a single reduction
+        self.accumulators = {name: Accumulator(reduction, size, self.dtype) for name, reduction in states.items()}
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        values = self.first.value(batch)
+        single = "" in self.accumulators
+        if single != isinstance(values, torch.Tensor):
+            raise TypeError(f"value() returned a {type(values).__name__}; with reduce = {self.first.reduce!r} it must "
+                            f"return {'a tensor' if single else 'a dict of tensors by state name'}")
+        for name, accumulator in self.accumulators.items():
+            value = None if accumulator.reduction == "count" else values if single else values[name]
+            if value is not None and (value.ndim == 0 or len(value) != len(batch.index)):
+                raise ValueError(f"value() returned shape {tuple(value.shape)} for a batch of {len(batch.index)} "
+                                 "examples; it must return one value (or row) per example")
+            accumulator.update(batch.index, value, checkpoint.index)
+
+    def end(self, split: str) -> None:
+        results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
+        self.reduced[split] = results.get("", results)
+        self.accumulators = {}
+
+    def scores(self, scorer: CheckpointScore, split: str) -> Any:  # type: ignore[override]
+        return scorer.finish(self.reduced, split)
+
+    def state_bytes(self) -> dict[str, float]:
+        size = tensor_bytes([t for a in self.accumulators.values() for t in a.state.values()])
+        return dict.fromkeys(self.specs, size)
+
+
+class DetectorHost(Host):
+    """Every ``Detector`` on one feature space: the space (and the labels) of every split, kept at the last checkpoint."""
+
+    def __init__(self, scorers: list[Detector], observed: frozenset[int]) -> None:
+        super().__init__(scorers, observed)
+        self.space = scorers[0].features
+        self.parts: list[torch.Tensor] = []  # the batches of the split being probed
+        self.labels: list[torch.Tensor] = []
+        self.features: dict[str, np.ndarray] = {}  # split -> (n, d)
+        self.train_labels: np.ndarray | None = None
+        self.fitted: set[str] = set()  # specs of the detectors fitted
+
+    def start(self, split: str, size: int) -> None:
+        self.parts, self.labels = [], []
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        self.parts.append(batch[self.space].flatten(1).float().cpu())
+        self.labels.append(batch.classes["label"].cpu())
+
+    def end(self, split: str) -> None:
+        self.features[split] = torch.cat(self.parts).numpy()
+        if split == "train":
+            self.train_labels = torch.cat(self.labels).numpy()
+        self.parts, self.labels = [], []
+
+    def scores(self, scorer: Detector, split: str) -> np.ndarray:  # type: ignore[override]
+        if scorer.spec not in self.fitted:
+            scorer.fit(self.features["train"], self.train_labels)
+            self.fitted.add(scorer.spec)
+        return scorer.decision_function(self.features[split])
+
+    def state_bytes(self) -> dict[str, float]:
+        return {scorer.spec: pickled_bytes(scorer) for scorer in self.scorers if scorer.spec in self.fitted}
+
+
+class StreamingHost(Host):
+    """One ``StreamingScorer``: the scorer keeps its own state."""
+
+    def __init__(self, scorer: StreamingScorer, observed: frozenset[int]) -> None:
+        super().__init__([scorer], observed)
+        self.scorer = scorer
+
+    def start(self, split: str, size: int) -> None:
+        self.scorer.start(split, size)
+
+    def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        self.scorer.update(batch, checkpoint)
+
+    def scores(self, scorer: StreamingScorer, split: str) -> Any:  # type: ignore[override]
+        return scorer.scores(split)
+
+    def state_bytes(self) -> dict[str, float]:
+        return {self.scorer.spec: pickled_bytes(self.scorer)}
+
+
+def make_hosts(scorers: Collection[Scorer], observed: dict[str, frozenset[int]],
+               dtype: torch.dtype = torch.float64) -> list[Host]:
+    """The hosts of ``scorers`` (each observing ``observed[spec]``), in the order of their first scorers;
+    ``dtype`` is that of the running sums and moments of ``CheckpointScore`` states."""
+    shared: dict[tuple, list[Scorer]] = {}
+    for scorer in scorers:
+        if isinstance(scorer, CheckpointScore):
+            key = CheckpointHost.key(scorer)
+        elif isinstance(scorer, Detector):
+            key = (Detector, scorer.features)
+        else:
+            key = (id(scorer),)
+        shared.setdefault(key, []).append(scorer)
+    hosts: list[Host] = []
+    for members in shared.values():
+        first = members[0]
+        seen = observed[first.spec]
+        if isinstance(first, CheckpointScore):
+            hosts.append(CheckpointHost(members, seen, dtype))
+        elif isinstance(first, Detector):
+            hosts.append(DetectorHost(members, seen))
+        else:
+            hosts.append(StreamingHost(first, seen))
+    return hosts
