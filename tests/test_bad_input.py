@@ -147,7 +147,7 @@ def test_generated_data_is_keyed_by_content_and_a_data_folder_that_cannot_be_wri
     blocker.write_text("")
     assert main([*RUN, "--dataset", f"idx:{first}", "--data-dir", str(blocker / "data"), "--scorers", "loss",
                  "--out", str(tmp_path / "out")]) == 2
-    assert f"cannot write the generated handwriting-c-" in capsys.readouterr().err
+    assert "cannot write the generated handwriting-c-" in capsys.readouterr().err
 
 
 # ---------- configs and flags ----------

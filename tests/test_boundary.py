@@ -50,7 +50,7 @@ def boundary_table(seed):
 
 
 def test_the_task_is_spearman_with_minus_the_distance_and_its_interval_over_seeds():
-    (first, distance), (second, _) = boundary_table(0), boundary_table(1)
+    (first, _), (second, _) = boundary_table(0), boundary_table(1)
     board = boundary([first, second])
     assert value(board, "nearest-first", "nearness_spearman", split="train").value == pytest.approx(1.0, abs=1e-12)
     assert value(board, "farthest-first", "nearness_spearman", split="test").value == pytest.approx(-1.0, abs=1e-12)

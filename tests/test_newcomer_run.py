@@ -9,7 +9,6 @@ import typing
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bench import registry, unit

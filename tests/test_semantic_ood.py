@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.data import Dataset, Split, to_channels, with_semantic_ood
+from bench.data import to_channels, with_semantic_ood
 from bench.data.arrays import from_arrays
 from bench.errors import BenchError
 from bench.leaderboard import read_csv
