@@ -29,6 +29,7 @@ import tomli_w
 
 from bench.errors import BenchError
 from bench.specs import split_specs
+from bench.stats import RESAMPLES
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -202,7 +203,7 @@ class Probing(Section):
 
 @dataclass(frozen=True)
 class Intervals(Section):
-    bootstrap_resamples: int = key(1000, "resamples of the bootstrap over examples that gives a one-seed run its 95% "
+    bootstrap_resamples: int = key(RESAMPLES, "resamples of the bootstrap over examples that gives a one-seed run its 95% "
                                    "intervals; 0: none", hashed=None, check=at_least(0, "no intervals for one seed"),
                                    metavar="N")
 

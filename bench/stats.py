@@ -25,6 +25,7 @@ from bench.metrics import OOD_METRICS, unusable
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+RESAMPLES = 1000  # the bootstrap's default, and the config's: `bootstrap_resamples`
 _CHUNK_ELEMENTS = 1 << 20  # draws held at once in the bootstrap (8 MiB per float64 array)
 
 
@@ -131,7 +132,7 @@ def weighted_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
 
 
 def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
-                           resamples: int = 1000, seed: int = 0,
+                           resamples: int = RESAMPLES, seed: int = 0,
                            strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each metric on ``resamples`` stratified bootstrap resamples of the examples.
 
@@ -162,7 +163,7 @@ def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequ
 
 
 def paired_bootstrap_distribution(inlier: np.ndarray, outlier: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
-                                  resamples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+                                  resamples: int = RESAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
     """Each metric on ``resamples`` bootstrap resamples of pairs: ``outlier[i]`` scores a corrupted copy of the
     image ``inlier[i]`` scores, so a resample draws n images with replacement and takes both scores of each.
 
@@ -192,7 +193,7 @@ def paired_bootstrap_distribution(inlier: np.ndarray, outlier: np.ndarray, metri
 
 
 def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
-                        resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                        resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95,
                         strata: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
     """Percentile interval at ``level`` of each metric over a stratified bootstrap of the examples
     (``bootstrap_distribution``); resamples where a metric is undefined are left out, (nan, nan) if all are."""
@@ -217,7 +218,7 @@ def spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
 
 
-def spearman_bootstrap_interval(x: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: int = 0,
+def spearman_bootstrap_interval(x: np.ndarray, y: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
                                 level: float = 0.95) -> tuple[float, float]:
     """Percentile interval at ``level`` of Spearman's correlation of ``x`` and ``y`` over a bootstrap of the
     (x, y) pairs: a correlation is no sum over cells of a score, so the engine above does not serve it and

@@ -5,7 +5,6 @@ before the conversion, so the test checks the upgrade and the conversion against
 the old versions wrote them.
 """
 
-import io
 import math
 import subprocess
 from pathlib import Path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.schema import KEYS, MEASUREMENT
+from bench.stats import RESAMPLES
 from bench.store import ScoreTable
 from bench.tasks.boundary import boundary
 from bench.tasks.consistency import consistency
@@ -23,7 +24,7 @@ from bench.tasks.rows import ROW_COLUMNS
 ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --seeds 3)"
 
 
-def evaluate(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+def evaluate(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
     such as the mislabel task's ``(model)``, keep their name); ``resamples``:
     the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""

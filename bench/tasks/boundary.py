@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 
 from bench.metrics import unusable
 from bench.schema import BOOTSTRAP
-from bench.stats import spearman_bootstrap_interval
+from bench.stats import RESAMPLES, spearman_bootstrap_interval
 from bench.store import ScoreTable
 from bench.tasks.rows import BOOTSTRAP_SEED, BOOTSTRAPPED, metric_rows, scorer_scores, unit_keys, with_seed_means
 
@@ -34,7 +34,7 @@ def nearness_spearman(scores: np.ndarray, distance: np.ndarray) -> tuple[float, 
     return (np.nan, reason) if reason else (float(spearmanr(scores, -distance).statistic), "")
 
 
-def boundary(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+def boundary(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
     """Tidy rows of each scorer's Spearman with the nearness to the Bayes boundary; empty for data without one."""
     splits = [name for name, columns in tables[0].splits.items() if COLUMN in columns] if tables else []
     rows = []

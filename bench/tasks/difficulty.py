@@ -29,6 +29,7 @@ from scipy.stats import rankdata
 from bench.metrics import auroc, unusable
 from bench.schema import BINOMIAL
 from bench.specs import parse_spec
+from bench.stats import RESAMPLES
 from bench.store import ScoreTable
 from bench.tasks.rows import BOOTSTRAPPED, Policy, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
@@ -104,7 +105,7 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
     return rows
 
 
-def difficulty(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+def difficulty(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
     """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip;
     where the seeds agree exactly, the error AUROC's interval is a bootstrap over examples stratified by error."""
     def intervals(scorers: set[str]) -> dict:

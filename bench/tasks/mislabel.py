@@ -25,6 +25,7 @@ from scipy.stats import ttest_ind
 
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
 from bench.schema import MODEL_ROW
+from bench.stats import RESAMPLES
 from bench.store import ScoreTable
 from bench.tasks.rows import BOOTSTRAPPED, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
 
@@ -53,7 +54,7 @@ def shuffled_labels(table: ScoreTable) -> np.ndarray:
     return np.asarray(table.splits[SPLIT]["noisy"], dtype=bool)
 
 
-def mislabel(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+def mislabel(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
     """Tidy rows of the mislabel metrics for every scorer and seed; empty without label noise."""
     noisy = [table for table in tables if shuffled_labels(table).any() and not shuffled_labels(table).all()]
     rows = []

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import OOD_METRICS, ood_metrics
-from bench.stats import bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
-from bench.store import ScoreTable
 from bench.schema import BOOTSTRAP, PAIRED, STRATIFIED, TASK_KEYS
+from bench.stats import RESAMPLES, bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
+from bench.store import ScoreTable
 from bench.tasks.rows import (
     BOOTSTRAP_SEED,
     BOOTSTRAPPED,
@@ -112,7 +112,7 @@ def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> Int
             for (split, spec), by_metric in distributions.items() for metric, values in by_metric.items()}
 
 
-def ood(tables: list[ScoreTable], resamples: int = 1000) -> pd.DataFrame:
+def ood(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
     """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means;
     ``resamples`` is the bootstrap's, for the intervals of a one-seed run (0: none)."""
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
