@@ -373,7 +373,7 @@ def reference_markdown() -> str:
         flags = flag_names(option)
         flag = f"`{flags[0]}` / `--no-{flags[0][2:]}`" if kind is bool else " ".join(f"`{name}`" for name in flags)
         default = json.dumps(_default(option))
-        help = option.metadata["help"].replace("|", "\\|")
+        help = option.metadata["help"].replace("|", "\\|").replace("<", "&lt;")  # a table cell: no pipes, no tags
         rows.append(f"| {section} | `{option.name}` | {type_text(kind)} | `{default}` | {flag} | {help} |")
     return "\n".join(rows) + "\n"
 
