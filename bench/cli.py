@@ -140,7 +140,8 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """A flag for every key of the schema (``bench.config``), a group per section: its help, its choices; booleans as
-    ``--x``/``--no-x``, lists comma-separated (a repeated flag adds to the list). Unset flags are None."""
+    ``--x``/``--no-x``, lists comma-separated (a repeated flag's last value wins, as argparse's do). Unset flags are
+    None."""
     groups = {section: parser.add_argument_group(section, text) for section, text in SECTION_HELP.items()}
     for section, option, kind in options():
         help = option.metadata["help"].replace("%", "%%")  # argparse formats help with %
@@ -152,8 +153,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             settings["metavar"] = option.metadata["metavar"]
             settings["type"] = flag_parser(option, kind)
-            if typing.get_origin(kind) is list:
-                settings["action"] = "extend"
         groups[section].add_argument(*flag_names(option), **settings)
 
 

@@ -71,7 +71,8 @@ def upgrade(board: pd.DataFrame, name: str = "the leaderboard") -> pd.DataFrame:
     over_seeds = pd.MultiIndex.from_frame(folded[KEYS]).isin(pd.MultiIndex.from_frame(seeds_stats[KEYS]))
     folded["n_seeds"] = seed_counts(folded).where(over_seeds).astype("Int64")
     folded["interval"] = interval_kinds(folded)
-    return folded[COLUMNS + [c for c in folded.columns if c not in COLUMNS]].reset_index(drop=True)
+    columns = COLUMNS + [c for c in folded.columns if c not in COLUMNS]
+    return folded.reindex(columns=columns, fill_value="").reset_index(drop=True)  # no provenance: unknown, ""
 
 
 def split_pairs(board: pd.DataFrame) -> pd.DataFrame:
