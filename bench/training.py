@@ -24,7 +24,6 @@ from bench.api import Checkpoint
 from bench.config import Recipe
 
 PADDING = 4  # pixels of zeros around an image before a random crop, as in the standard CIFAR recipe
-TrainSettings = Recipe  # what training reads: the recipe section of the settings (``bench.config``)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:

@@ -16,7 +16,8 @@ import copy
 import torch
 from torch.nn import functional
 
-from bench.training import TrainSettings, train
+from bench.config import Recipe
+from bench.training import train
 from benchmarks.common import CIFAR_SHAPE, best_times, report, resnet_and_data, sized, synchronize
 
 MODEL = "resnet20"
@@ -28,9 +29,9 @@ REPEAT = 3
 SEED = 0
 
 
-def settings(epochs: int = 1) -> TrainSettings:
+def settings(epochs: int = 1) -> Recipe:
     """The harness's recipe: SGD with momentum, constant schedule, no augmentation."""
-    return TrainSettings(epochs=epochs, batch_size=BATCH, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+    return Recipe(epochs=epochs, batch_size=BATCH, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                          checkpoint_every=epochs, optimizer="sgd", schedule="constant", augment="none")
 
 

@@ -6,7 +6,8 @@ import torch
 
 from bench.models import MLP
 from bench.probe import Probe, ProbeSplit
-from bench.training import TrainSettings, train
+from bench.config import Recipe
+from bench.training import train
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def train_and_probe(inputs, labels, scorers, epochs=15, seed=0, extra_splits=Non
     splits = {"train": ProbeSplit(torch.as_tensor(inputs), torch.as_tensor(labels), trusted_labels=True)}
     splits.update(extra_splits or {})
     probe = Probe(splits, scorers, shape)
-    settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, momentum=0.9, weight_decay=0.0, checkpoint_every=1)
+    settings = Recipe(epochs=epochs, batch_size=32, lr=lr, momentum=0.9, weight_decay=0.0, checkpoint_every=1)
     states = [(checkpoint, copy.deepcopy(model.state_dict()))
               for checkpoint in train(model, splits["train"].inputs, splits["train"].labels, settings,
                                       torch.Generator().manual_seed(seed), shape)]

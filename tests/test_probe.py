@@ -158,13 +158,14 @@ def test_float32_running_state_changes_vog_by_less_than_a_millionth():
     from bench.data import load_dataset
     from bench.models import build_model
     from bench.probe import Probe, ProbeSplit
-    from bench.training import TrainSettings, train
+    from bench.config import Recipe
+    from bench.training import train
 
     digits = load_dataset("digits-c")
     x, y = torch.as_tensor(digits.train.inputs[:300]), torch.as_tensor(digits.train.labels[:300])
     torch.manual_seed(0)
     model = build_model("lenet", digits.input_shape, 10)
-    settings = TrainSettings(epochs=10, batch_size=32, lr=0.03, momentum=0.9, weight_decay=5e-4, checkpoint_every=1)
+    settings = Recipe(epochs=10, batch_size=32, lr=0.03, momentum=0.9, weight_decay=5e-4, checkpoint_every=1)
     states = [(c, copy.deepcopy(model.state_dict()))
               for c in train(model, x, y, settings, torch.Generator().manual_seed(0), digits.input_shape)]
     specs = ["vog", "vog[window=all,target=logit]"]

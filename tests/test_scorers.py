@@ -182,13 +182,14 @@ def test_grand_at_initialisation_equals_a_per_example_loop_on_the_initial_model(
     import copy
 
     from bench.probe import Probe, ProbeSplit
-    from bench.training import TrainSettings, train
+    from bench.config import Recipe
+    from bench.training import train
 
     inputs, labels = (torch.as_tensor(a) for a in two_blobs)
     torch.manual_seed(0)
     model = MLP((2,), 2, hidden=(16,))
     initial = copy.deepcopy(model)
-    settings = TrainSettings(epochs=3, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0, checkpoint_every=1,
+    settings = Recipe(epochs=3, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0, checkpoint_every=1,
                              checkpoint_at_init=True)
     states = [(c, copy.deepcopy(model.state_dict()))
               for c in train(model, inputs, labels, settings, torch.Generator().manual_seed(0), (2,))]

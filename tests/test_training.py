@@ -10,10 +10,10 @@ import torch
 from torch.nn import functional
 from torch.optim import lr_scheduler
 
-from bench.config import RunConfig
+from bench.config import Recipe, RunConfig
 from bench.errors import BenchError
 from bench.models import MLP
-from bench.training import PADDING, TrainSettings, crop_flip, lr_factor, train
+from bench.training import PADDING, crop_flip, lr_factor, train
 
 
 @pytest.mark.parametrize("schedule, points", [
@@ -45,7 +45,7 @@ def run(settings, seed=0):
 
 
 def settings(**changes):
-    return TrainSettings(**{**dict(epochs=4, batch_size=32, lr=0.1, momentum=0.9, weight_decay=0.0,
+    return Recipe(**{**dict(epochs=4, batch_size=32, lr=0.1, momentum=0.9, weight_decay=0.0,
                                    checkpoint_every=1), **changes})
 
 
