@@ -12,8 +12,10 @@ defaults, stored under the same names (as in scikit-learn). Three forms, simples
   class normalisation); parameters that only ``finish`` reads are listed in
   ``finish_params``, so variants that differ in them share one pass and one state.
 * ``Detector`` follows PyOD: ``fit`` on the in-distribution training features, then
-  ``decision_function`` on any split. Each feature space is extracted once, at the last
-  checkpoint, for all detectors.
+  ``decision_function`` on any split. Each feature space (the pixels, the embedding, the
+  logits) is extracted once, at the last checkpoint, for all detectors; a detector that reads
+  the classifier's last layer (ViM, ReAct, ASH, DICE) sets ``uses_head`` and is fitted with
+  ``head=Head(...)`` too.
 * ``StreamingScorer``, for scores no reduction expresses (the checkpoint from which an
   example stays learned, a median over checkpoints): ``start``, ``update`` with every batch
   at every observed checkpoint, ``scores``. No built-in scorer needs it; plugins may
@@ -48,6 +50,7 @@ from bench.signals import (  # noqa: F401  (re-exported: what a scorer needs and
     SIGNALS,
     Signal,
     input_grad,
+    odin_logits,
 )
 from bench.specs import format_spec
 
@@ -86,6 +89,7 @@ class Batch:
     index: torch.Tensor  # (n,) positions of the examples in their split
     classes: dict[str, torch.Tensor]  # "target", "label", and "final" when a signal asks for it (see CLASSES)
     signals: dict[Signal, torch.Tensor] = field(default_factory=dict)
+    head: torch.nn.Linear | None = None  # the model's last layer at this checkpoint, for detectors that read it
 
     def __getitem__(self, signal: str) -> torch.Tensor:
         return self.signals[signal]
@@ -95,11 +99,35 @@ class Batch:
         return self.classes["target"]
 
 
+# The families the OoD table groups scorers by; a plugin may name another.
+FAMILIES = ("training dynamics", "gradient", "output-based", "feature-based", "pixel-space")
+
+
+@dataclass(frozen=True)
+class Head:
+    """The classifier's last linear layer at the last checkpoint, in float64: ``logits = X @ weight.T + bias``."""
+
+    weight: np.ndarray  # (classes, d)
+    bias: np.ndarray  # (classes,)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64) @ self.weight.T + self.bias
+
+
+def validation_rows(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """The sorted positions of ``size`` training rows (all when ``size`` >= ``n``), drawn with ``seed``: the
+    in-distribution data a detector fits what must not come from the test or an OoD split (ReAct's percentile,
+    a temperature). They are rows the network trained on; a detector names its ``val_size`` in its spec."""
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
 class Scorer(ABC):
     """Metadata and parameters shared by every form of scorer."""
 
     name: ClassVar[str]  # short kebab-case registry name, e.g. "vog"
-    family: ClassVar[str]  # e.g. "gradient", "training dynamics", "confidence", "detector"
+    family: ClassVar[str]  # one of FAMILIES, e.g. "gradient" (a Detector's follows its feature space)
     reference: ClassVar[str]  # the paper (and table row) the scorer stands for
     needs: frozenset[str] = frozenset()  # signals from SIGNALS (or their names); may be a property
 
@@ -158,15 +186,20 @@ class CheckpointScore(Scorer):
         return reduced[split]
 
 
+SPACE_FAMILIES = {PIXELS: "pixel-space", EMBEDDING: "feature-based", LOGITS: "output-based"}
+
+
 class Detector(Scorer):
     """An outlier detector on a feature space, with PyOD's contract.
 
-    ``features`` picks the space: ``pixels`` (the raw input) or ``embedding`` (the trained
-    model's penultimate layer at the last checkpoint).
+    ``features`` picks the space: ``pixels`` (the raw input), ``embedding`` (the trained
+    model's penultimate layer at the last checkpoint) or ``logits``, among the class's
+    ``feature_spaces``. ``fit`` gets the training split's labels (noisy ones where the run
+    makes them noisy), and ``head=`` the last layer when ``uses_head`` is set.
     """
 
-    family = "detector"
     feature_spaces: ClassVar[tuple[str, ...]] = (PIXELS, EMBEDDING)
+    uses_head: ClassVar[bool] = False
 
     def __init__(self, features: str = PIXELS) -> None:
         if features not in self.feature_spaces:
@@ -180,12 +213,17 @@ class Detector(Scorer):
     def needs(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({self.features})
 
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return SPACE_FAMILIES[self.features]
+
     def observes(self, checkpoint: Checkpoint) -> bool:
         return checkpoint.is_last
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "Detector":
-        """Fit on in-distribution training features (n, d); labels for class-conditional detectors."""
+        """Fit on in-distribution training features (n, d); labels for class-conditional detectors
+        (and the keyword ``head``, a ``Head``, when ``uses_head`` is set)."""
 
     @abstractmethod
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -229,7 +267,7 @@ def register(cls: type[Scorer]) -> type[Scorer]:
         raise TypeError(f"{cls.__qualname__} has no `name`; set a short kebab-case name")
     if name in RESERVED_COLUMNS:
         raise ValueError(f"scorer name {name!r} is reserved for a score-table column; pick another")
-    for attribute in ("family", "reference"):
+    for attribute in ("reference",) if issubclass(cls, Detector) else ("family", "reference"):
         if not isinstance(getattr(cls, attribute, None), str):
             raise TypeError(f"scorer {name!r} must set the class attribute `{attribute}`")
     if issubclass(cls, CheckpointScore):
@@ -247,8 +285,10 @@ def register(cls: type[Scorer]) -> type[Scorer]:
         raise TypeError(f"scorer {name!r} could not be built with its default parameters to read what it needs "
                         f"({type(error).__name__}: {error}); every parameter needs a default, and a Detector's "
                         "__init__ must call super().__init__(features)") from None
-    unknown = set(needs) - set(SIGNALS)
-    if unknown:
-        raise ValueError(f"scorer {name!r} needs unknown signals {sorted(unknown)}; known: {', '.join(SIGNALS)}")
+    for signal in needs:
+        try:
+            Signal(signal)
+        except ValueError as error:
+            raise ValueError(f"scorer {name!r} needs an unknown signal: {error}") from None
     registered[name] = cls
     return cls

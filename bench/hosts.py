@@ -11,7 +11,8 @@ A host serves the scorers that share one running state, and is called in this or
 The forms: ``CheckpointHost``, the ``CheckpointScore`` variants that differ only in their
 ``finish_params`` (one pass, one state, see ``bench.reductions``); ``DetectorHost``, every
 ``Detector`` on one feature space (the space is kept once, at the last checkpoint, and each
-detector is fitted on the training split's when first scored); ``StreamingHost``, one
+detector is fitted on the training split's when first scored, with the model's last layer if
+it reads it); ``StreamingHost``, one
 ``StreamingScorer``, which keeps its own state. ``make_hosts`` is the one place the form of a
 scorer is looked at.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.api import Batch, Checkpoint, CheckpointScore, Detector, Scorer, StreamingScorer
+from bench.api import Batch, Checkpoint, CheckpointScore, Detector, Head, Scorer, StreamingScorer
 from bench.meter import pickled_bytes, tensor_bytes
 from bench.reductions import Accumulator
 from bench.signals import Signal
@@ -127,12 +128,17 @@ class DetectorHost(Host):
         self.labels: list[torch.Tensor] = []
         self.features: dict[str, np.ndarray] = {}  # split -> (n, d)
         self.train_labels: np.ndarray | None = None
+        self.head: Head | None = None  # the last layer, kept at the first batch when a detector reads it
         self.fitted: set[str] = set()  # specs of the detectors fitted
 
     def start(self, split: str, size: int) -> None:
         self.parts, self.labels = [], []
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        if self.head is None and batch.head is not None and any(scorer.uses_head for scorer in self.scorers):
+            weight, bias = batch.head.weight.detach(), batch.head.bias
+            self.head = Head(weight.double().cpu().numpy().copy(), np.zeros(len(weight)) if bias is None
+                             else bias.detach().double().cpu().numpy().copy())
         self.parts.append(batch[self.space].flatten(1).float().cpu())
         self.labels.append(batch.classes["label"].cpu())
 
@@ -144,7 +150,10 @@ class DetectorHost(Host):
 
     def scores(self, scorer: Detector, split: str) -> np.ndarray:  # type: ignore[override]
         if scorer.spec not in self.fitted:
-            scorer.fit(self.features["train"], self.train_labels)
+            if scorer.uses_head and self.head is None:
+                raise ValueError(f"{scorer.name} reads the classifier's last linear layer, and this model gives none")
+            head = {"head": self.head} if scorer.uses_head else {}
+            scorer.fit(self.features["train"], self.train_labels, **head)
             self.fitted.add(scorer.spec)
         return scorer.decision_function(self.features[split])
 

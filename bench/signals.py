@@ -1,14 +1,16 @@
 """The signals the probe computes for a batch, and the one function that computes them.
 
 A ``Signal`` is a typed value whose stable string form is itself: ``logits``, ``embedding``,
-``pixels``, ``param_grad_norm`` or ``input_grad[of=...,cls=...]``. It subclasses ``str`` so
+``pixels``, ``param_grad_norm``, ``input_grad[of=...,cls=...]`` or
+``odin_logits[temperature=...,noise=...]``. It subclasses ``str`` so
 that what scorers declare (``needs = {LOGITS}``, or the plain text ``"logits"``), the keys
 they read (``batch[LOGITS]``) and what results store are one and the same; its parts are
 read as ``kind``, ``of`` and ``cls``, never by matching substrings.
 
 ``compute_signals`` is a pure function of (model, inputs, classes, the signals needed): one
 forward pass, one backward pass per input gradient (sharing the forward graph), and the
-parameter-gradient norms when asked for.
+parameter-gradient norms when asked for; ODIN's perturbed input costs one more backward and
+one more forward pass per (temperature, noise).
 """
 
 from __future__ import annotations
@@ -36,26 +38,36 @@ KINDS = {
     "pixels": "(n, *input_shape) the input itself, scaled to [0, 1]",
     "param_grad_norm": "(n,) L2 norm of the cross-entropy's gradient over all parameters",
     "input_grad": "(n, *input_shape) the gradient w.r.t. the input of class `cls`'s logit or probability (`of`)",
+    "odin_logits": "(n, classes) the logits of the input moved by `noise` (pixel units, inputs in [0, 1]) against the "
+                   "sign of the gradient of the cross-entropy of logits / `temperature` at the predicted class (ODIN)",
 }
+PARAMETERS = {"input_grad": ("of", "cls"), "odin_logits": ("temperature", "noise")}  # the kinds that take parameters
 
 
 @functools.cache
-def _parts(name: str) -> tuple[str, str | None, str | None]:
-    """(kind, of, cls) of a signal's name, checked; read once per name."""
+def _parts(name: str) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """(kind, its parameters in order) of a signal's name, checked; read once per name."""
     try:
         kind, params = parse_spec(name)
     except BenchError:
         kind, params = name, {}
-    if kind not in KINDS or (kind != "input_grad" and params) or (kind == "input_grad" and set(params) != {"of", "cls"}):
-        grammar = format_spec("input_grad", {"of": "|".join(OUTPUTS), "cls": "|".join(CLASSES)})
-        raise ValueError(f"{name!r} is not a signal; known: {', '.join(k for k in KINDS if k != 'input_grad')}, {grammar}")
-    if kind != "input_grad":
-        return kind, None, None
-    if params["of"] not in OUTPUTS:
+    expected = PARAMETERS.get(kind, ())
+    if kind not in KINDS or set(params) != set(expected):
+        grammars = [format_spec("input_grad", {"of": "|".join(OUTPUTS), "cls": "|".join(CLASSES)}),
+                    format_spec("odin_logits", {"temperature": "T", "noise": "E"})]
+        known = [k for k in KINDS if k not in PARAMETERS] + grammars
+        raise ValueError(f"{name!r} is not a signal; known: {', '.join(known)}")
+    if kind == "input_grad" and params["of"] not in OUTPUTS:
         raise ValueError(f"input_grad: of={params['of']!r} is not one of {', '.join(OUTPUTS)}")
-    if params["cls"] not in CLASSES:
+    if kind == "input_grad" and params["cls"] not in CLASSES:
         raise ValueError(f"input_grad: cls={params['cls']!r} is not one of {', '.join(CLASSES)}")
-    return kind, params["of"], params["cls"]
+    if kind == "odin_logits":
+        for key in expected:
+            if isinstance(params[key], bool) or not isinstance(params[key], (int, float)) or params[key] < 0:
+                raise ValueError(f"odin_logits: {key}={params[key]!r} is not a number of 0 or more")
+        if params["temperature"] == 0:
+            raise ValueError("odin_logits: temperature=0 divides by zero; give a positive temperature, e.g. 1000")
+    return kind, tuple((key, params[key]) for key in expected)
 
 
 class Signal(str):
@@ -67,22 +79,26 @@ class Signal(str):
     __slots__ = ()
 
     def __new__(cls, name: str) -> Signal:
-        kind, of, target = _parts(str(name))
-        return super().__new__(cls, format_spec(kind, {"of": of, "cls": target} if of else {}))
+        kind, params = _parts(str(name))
+        return super().__new__(cls, format_spec(kind, dict(params)))
 
     @property
     def kind(self) -> str:
         return _parts(self)[0]
 
     @property
+    def params(self) -> dict[str, object]:
+        return dict(_parts(self)[1])
+
+    @property
     def of(self) -> str | None:
         """For an input gradient: what it differentiates, the class's ``logit`` or ``prob``."""
-        return _parts(self)[1]
+        return self.params.get("of")
 
     @property
     def cls(self) -> str | None:
         """For an input gradient: which class, a key of ``CLASSES``."""
-        return _parts(self)[2]
+        return self.params.get("cls")
 
 
 LOGITS = Signal("logits")
@@ -96,7 +112,30 @@ def input_grad(of: str = "logit", cls: str = "target") -> Signal:
     return Signal(format_spec("input_grad", {"of": of, "cls": cls}))
 
 
+def odin_logits(temperature: float, noise: float) -> Signal:
+    """The signal ``(n, classes)``: ODIN's logits, of the input perturbed by ``noise`` at ``temperature``."""
+    return Signal(format_spec("odin_logits", {"temperature": temperature, "noise": noise}))
+
+
+# The signals without free parameters (ODIN's logits take numbers, so ``Signal(name)`` is the test of a name).
 SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
+
+
+def perturbed_logits(model: nn.Module, x: torch.Tensor, temperature: float, noise: float) -> torch.Tensor:
+    """ODIN (Liang et al. 2018): the logits of ``x - noise * sign(grad_x CE(f(x) / T, argmax))``.
+
+    The sign of a zero gradient is taken as +1, as OpenOOD's ``torch.ge(grad, 0)`` does. The
+    model's input is the pixels in [0, 1] (a normalisation is its first layer), so ``noise`` is
+    in pixel units: OpenOOD's 0.0014 divided by the channel std is applied to normalised inputs,
+    the same step in pixels."""
+    with torch.enable_grad():
+        inputs = x.detach().requires_grad_(True)
+        logits = model.head(model.embed(inputs)) / temperature
+        loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1), reduction="sum")
+        gradient = torch.autograd.grad(loss, inputs)[0]
+    with torch.no_grad():
+        moved = x.detach() - noise * torch.where(gradient >= 0, 1.0, -1.0).to(x.dtype)
+        return model.head(model.embed(moved))
 
 
 def compute_signals(
@@ -130,6 +169,9 @@ def compute_signals(
             signals[signal] = torch.autograd.grad(output, inputs, retain_graph=signal != gradients[-1])[0]
             done(signal)
     signals[LOGITS] = logits.detach()
+    for signal in sorted(signal for signal in map(Signal, needed) if signal.kind == "odin_logits"):
+        signals[signal] = perturbed_logits(model, x, **signal.params)
+        done(signal)
     if EMBEDDING in needed:
         signals[EMBEDDING] = embedding.detach()
     if PIXELS in needed:
