@@ -425,7 +425,7 @@ def command_list(args: argparse.Namespace) -> int:
         for name, cls in registry.available().items():
             scorer = cls()
             params = ", ".join(f"{k}={spec_value(v)}" for k, v in cls.defaults().items()) or "-"
-            rows.append({"name": name, "family": cls.family, "needs": ", ".join(sorted(scorer.needs)),
+            rows.append({"name": name, "family": scorer.family, "needs": ", ".join(sorted(scorer.needs)),
                          "parameters": params, "reference": cls.reference})
         print(text_table(pd.DataFrame(rows)))
     elif args.what == "datasets":
