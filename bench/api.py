@@ -75,6 +75,7 @@ class Checkpoint:
     index: int  # position in the schedule, 0-based
     epoch: int | float  # epochs of training done: a fraction for a checkpoint in mid-epoch (``checkpoint_unit = "step"``)
     total: int  # number of checkpoints in the schedule
+    lr: float | None = None  # the learning rate of the steps just before it (at initialisation, the first step's)
 
     @property
     def is_last(self) -> bool:
@@ -90,6 +91,7 @@ class Batch:
     classes: dict[str, torch.Tensor]  # "target", "label", and "final" when a signal asks for it (see CLASSES)
     signals: dict[Signal, torch.Tensor] = field(default_factory=dict)
     head: torch.nn.Linear | None = None  # the model's last layer at this checkpoint, for detectors that read it
+    checkpoint: Checkpoint | None = None  # the checkpoint the batch is probed at (its learning rate, for TracIn)
 
     def __getitem__(self, signal: str) -> torch.Tensor:
         return self.signals[signal]

@@ -215,7 +215,8 @@ class Probe:
                 classes["final"] = self.final_classes[name][index]
             signals, classes = compute_signals(model, model_input(split.inputs[index], self.input_shape), classes,
                                                needed, self.grad_norms, charge)
-            batch = Batch(split=name, index=index, classes=classes, signals=signals, head=model.head)
+            batch = Batch(split=name, index=index, classes=classes, signals=signals, head=model.head,
+                          checkpoint=checkpoint)
             for host in active:
                 self._guard(host.specs, host.update, batch, checkpoint)
             if checkpoint.is_last:

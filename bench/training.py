@@ -44,6 +44,18 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     return 1 / 625 + (1 - 1 / 625) * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
 
 
+def checkpoint_lr(settings: Recipe, steps: int, total_steps: int) -> float:
+    """The learning rate of the checkpoint after ``steps`` optimizer steps of ``total_steps``: that of the last step
+    before it (as TracIn weighs a checkpoint by the epoch's rate), at initialisation that of the first step."""
+    return settings.lr * lr_factor(settings.schedule, max(steps - 1, 0), total_steps)
+
+
+def checkpoint_lrs(settings: Recipe, train_size: int, epochs: list[int | float]) -> list[float]:
+    """The learning rates of the checkpoints at ``epochs`` of a training on ``train_size`` examples (``train``'s)."""
+    steps_per_epoch = math.ceil(train_size / settings.batch_size)
+    return [checkpoint_lr(settings, round(epoch * steps_per_epoch), settings.epochs * steps_per_epoch) for epoch in epochs]
+
+
 def crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of the batch (n, c, h, w) cropped back to its size at a random offset from its
     zero-padded copy, and flipped left to right with probability 1/2; on the batch's device."""
@@ -100,18 +112,19 @@ def train(
     steps_per_epoch = math.ceil(n / settings.batch_size)
     marks = set(checkpoint_steps(settings, steps_per_epoch))
     total = len(marks) + settings.checkpoint_at_init
+    total_steps = settings.epochs * steps_per_epoch
     done = 0  # checkpoints yielded
 
     def checkpoint(steps: int) -> Checkpoint:
         nonlocal done
         done += 1
         epoch = steps // steps_per_epoch if steps % steps_per_epoch == 0 else steps / steps_per_epoch
-        return Checkpoint(index=done - 1, epoch=epoch, total=total)
+        return Checkpoint(index=done - 1, epoch=epoch, total=total, lr=checkpoint_lr(settings, steps, total_steps))
 
     if settings.checkpoint_at_init:
         yield checkpoint(0)
     autocast, scaler = mixed_precision(settings.amp, labels.device)
-    steps, total_steps = 0, settings.epochs * steps_per_epoch
+    steps = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator).to(labels.device)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench.api import Checkpoint
+from bench.config import Recipe
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import build_model
@@ -25,7 +26,7 @@ from bench.plan import Plan
 from bench.probe import Probe, ProbeSplit
 from bench.provenance import provenance
 from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
-from bench.training import train
+from bench.training import checkpoint_lrs, train
 
 
 @contextlib.contextmanager
@@ -40,9 +41,12 @@ def out_of_memory_advice(doing: str, key: str, batch_size: int) -> Iterator[None
                          f"config file or --{key.replace('_', '-')} {smaller}; the finished units are kept") from None
 
 
-def checkpoints_of(training: dict) -> list[Checkpoint]:
+def checkpoints_of(training: dict, recipe: Recipe, train_size: int) -> list[Checkpoint]:
+    """The checkpoints of a training record, with their learning rates from ``recipe`` (the one the record's hash
+    names: stored checkpoints of any version get them)."""
     epochs = training["checkpoint_epochs"]
-    return [Checkpoint(index=index, epoch=epoch, total=len(epochs)) for index, epoch in enumerate(epochs)]
+    return [Checkpoint(index=index, epoch=epoch, total=len(epochs), lr=lr)
+            for index, (epoch, lr) in enumerate(zip(epochs, checkpoint_lrs(recipe, train_size, epochs)))]
 
 
 def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSplit, dataset: Dataset, seed: int,
@@ -103,7 +107,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
             training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
         seconds["train"] = time.perf_counter() - started
         save_checkpoints(plan.checkpoints_path(seed), states, training)
-    schedule = checkpoints_of(training)
+    schedule = checkpoints_of(training, config.recipe, len(splits["train"]))
     with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):

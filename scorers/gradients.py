@@ -28,6 +28,29 @@ class GraNd(EpochChoice, CheckpointScore):
         return batch[PARAM_GRAD_NORM]
 
 
+@register
+class TracIn(CheckpointScore):
+    """TracInCP self-influence: the sum over the checkpoints of the learning rate times the squared norm of the
+    gradient of the example's loss over all parameters (Pruthi et al.'s TracIn(z, z)).
+
+    A checkpoint's rate is that of the optimizer steps just before it (the epoch's, as the paper takes it), the
+    first step's at initialisation; with AdamW it is the nominal rate, not the per-parameter step size.
+    """
+
+    name = "tracin"
+    family = "gradient"
+    reference = "Pruthi et al., NeurIPS 2020 (arXiv 2002.08484), TracInCP self-influence; frederick0329/TracIn"
+    needs = frozenset({PARAM_GRAD_NORM})
+    reduce = "sum"
+
+    def value(self, batch: Batch) -> torch.Tensor:
+        lr = None if batch.checkpoint is None else batch.checkpoint.lr
+        if lr is None:
+            raise ValueError("tracin: the learning rate of this checkpoint is unknown; probe checkpoints made by "
+                             "bench.training.train or bench.unit.checkpoints_of, which carry it")
+        return lr * batch[PARAM_GRAD_NORM].double() ** 2
+
+
 DETECTORS = ("iforest", "l1", "l2")
 
 
