@@ -30,11 +30,12 @@ class GraNd(EpochChoice, CheckpointScore):
 
 @register
 class TracIn(CheckpointScore):
-    """TracInCP self-influence: the sum over the checkpoints of the learning rate times the squared norm of the
-    gradient of the example's loss over all parameters (Pruthi et al.'s TracIn(z, z)).
+    """TracInCP self-influence: the sum over every checkpoint of the learning rate times the squared norm of the
+    gradient of the example's loss (its class: ``batch.target``) over all parameters (Pruthi et al.'s TracIn(z, z)).
 
-    A checkpoint's rate is that of the optimizer steps just before it (the epoch's, as the paper takes it), the
-    first step's at initialisation; with AdamW it is the nominal rate, not the per-parameter step size.
+    A checkpoint's rate is that of the optimizer steps just before it (the epoch's, as the paper takes it); the
+    checkpoint at initialisation, when scheduled, counts with the first step's. With AdamW it is the nominal rate,
+    not the per-parameter step size. The gradient norms are GraNd's (``bench.gradients``).
     """
 
     name = "tracin"
