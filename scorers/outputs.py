@@ -68,11 +68,11 @@ class GEN(_OutputScore):
 
     High when the probability mass is spread (OoD-like), low when one class takes it. Defaults
     ``gamma=0.1``, ``M=100`` (all classes when there are fewer): OpenOOD ``configs/postprocessors/gen.yml``.
-    Computed in float64 and unclamped, as OpenOOD does (pytorch-ood clamps p to [1e-7, 1 - 1e-7]
-    and takes the mean, not the sum)."""
+    Unclamped, as OpenOOD's (pytorch-ood clamps p to [1e-7, 1 - 1e-7] and takes the mean, not the
+    sum); in float64, where ``1 - p`` keeps its digits for a confident prediction."""
 
     name = "gen"
-    reference = "Liu et al., CVPR 2023 (GEN: Pushing the Limits of Softmax-Based OoD Detection); OpenOOD gen_postprocessor.py"
+    reference = "Liu, Lochman & Zach, CVPR 2023 (GEN: generalized entropy); OpenOOD gen_postprocessor.py"
 
     def __init__(self, gamma: float = 0.1, M: int = 100) -> None:
         positive(self.name, "gamma", gamma, 0.1)
@@ -123,8 +123,9 @@ class TempScaling(Detector):
 
     ``T`` minimises the NLL of ``val_size`` training rows (``bench.api.validation_rows``, seed 0)
     with OpenOOD's optimiser: LBFGS(lr=0.01, max_iter=50) from T=1.5
-    (``openood/postprocessors/temp_scaling_postprocessor.py``), which stops short of the optimum
-    as OpenOOD's does; in float64, so refits give the same T bit for bit. Default
+    (``openood/postprocessors/temp_scaling_postprocessor.py``). Its 50 steps of 1% of a quasi-Newton
+    step move T only part of the way to the NLL's minimum, as in OpenOOD. In float64, so refits give
+    the same T bit for bit. Default
     ``val_size=1000``: the size of OpenOOD's CIFAR-10 ID validation split."""
 
     name = "temp-scaling"

@@ -22,7 +22,10 @@ TIGHT = dict(rtol=1e-10, atol=1e-12)  # the same number, computed in float64 in 
 def build(shape: str) -> torch.nn.Module:
     """A random float64 model in eval mode; the ResNet's batch norms hold running statistics of a few batches."""
     torch.manual_seed(0)
-    model = MLP(SHAPE, CLASSES, hidden=(32,)) if shape == "mlp" else ResNet(SHAPE, CLASSES, (8, 16), 1, projection=False)
+    if shape == "mlp":
+        model = MLP(SHAPE, CLASSES, hidden=(32,))
+    else:
+        model = ResNet(SHAPE, CLASSES, (8, 16), 1, projection=False)
     model = model.double()
     with torch.no_grad():
         model.head.weight.mul_(4)  # logits of a few units: softmaxes neither flat nor one-hot
@@ -109,7 +112,8 @@ def test_odin_equals_pytorch_ood(model, temperature, noise):
     odin = pytorch_ood_detectors().ODIN(model, eps=noise, temperature=temperature, norm_std=None)
     signal = registry.create(f"odin[temperature={temperature},noise={noise}]").signal
     moved, _ = compute_signals(model, x, {"label": y}, {signal})
-    expected = logits_of(model, pytorch_ood_detectors().odin_preprocessing(model, x, eps=noise, temperature=temperature))
+    moved_input = pytorch_ood_detectors().odin_preprocessing(model, x, eps=noise, temperature=temperature)
+    expected = logits_of(model, moved_input)
     torch.testing.assert_close(moved[signal], expected, **TIGHT)
     assert (moved[signal] - moved[LOGITS]).abs().max() > 1e-4  # the step moved the logits far beyond the tolerance
     np.testing.assert_allclose(scores(f"odin[temperature={temperature},noise={noise}]", model, x, y),
