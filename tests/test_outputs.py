@@ -13,6 +13,7 @@ from bench.api import Batch, Checkpoint, validation_rows
 from bench.hosts import make_hosts, observed_checkpoints
 from bench.models import MLP, Normalized, ResNet
 from bench.signals import LOGITS, compute_signals
+from conftest import train_and_probe
 from oracles import pytorch_ood_detectors
 
 SHAPE, CLASSES = (3, 8, 8), 5
@@ -218,3 +219,14 @@ def test_the_scores_are_builtin_scorers_of_their_family():
 def test_bad_parameters_are_refused_naming_them(name, params, parameter):
     with pytest.raises(ValueError, match=rf"{name}: {parameter}="):
         registry.get(name)(**params)
+
+
+def test_the_scores_run_through_the_probe_of_a_trained_model(two_blobs):
+    """The whole path: a run's probe computes every signal these scores need and fits temp-scaling on its train
+    split; every score is finite, and with two classes (max softmax = sigmoid(|z1 - z2| / T), monotone whatever T)
+    temp-scaling ranks as max-softmax does."""
+    specs = [*NAMES, "max-softmax"]
+    table, _ = train_and_probe(*two_blobs, [registry.create(spec) for spec in specs], epochs=2)
+    for spec in specs:
+        assert np.isfinite(table["train"][spec]).all(), spec
+    assert spearmanr(table["train"]["temp-scaling"], table["train"]["max-softmax"]).statistic > 0.9999
