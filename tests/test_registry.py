@@ -13,7 +13,7 @@ import pytest
 
 import bench
 from bench import registry
-from bench.api import SIGNALS
+from bench.api import FAMILIES, Signal
 from bench.errors import BenchError
 from bench.specs import parse_spec, split_specs
 
@@ -53,8 +53,9 @@ def test_builtin_scorers_declare_their_metadata():
     assert {"vog", "action-score", "max-softmax", "kde"} <= set(scorers)
     for name, cls in scorers.items():
         scorer = cls()
-        assert scorer.needs and scorer.needs <= set(SIGNALS), name
-        assert cls.family and cls.reference, name
+        assert scorer.needs and all(Signal(signal) == signal for signal in scorer.needs), name
+        assert cls.reference, name
+        assert scorer.family in FAMILIES or not cls.__module__.startswith("scorers."), name
 
 
 def test_builtin_scorers_come_through_the_entry_point_group_as_plugins_do():
