@@ -124,7 +124,8 @@ def odin_logits(temperature: float, noise: float) -> Signal:
 
 
 # The signals without free parameters (ODIN's logits take numbers, so ``Signal(name)`` is the test of a name).
-SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, HELDOUT_LOGITS, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
+SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, HELDOUT_LOGITS,
+           *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
 
 
 def perturbed_logits(model: nn.Module, x: torch.Tensor, temperature: float, noise: float) -> torch.Tensor:

@@ -120,8 +120,9 @@ def train_folds(plan: Plan, new_model: Callable[[], torch.nn.Module], train_spli
                          f"{len(train_split)}, or 0 for no cross-fitting")
     fold = fold_assignment(train_split.labels.cpu().numpy(), k, seed)
     started, states = time.perf_counter(), []
+    # fork_rng: the run's own random stream is left as it was
     with tqdm(total=k * epochs, desc=f"{description}: cross-fitting", unit="epoch", disable=not progress,
-              file=sys.stderr) as bar, torch.random.fork_rng(devices=[]):  # the run's own random stream is left as it was
+              file=sys.stderr) as bar, torch.random.fork_rng(devices=[]):
         for held_out in range(k):
             torch.manual_seed(fold_seed(seed, held_out))
             model = new_model()
@@ -137,7 +138,8 @@ def train_folds(plan: Plan, new_model: Callable[[], torch.nn.Module], train_spli
 
 
 def cross_fitted(plan: Plan, new_model: Callable[[], torch.nn.Module], train_split: ProbeSplit,
-                 input_shape: tuple[int, ...], seed: int, description: str, progress: bool) -> tuple[Folds, dict, float]:
+                 input_shape: tuple[int, ...], seed: int, description: str,
+                 progress: bool) -> tuple[Folds, dict, float]:
     """The unit's cross-fitting models, stored or trained (then stored, all at once); with their record and the
     seconds spent training them here (0 when stored)."""
     path, spent = folds_path(plan, seed), 0.0
