@@ -52,6 +52,7 @@ from bench.signals import (  # noqa: F401  (re-exported: what a scorer needs and
     input_grad,
     odin_logits,
 )
+from bench.schema import FAMILIES  # noqa: F401  (re-exported: the families a scorer names)
 from bench.specs import format_spec
 
 # Columns every split of a score table has; no scorer may take these names.
@@ -99,10 +100,6 @@ class Batch:
     @property
     def target(self) -> torch.Tensor:
         return self.classes["target"]
-
-
-# The families the OoD table groups scorers by; a plugin may name another.
-FAMILIES = ("training dynamics", "gradient", "output-based", "feature-based", "pixel-space")
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ a row per scorer, the task's headline metrics as mean ± std, best first, and wh
 is NaN. OoD cells read "mean ± std over corruptions (std over seeds)".
 
 example:
-  bench show leaderboards/mnist-c.csv.gz --task ood"""
+  bench show leaderboards/mnist-c.csv.gz --task ood --by-family"""
 
 COMPARE_DESCRIPTION = """\
 Join two leaderboards on dataset, model, task, split, scorer and its full spec (every
@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rank the scorers instead, over independent blocks: each OoD split (its severities as one) "
                            "averaged over seeds, or each seed for difficulty and mislabel (Friedman test, Nemenyi "
                            "post-hoc)")
+    show.add_argument("--by-family", action="store_true",
+                      help="group each table's rows by the scorer's family (training dynamics, gradient, output-based, "
+                           "feature-based, pixel-space), best first within each")
 
     compare = commands.add_parser("compare", help="join two leaderboards and show the deltas; fail on regressions",
                                   description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG,
@@ -284,7 +287,14 @@ def command_show(args: argparse.Namespace) -> int:
             raise BenchError(f"{args.csv} has no rows of task {args.task}; its tasks are {', '.join(sorted(set(board.task)))}")
         board = board[board.task == args.task]
     if not args.ranks:
-        print(render(board, caveats(board)))
+        families = None
+        if args.by_family:
+            from bench.registry import family_of
+            from bench.tables import shown_scorers
+
+            shown = board.assign(shown=shown_scorers(board)).drop_duplicates("shown")
+            families = {row.shown: family_of(row.scorer) for row in shown.itertuples()}
+        print(render(board, caveats(board), families))
         return 0
     from bench.ranking import ranking_caption, ranking_table, rankings
     from bench.tables import text_table

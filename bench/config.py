@@ -76,6 +76,10 @@ def at_least(low: int, zero_means: str = "") -> Check:
     return check
 
 
+def cross_folds(value: int) -> str | None:
+    return None if value == 0 or value >= 2 else f"must be 0 (off) or at least 2 folds, got {value}; e.g. 5"
+
+
 def positive(value: float) -> str | None:
     return None if value > 0 else f"must be positive, got {value}"
 
@@ -184,6 +188,14 @@ class Recipe(Section):
                                                     "steps", hashed="training")
     checkpoint_at_init: bool = key(False, "a checkpoint of the untrained model too (epoch 0), as GraNd at "
                                    "initialisation needs", hashed="training")
+    # "scores": the unit's own model is the same with or without folds, so its checkpoints are shared; the fold
+    # models are stored beside them, named by the training hash and K (``bench.unit``).
+    cross_fit: int = key(0, "K-fold cross-fitting, for scores on out-of-sample predictions as cleanlab defines them: "
+                         "K more models per unit, each trained with this recipe on the training split minus one fold "
+                         "(folds stratified by class, drawn from the seed), so that every training example has the "
+                         "logits of a model that never saw it (the signal heldout_logits); costs K more trainings per "
+                         "unit, made only when a scorer needs them; 0: off", hashed="scores", check=cross_folds,
+                         metavar="K")
 
 
 @dataclass(frozen=True)

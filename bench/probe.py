@@ -10,6 +10,12 @@ order. When a split has been seen at every checkpoint its hosts end it, so only 
 running states are in memory at once; once every split has ended, each scorer's scores are
 read from its host.
 
+The signal ``heldout_logits`` is computed once, before the passes, and only if a scorer needs
+it: the training split through the cross-fitted models ``run`` is given (each fold through
+the model that did not train on it; ``bench.unit`` trains them), the other splits' being
+the final model's logits of the last pass. A scorer that needs it fails alone when the unit
+has no cross-fitted models, or when it observes a checkpoint before the last.
+
 A scorer that raises (in ``observes``, or in any call of its host) is dropped with its error
 recorded; the others go on. A host's calls serve all its scorers, which fail together;
 scoring is asked of each scorer alone. Scores that are not one float per example are a failure too.
@@ -22,7 +28,8 @@ the cost of something several scorers use is divided equally among the scorers u
 forward pass among every scorer active at that pass (detectors on the embedding too, at the
 last checkpoint; the pixels need no forward pass), an input gradient (or the parameter-gradient
 norms) among those that asked for it, the final model's classes among those whose signals
-refer to them, a host's call among the variants sharing its state. Its state bytes are the
+refer to them, the cross-fitted models' pass over the training split among those that need
+``heldout_logits``, a host's call among the variants sharing its state. Its state bytes are the
 peak size of its running state: the ``CheckpointScore`` state at the end of a split's passes
 (in full for each variant sharing it: what the scorer needs alone), and the pickled size of a
 streaming scorer at the end of each split, or of a fitted detector.
@@ -45,7 +52,7 @@ from bench.api import Batch, Checkpoint, Scorer
 from bench.gradients import GradNormComputer
 from bench.hosts import Host, make_hosts, needs_of, observed_checkpoints
 from bench.meter import Meter
-from bench.signals import LOGITS, PIXELS, Signal, compute_signals
+from bench.signals import HELDOUT_LOGITS, LOGITS, PIXELS, Signal, compute_signals
 from bench.training import model_input
 
 
@@ -60,6 +67,25 @@ class ProbeSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+@dataclass
+class Folds:
+    """A unit's cross-fitted models (``bench.unit``): the fold of each training example, and by fold k the final
+    state of the model trained on every other fold."""
+
+    fold: np.ndarray  # (n_train,) in 0..K-1
+    states: list[dict[str, torch.Tensor]]
+
+    def problem(self, n_train: int) -> str | None:
+        """What makes these folds unfit for a training split of ``n_train`` examples, or None."""
+        if len(self.fold) != n_train or not np.isin(self.fold, np.arange(len(self.states))).all():
+            return (f"the cross-fitted models do not fit the training split: {len(self.fold)} fold numbers for "
+                    f"{n_train} examples, in {sorted(set(self.fold.tolist()))} for {len(self.states)} models")
+        return None
+
+
+NO_FOLDS = "heldout_logits needs cross-fitted models: run with --cross-fit 5 (K more trainings per unit for K folds)"
 
 
 @contextlib.contextmanager
@@ -105,6 +131,7 @@ class Probe:
         self.hosts: list[Host] = []
         self.predictions: dict[str, np.ndarray] = {}
         self.final_classes: dict[str, torch.Tensor] = {}
+        self.heldout: dict[str, torch.Tensor] = {}  # split -> heldout_logits, where they are not the final model's
         self.grad_norms = GradNormComputer()
         self.meter = Meter(next(iter(splits.values())).inputs.device)
         self.peak_bytes: dict[str, float] = {}
@@ -114,6 +141,15 @@ class Probe:
         """Per scorer run here: its seconds and peak state bytes (see the module's docstring)."""
         return {s.spec: {"seconds": self.meter.seconds.get(s.spec, 0.0), "state_bytes": self.peak_bytes.get(s.spec, 0)}
                 for s in self.todo}
+
+    def wants(self, signal: Signal) -> bool:
+        """Whether a scorer to be computed declares ``signal`` among its needs (asked before ``run``, to prepare it)."""
+        def declared(scorer: Scorer) -> frozenset[str]:
+            try:
+                return frozenset(scorer.needs)
+            except Exception:  # a plugin's broken ``needs``: its scorer fails alone in ``run``
+                return frozenset()
+        return any(signal in declared(scorer) for scorer in self.todo)
 
     def _guard(self, specs: Sequence[str], call: Callable, *args) -> Any:
         """``call(*args)`` charged to ``specs`` (those it serves); on error, record it for them and drop them from the run."""
@@ -140,8 +176,9 @@ class Probe:
             self.peak_bytes[spec] = size if np.isnan(size) else max(self.peak_bytes.get(spec, 0), size)
 
     def run(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-            on_pass: Callable[[], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+            on_pass: Callable[[], None] | None = None, folds: Folds | None = None) -> dict[str, dict[str, np.ndarray]]:
         """Probe ``model`` loaded with each stored state (in schedule order), split by split; the score table.
+        ``folds``: the unit's cross-fitted models, for the scorers that need ``heldout_logits``.
 
         ``seconds`` then holds the time of the passes (``probe``) and of the scoring (``finish``).
         """
@@ -154,6 +191,7 @@ class Probe:
             self._guard([scorer.spec], needs_of, scorer)
         self.hosts = make_hosts([s for s in self.todo if s.spec not in self.failures], self.observed, self.state_dtype)
         with evaluating(model):
+            self._heldout_logits(model, folds, schedule[-1].index)
             self._final_classes(model, checkpoints[-1][1])
             for name, split in self.splits.items():
                 for host in self._alive():
@@ -190,6 +228,39 @@ class Probe:
         self.meter.lap(users)
         self.meter.settle()
 
+    def _heldout_logits(self, model: nn.Module, folds: Folds | None, last: int) -> None:
+        """The training split's ``heldout_logits``: each fold through the model trained without it; only if a scorer
+        asks. One that asks without folds, or before the last checkpoint, fails alone."""
+        def refuse(observed: frozenset[int]) -> None:
+            if folds is None:
+                raise ValueError(NO_FOLDS)
+            if observed - {last}:
+                raise ValueError("heldout_logits is given at the last checkpoint only (it is the final models' "
+                                 "logits); observe checkpoint.is_last alone")
+            if "train" in self.splits and (problem := folds.problem(len(self.splits["train"]))):
+                raise ValueError(problem)
+
+        for host in self._alive():
+            if HELDOUT_LOGITS in host.needs:
+                self._guard(host.specs, refuse, host.observed)
+        users = [spec for host in self._alive() if HELDOUT_LOGITS in host.needs for spec in host.specs]
+        if not users or folds is None or "train" not in self.splits:
+            return
+        self.meter.restart()
+        split = self.splits["train"]
+        fold = torch.as_tensor(folds.fold, device=split.labels.device)
+        logits = torch.empty(len(split), model.head.out_features, device=split.labels.device)
+        with torch.no_grad():
+            for k, state in enumerate(folds.states):
+                model.load_state_dict(state)
+                members = torch.nonzero(fold == k).flatten()
+                for start in range(0, len(members), self.batch_size):
+                    index = members[start:start + self.batch_size]
+                    logits[index] = model.head(model.embed(model_input(split.inputs[index], self.input_shape)))
+        self.heldout["train"] = logits
+        self.meter.lap(users)
+        self.meter.settle()
+
     def _pass(self, model: nn.Module, name: str, checkpoint: Checkpoint) -> None:
         """One pass over split ``name`` at ``checkpoint``: the signals its observers need, batch by batch, fed to them."""
         active = [host for host in self._alive() if checkpoint.index in host.observed]
@@ -215,6 +286,8 @@ class Probe:
                 classes["final"] = self.final_classes[name][index]
             signals, classes = compute_signals(model, model_input(split.inputs[index], self.input_shape), classes,
                                                needed, self.grad_norms, charge)
+            if HELDOUT_LOGITS in needed:  # its observers see the last checkpoint alone: elsewhere the final model's
+                signals[HELDOUT_LOGITS] = self.heldout[name][index] if name in self.heldout else signals[LOGITS]
             batch = Batch(split=name, index=index, classes=classes, signals=signals, head=model.head,
                           checkpoint=checkpoint)
             for host in active:

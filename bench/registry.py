@@ -81,6 +81,15 @@ def create(spec: str) -> Scorer:
         raise BenchError(f"scorer spec {spec!r}: {error}") from None
 
 
+def family_of(spec: str) -> str:
+    """The family of the scorer ``spec`` builds (a detector's follows its feature space); ``other`` when no
+    installed scorer builds from it (a plugin absent here)."""
+    try:
+        return create(spec).family
+    except BenchError:
+        return "other"
+
+
 def _parameter_types(cls: type[Scorer], key: str) -> tuple[type, ...]:
     """The types a constructor parameter takes: those of its annotation (``int | None``: int and NoneType), else
     that of its default; none known (no annotation and a default of None, or ``Any``): ()."""

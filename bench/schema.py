@@ -29,6 +29,9 @@ BINOMIAL = "exact binomial over seeds"  # Clopper-Pearson, for a fraction of see
 BOOTSTRAP = "bootstrap over examples"  # where the seeds agree exactly; the tasks say how it resampled
 STRATIFIED, PAIRED = f"{BOOTSTRAP} (stratified)", f"{BOOTSTRAP} (paired)"
 
+# The families of scorers, in the order tables group them (``bench show --by-family``); a plugin may name another.
+FAMILIES = ("training dynamics", "gradient", "output-based", "feature-based", "pixel-space")
+
 
 @dataclass(frozen=True)
 class Headline:

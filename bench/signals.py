@@ -1,7 +1,7 @@
 """The signals the probe computes for a batch, and the one function that computes them.
 
 A ``Signal`` is a typed value whose stable string form is itself: ``logits``, ``embedding``,
-``pixels``, ``param_grad_norm``, ``input_grad[of=...,cls=...]`` or
+``pixels``, ``param_grad_norm``, ``heldout_logits``, ``input_grad[of=...,cls=...]`` or
 ``odin_logits[temperature=...,noise=...]``. It subclasses ``str`` so
 that what scorers declare (``needs = {LOGITS}``, or the plain text ``"logits"``), the keys
 they read (``batch[LOGITS]``) and what results store are one and the same; its parts are
@@ -10,7 +10,9 @@ read as ``kind``, ``of`` and ``cls``, never by matching substrings.
 ``compute_signals`` is a pure function of (model, inputs, classes, the signals needed): one
 forward pass, one backward pass per input gradient (sharing the forward graph), and the
 parameter-gradient norms when asked for; ODIN's perturbed input costs one more backward and
-one more forward pass per (temperature, noise).
+one more forward pass per (temperature, noise). ``heldout_logits`` is no function of the model
+at hand: the probe computes it once per unit from the cross-fitted models (``bench.probe``) and
+adds it to the batches of the last checkpoint.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ KINDS = {
     "pixels": "(n, *input_shape) the input itself, scaled to [0, 1]",
     "param_grad_norm": "(n,) L2 norm of the cross-entropy's gradient over all parameters",
     "input_grad": "(n, *input_shape) the gradient w.r.t. the input of class `cls`'s logit or probability (`of`)",
+    "heldout_logits": "(n, classes) logits of a model that never trained on the example: on the training split, the "
+                      "cross-fitting model whose training left out the example's fold (config key cross_fit); "
+                      "elsewhere the final model's. Given at the last checkpoint only",
     "odin_logits": "(n, classes) the logits of the input moved by `noise` (pixel units, inputs in [0, 1]) against the "
                    "sign of the gradient of the cross-entropy of logits / `temperature` at the predicted class (ODIN)",
 }
@@ -105,6 +110,7 @@ LOGITS = Signal("logits")
 EMBEDDING = Signal("embedding")
 PIXELS = Signal("pixels")
 PARAM_GRAD_NORM = Signal("param_grad_norm")
+HELDOUT_LOGITS = Signal("heldout_logits")
 
 
 def input_grad(of: str = "logit", cls: str = "target") -> Signal:
@@ -118,7 +124,8 @@ def odin_logits(temperature: float, noise: float) -> Signal:
 
 
 # The signals without free parameters (ODIN's logits take numbers, so ``Signal(name)`` is the test of a name).
-SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
+SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, HELDOUT_LOGITS,
+           *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
 
 
 def perturbed_logits(model: nn.Module, x: torch.Tensor, temperature: float, noise: float) -> torch.Tensor:

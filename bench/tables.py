@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.schema import CAPTIONS, COST, HEADLINES, MODEL_ROW, PROTOCOL, Headline
+from bench.schema import CAPTIONS, COST, FAMILIES, HEADLINES, MODEL_ROW, PROTOCOL, Headline
 
 
 WIDTH = 120  # columns of the terminal the tables are made for
@@ -60,9 +60,17 @@ def shown_scorers(rows: pd.DataFrame) -> pd.Series:
     return rows.scorer.where(rows.vs_scorer == "", rows.scorer + " vs " + rows.vs_scorer)
 
 
-def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def by_family(scorers: list[str], families: dict[str, str]) -> list[str]:
+    """``scorers`` (best first) grouped by family, the families in ``FAMILIES`` order and any other after them."""
+    order = {family: rank for rank, family in enumerate(FAMILIES)}
+    return sorted(scorers, key=lambda s: (order.get(families[s], len(order)), families[s]))
+
+
+def task_summary(board: pd.DataFrame, task: str,
+                 families: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Scorer x headline metrics of one task (over seeds), best first, with each scorer's cost in seconds
-    beside the first where the board measured it; and why NaN cells are NaN."""
+    beside the first where the board measured it; and why NaN cells are NaN. With ``families`` (shown scorer
+    -> family), a family column, and the rows grouped by it (best first within each)."""
     own = [h for h in HEADLINES if h.task == task]
     costed = task != COST.task and ((board.task == COST.task) & (board.metric == COST.metric)).any()
     headlines = [own[0], COST, *own[1:]] if costed else own
@@ -87,8 +95,11 @@ def task_summary(board: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str
     scorers = [s for s in dict.fromkeys(rows.scorer) if any(key(h, s) in lookup for h in own)]
     first = pd.Series([value(headlines[0], s) for s in scorers], index=scorers, dtype=float)
     scorers = list(first.sort_values(ascending=headlines[0].better < 0, na_position="last", kind="stable").index)
-    table = pd.DataFrame({h.header: [cell(h, s) for s in scorers] for h in headlines},
-                         index=pd.Index(scorers, name="scorer"))
+    columns = {h.header: [cell(h, s) for s in scorers] for h in headlines}
+    if families is not None:
+        scorers = by_family(scorers, families)
+        columns = {"family": [families[s] for s in scorers], **{h.header: [cell(h, s) for s in scorers] for h in headlines}}
+    table = pd.DataFrame(columns, index=pd.Index(scorers, name="scorer"))
     reasons = {}
     for s in scorers:
         for h in own:
@@ -132,9 +143,11 @@ def interval_caption(rows: pd.DataFrame) -> str:
     return "95% intervals: one seed, so a bootstrap over examples (stratified by class where the metric has classes)"
 
 
-def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
+def render(board: pd.DataFrame, caveats: dict[str, str] | None = None,
+           families: dict[str, str] | None = None) -> str:
     """Every task's summary table per protocol (dataset, model, label mode), as text; ``caveats`` (dataset ->
-    what its results do not measure) printed under the protocol's title."""
+    what its results do not measure) printed under the protocol's title; with ``families`` (shown scorer ->
+    family, see ``task_summary``), the rows grouped by family."""
     parts = []
     for protocol, rows in board.groupby(PROTOCOL, sort=False):
         parts.append("== " + " / ".join(map(str, protocol)) + " ==")
@@ -144,7 +157,7 @@ def render(board: pd.DataFrame, caveats: dict[str, str] | None = None) -> str:
         for task, caption in CAPTIONS.items():
             if not (rows.task == task).any():
                 continue
-            table, reasons = task_summary(rows, task)
+            table, reasons = task_summary(rows, task, families)
             parts += ["", f"{task}: {caption}", "", text_table(table.reset_index())]
             parts += [f"  {scorer}: nan because {reason}" for scorer, reason in reasons.items()]
             if task == "mislabel" and (model := model_summary(rows)):

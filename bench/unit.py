@@ -3,6 +3,18 @@
 A unit takes what is already computed: the stored checkpoints of the same training (no
 training then), scores of earlier units with the same training and label mode (found by
 full spec), and the model-free columns of another seed; it computes only the rest.
+
+With ``cross_fit = K`` (K >= 2), and a scorer to compute that needs ``heldout_logits``, the
+unit also has K cross-fitting models (cleanlab's ``estimate_cv_predicted_probabilities``):
+the training split is dealt into K folds, stratified by class (the training labels, noisy
+ones where the run makes them noisy) in an order drawn from the seed, and model k is trained
+with the unit's recipe, model, device and threads on every fold but k, from a seed derived
+from the unit's seed and k. Only their final states are kept, in one file beside the
+checkpoints, written once all K are trained (``<checkpoints stem>_folds<K>.npz``: states by
+fold, and a ``meta`` with the fold of each training example and the seconds they took). The
+unit's own model is the one trained without folds, whose checkpoints are shared with runs
+that do not cross-fit. A normalisation (``normalize``) keeps the training split's statistics
+for every fold model: a per-channel mean and std, the same fixed first layer as the unit's.
 """
 
 from __future__ import annotations
@@ -10,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +36,9 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import build_model
 from bench.plan import Plan
-from bench.probe import Probe, ProbeSplit
+from bench.probe import Folds, Probe, ProbeSplit
 from bench.provenance import provenance
+from bench.signals import HELDOUT_LOGITS
 from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
 from bench.training import checkpoint_lrs, train
 
@@ -72,6 +86,80 @@ def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSpli
     return training, states
 
 
+CROSS_FIT_STREAM = 0x63726F73  # keeps the folds' random numbers apart from every other use of a unit's seed
+
+
+def _seeds(seed: int, part: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([CROSS_FIT_STREAM, seed % 2**64, part])
+
+
+def fold_assignment(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each example's fold in 0..k-1, stratified by class: the examples, class by class in an order drawn from
+    ``seed``, are dealt to the folds in turn, so each fold holds every class's examples, and all examples, to
+    within one."""
+    order = np.lexsort((np.random.default_rng(_seeds(seed, 0)).permutation(len(labels)), labels))
+    fold = np.empty(len(labels), dtype=np.int64)
+    fold[order] = np.arange(len(labels)) % k
+    return fold
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of cross-fitting model ``fold``'s initialisation and batch order, derived from the unit's seed."""
+    return int(_seeds(seed, fold + 1).generate_state(1, np.uint64)[0])
+
+
+def folds_path(plan: Plan, seed: int) -> Path:
+    checkpoints = plan.checkpoints_path(seed)
+    return checkpoints.with_name(f"{checkpoints.stem}_folds{plan.config.cross_fit}.npz")
+
+
+def train_folds(plan: Plan, new_model: Callable[[], torch.nn.Module], train_split: ProbeSplit,
+                input_shape: tuple[int, ...], seed: int, description: str,
+                progress: bool) -> tuple[dict, list[dict[str, np.ndarray]]]:
+    """Train the ``cross_fit`` models, model k on the training split without fold k; their record (the training, the
+    fold of each example, the seconds) and final states."""
+    k, epochs = plan.config.cross_fit, plan.config.epochs
+    if k > len(train_split):
+        raise BenchError(f"cross_fit = {k} folds for {len(train_split)} training examples; give at most "
+                         f"{len(train_split)}, or 0 for no cross-fitting")
+    fold = fold_assignment(train_split.labels.cpu().numpy(), k, seed)
+    started, states = time.perf_counter(), []
+    # fork_rng: the run's own random stream is left as it was
+    with tqdm(total=k * epochs, desc=f"{description}: cross-fitting", unit="epoch", disable=not progress,
+              file=sys.stderr) as bar, torch.random.fork_rng(devices=[]):
+        for held_out in range(k):
+            torch.manual_seed(fold_seed(seed, held_out))
+            model = new_model()
+            keep = torch.as_tensor(np.flatnonzero(fold != held_out), device=train_split.labels.device)
+            for _ in train(model, train_split.inputs[keep], train_split.labels[keep], plan.config.recipe,
+                           torch.Generator().manual_seed(fold_seed(seed, held_out)), input_shape,
+                           lambda *_: bar.update()):
+                pass  # only the final state is kept
+            states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
+    record = {"training": plan.config.training_config(plan.data_source), "seed": seed, "cross_fit": k,
+              "fold": fold.tolist(), "seconds": time.perf_counter() - started}
+    return record, states
+
+
+def cross_fitted(plan: Plan, new_model: Callable[[], torch.nn.Module], train_split: ProbeSplit,
+                 input_shape: tuple[int, ...], seed: int, description: str,
+                 progress: bool) -> tuple[Folds, dict, float]:
+    """The unit's cross-fitting models, stored or trained (then stored, all at once); with their record and the
+    seconds spent training them here (0 when stored)."""
+    path, spent = folds_path(plan, seed), 0.0
+    if (stored := readable(load_checkpoints, path)) is not None:
+        states, record = stored
+    else:
+        started = time.perf_counter()
+        with out_of_memory_advice("training", "batch_size", plan.config.batch_size):
+            record, states = train_folds(plan, new_model, train_split, input_shape, seed, description, progress)
+        spent = time.perf_counter() - started
+        save_checkpoints(path, states, record)
+    folds = Folds(np.asarray(record["fold"], dtype=np.int64),
+                  [{name: torch.from_numpy(array) for name, array in state.items()} for state in states])
+    return folds, record, spent
+
+
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
              known: Reused | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
@@ -84,8 +172,12 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     known = known or Reused()
     torch.manual_seed(seed)
     statistics = dataset.channel_statistics()
-    model = build_model(config.model, dataset.input_shape, dataset.n_classes,
-                        statistics if config.normalize else None).to(device)
+
+    def new_model() -> torch.nn.Module:
+        return build_model(config.model, dataset.input_shape, dataset.n_classes,
+                           statistics if config.normalize else None).to(device)
+
+    model = new_model()
     splits = {
         name: ProbeSplit(
             inputs=torch.as_tensor(split.inputs, device=device),
@@ -107,12 +199,17 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
             training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
         seconds["train"] = time.perf_counter() - started
         save_checkpoints(plan.checkpoints_path(seed), states, training)
+    folds, cross_fit = None, {"k": config.cross_fit, "done": False}
+    if config.cross_fit and probe.wants(HELDOUT_LOGITS):
+        folds, record, seconds["cross_fit"] = cross_fitted(plan, new_model, splits["train"], dataset.input_shape, seed,
+                                                           description, progress)
+        cross_fit.update(done=True, fold=record["fold"], seconds=record["seconds"])
     schedule = checkpoints_of(training, config.recipe, len(splits["train"]))
     with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
         columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
-                            bar.update)
+                            bar.update, folds)
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
             columns[name]["boundary_distance"] = split.boundary_distance
@@ -141,6 +238,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "seconds": seconds,
         "cost": {**known.cost, **probe.cost},  # per scorer: seconds and peak state bytes (``bench.probe``)
         "provenance": provenance(device, plan.config_hash, code),
+        **({"cross_fit": cross_fit} if config.cross_fit else {}),  # the folds; seconds: those their training took
     }
     return ScoreTable(meta, columns)
 

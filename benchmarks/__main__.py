@@ -19,6 +19,7 @@ BENCHMARKS = {
     "detectors": "benchmarks.detectors",
     "passes": "benchmarks.passes",
     "gate-power": "benchmarks.gate_power",
+    "knn": "benchmarks.knn",
 }
 
 

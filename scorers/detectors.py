@@ -407,13 +407,44 @@ class AEGAN(PyODDetector):
         return 1.0 - super().decision_function(X)
 
 
+class ClassGaussians(Detector):
+    """Class-conditional Gaussians with one shared covariance (Lee et al. 2018): the smallest squared Mahalanobis
+    distance to a class mean. The covariance is fitted on the class-centred training rows by ``covariance``."""
+
+    @abstractmethod
+    def covariance(self):
+        """A new, unfitted scikit-learn covariance estimator; its ``precision_`` is the shared precision."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "ClassGaussians":
+        if y is None:
+            raise ValueError(f"{self.name} needs the training labels to fit one mean per class")
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+        self.classes_ = np.unique(y)
+        self.means_ = np.stack([X[y == c].mean(axis=0) for c in self.classes_])
+        centred = X - self.means_[np.searchsorted(self.classes_, y)]
+        self.precision_ = self.covariance().fit(centred).precision_
+        return self
+
+    @staticmethod
+    def distances(X: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+        """(x - mean)' precision (x - mean) for each row x of X."""
+        return np.sum(((X - mean) @ precision) * (X - mean), axis=1)
+
+    def nearest_class(self, X: np.ndarray) -> np.ndarray:
+        """The distance of each row to its nearest class mean."""
+        return np.min([self.distances(X, mean, self.precision_) for mean in self.means_], axis=0)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return by_chunks(self.nearest_class, X)
+
+
 @register
-class Gaussian(Detector):
+class Gaussian(ClassGaussians):
     """Class-conditional Gaussians with a shared covariance: the smallest Mahalanobis distance to a class mean.
 
     Fitted on the training labels (Lee et al. 2018), on the final model's embedding by default.
     The shared covariance is estimated with Ledoit-Wolf shrinkage, so that pixels with no
-    variance do not make it singular.
+    variance do not make it singular (``mds`` is the same model with the empirical covariance).
     """
 
     name = "gaussian"
@@ -422,22 +453,10 @@ class Gaussian(Detector):
     def __init__(self, features: str = EMBEDDING) -> None:
         super().__init__(features)
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "Gaussian":
+    def covariance(self):
         from sklearn.covariance import LedoitWolf
 
-        if y is None:
-            raise ValueError("gaussian needs the training labels to fit one mean per class")
-        X = np.asarray(X, dtype=np.float64)
-        self.classes_ = np.unique(y)
-        self.means_ = np.stack([X[y == c].mean(axis=0) for c in self.classes_])
-        centred = X - self.means_[np.searchsorted(self.classes_, y)]
-        self.precision_ = LedoitWolf(assume_centered=True).fit(centred).precision_
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        distances = [np.sum(((X - mean) @ self.precision_) * (X - mean), axis=1) for mean in self.means_]
-        return np.min(distances, axis=0)
+        return LedoitWolf(assume_centered=True)
 
 
 @register

@@ -162,7 +162,7 @@ class MaxSoftmax(FinalModel, CheckpointScore):
     """Negated maximum softmax probability of the final model: the label-free confidence baseline."""
 
     name = "max-softmax"
-    family = "confidence"
+    family = "output-based"
     reference = "Hendrycks & Gimpel, ICLR 2017 (maximum softmax probability baseline)"
     needs = frozenset({LOGITS})
     reduce = "last"

@@ -8,6 +8,7 @@ import torch
 from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, CheckpointScore, register
 from bench.gradients import last_layer_grad
 from scorers.dynamics import EpochChoice, FinalModel
+from scorers.outputs import positive
 
 
 @register
@@ -90,3 +91,30 @@ class OGA(FinalModel, CheckpointScore):
 
             self.forest_ = IsolationForest(n_estimators=100, random_state=0).fit(reduced["train"])
         return -self.forest_.score_samples(reduced[split])
+
+
+@register
+class GradNorm(FinalModel, CheckpointScore):
+    """GradNorm: minus the L1 norm of the gradient, w.r.t. the last layer's weight, of the cross-entropy between the
+    softmax of ``logits / T`` and the all-ones target (OpenOOD's, a sum over the classes).
+
+    In closed form ``||C p - 1||_1 ||h||_1 / T``, with ``p = softmax(z / T)``, ``C`` classes and ``h``
+    the embedding: no backward pass. A small norm (a flat softmax) looks OoD. Default
+    ``temperature=1``: OpenOOD ``gradnorm_postprocessor.py`` (which has no temperature) and the
+    paper's code."""
+
+    name = "gradnorm"
+    family = "gradient"
+    reference = "Huang, Geng & Li, NeurIPS 2021 (arXiv 2110.00218); OpenOOD gradnorm_postprocessor.py"
+    needs = frozenset({LOGITS, EMBEDDING})
+    reduce = "last"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        positive(self.name, "temperature", temperature, 1)
+        self.temperature = float(temperature)
+
+    def value(self, batch: Batch) -> torch.Tensor:
+        logits = batch[LOGITS].double()
+        p = torch.softmax(logits / self.temperature, dim=1)
+        h = batch[EMBEDDING].double().flatten(1)
+        return -(logits.shape[1] * p - 1).abs().sum(1) * h.abs().sum(1) / self.temperature

@@ -10,7 +10,7 @@ variant off as cleanlab's:
 * ``in-sample`` (the default: it needs no extra training): the final model's probabilities, on the training
   split for examples it was trained on, whose labels (wrong ones too) it has fitted, which hides label errors;
 * ``cross-fit``: those of a model that never trained on the example, the ``heldout_logits`` signal of a unit
-  trained with cross-fitting (K models, each scoring the fold it left out).
+  run with ``--cross-fit K`` (K more trainings, each model scoring the fold it left out).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 from torch.nn import functional
 
 from bench.api import LOGITS, Batch, CheckpointScore, register
+from bench.signals import HELDOUT_LOGITS
 from scorers.dynamics import FinalModel
 
-HELDOUT_LOGITS = "heldout_logits"  # (n, classes) logits of a model that never trained on the example (cross-fitting)
 PROBS = {"in-sample": LOGITS, "cross-fit": HELDOUT_LOGITS}  # where the probabilities come from -> the signal read
 
 

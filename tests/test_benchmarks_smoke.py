@@ -107,3 +107,14 @@ def test_gate_power():
                          r"\S+ \(max \S+\); 5 seeds .+; 10 seeds ", out, re.M), out
     rates = re.findall(r"clean ones failed (\S+) \[(\S+), (\S+)\]", out)
     assert len(rates) == 3 and all(0 <= float(low) <= float(rate) <= float(high) <= 1 for rate, low, high in rates), out
+
+
+def test_knn():
+    out = succeeded([sys.executable, "-m", "benchmarks", "knn"])
+    number(r"^knn exact search: ratio (\S+) \(target: at most 1: the fastest other exact float64 search, .+\)$", out)
+    number(r"^  knn detector \(scikit-learn brute force, float64\): (\S+) s$", out)
+    number(r"^  numpy matrix products: (\S+) s$", out)
+    for tree in ("kd_tree", "ball_tree"):
+        number(rf"^  sklearn {tree}: (\S+) s \(1/100 of the queries, scaled\)$", out)
+        difference = re.search(rf"^  largest difference from the detector, sklearn {tree}: (\S+)$", out, re.M)[1]
+        assert float(difference) < 1e-12  # the same exact search

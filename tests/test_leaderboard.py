@@ -304,3 +304,31 @@ def test_show_on_a_leaderboard_without_intervals_says_it_has_none(tmp_path, caps
     out = capsys.readouterr().out
     assert "no intervals: this leaderboard was written by bench 0.1.0" in out and "95% intervals" not in out
     assert "[" not in out.split("AUROC")[1].split("\n\n")[1]  # the table's cells have no brackets
+
+
+def test_show_by_family_groups_the_rows_in_family_order_best_first_within_each(capsys):
+    """On the committed digits-c leaderboard: the family column follows FAMILIES' order, each scorer's family
+    is its class's (a detector's by its feature space), and within a family the AUROC column is sorted as
+    pandas sorts it."""
+    from bench.registry import family_of
+    from bench.schema import FAMILIES
+    from bench.tables import task_summary
+
+    board = read_csv(Path(__file__).resolve().parents[1] / "leaderboards" / "digits-c.csv.gz")
+    board = board[board.task.isin({"ood", "cost"})]
+    families = {scorer: family_of(scorer) for scorer in set(board.scorer)}
+    assert families["vog[window=early]"] == "gradient" and families["kde"] == "pixel-space"
+    assert families["gaussian"] == "feature-based" and families["max-softmax"] == "output-based"
+    assert family_of("kde[features=embedding]") == "feature-based" and family_of("no-such-scorer") == "other"
+    table, _ = task_summary(board, "ood", families)
+    ranks = [FAMILIES.index(family) for family in table.family]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 5
+    auroc = board[(board.task == "ood") & (board.seed == "all") & (board.metric == "auroc") & (board.split == "mean")]
+    auroc = auroc.set_index("scorer").value
+    assert len(auroc) == len(table)
+    for family, rows in table.groupby("family", sort=False):
+        values = auroc.reindex(rows.index).dropna()
+        assert list(values) == sorted(values, reverse=True), family
+    assert main(["show", str(Path(__file__).resolve().parents[1] / "leaderboards" / "digits-c.csv.gz"), "--task", "ood",
+                 "--by-family"]) == 0
+    assert "feature-based" in capsys.readouterr().out

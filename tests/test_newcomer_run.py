@@ -220,13 +220,13 @@ def test_a_model_as_module_callable_is_found_in_the_current_folder_or_named_with
 def test_an_installed_scorer_plugin_is_not_part_of_all(tmp_path):
     """`all` is difficulty-bench's own scorers, the classes of its `scorers` package, with a plugin distribution
     installed beside it (examples/plugin-package's entry point, declared here by its metadata alone)."""
-    dist = tmp_path / "bench_energy-0.1.0.dist-info"
+    dist = tmp_path / "bench_median_loss-0.1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-energy\nVersion: 0.1.0\n")
-    (dist / "entry_points.txt").write_text("[bench.scorers]\nenergy = bench_energy:Energy\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-median-loss\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[bench.scorers]\nmedian-loss = bench_median_loss:MedianLoss\n")
     code = ("from bench import registry\nfrom bench.config import RunConfig\nfrom bench.plan import scorer_specs\n"
             "own = sorted(n for n, c in registry.available().items() if c.__module__.startswith('scorers.'))\n"
-            "print('energy' in registry.available(), scorer_specs(RunConfig(scorers=['all'])) == own)\n")
+            "print('median-loss' in registry.available(), scorer_specs(RunConfig(scorers=['all'])) == own)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "examples" / "plugin-package")])}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.stdout.split() == ["True", "True"], result.stderr

@@ -13,7 +13,7 @@ import pytest
 
 import bench
 from bench import registry
-from bench.api import SIGNALS
+from bench.api import FAMILIES, Signal
 from bench.errors import BenchError
 from bench.specs import parse_spec, split_specs
 
@@ -53,8 +53,9 @@ def test_builtin_scorers_declare_their_metadata():
     assert {"vog", "action-score", "max-softmax", "kde"} <= set(scorers)
     for name, cls in scorers.items():
         scorer = cls()
-        assert scorer.needs and scorer.needs <= set(SIGNALS), name
-        assert cls.family and cls.reference, name
+        assert scorer.needs and all(Signal(signal) == signal for signal in scorer.needs), name
+        assert cls.reference, name
+        assert scorer.family in FAMILIES or not cls.__module__.startswith("scorers."), name
 
 
 def test_builtin_scorers_come_through_the_entry_point_group_as_plugins_do():
@@ -85,7 +86,7 @@ def run_bench(*args, cwd, extra_path=None):
 
 @pytest.mark.slow
 def test_scorer_from_a_separately_installed_distribution(tmp_path):
-    """pip-installs examples/plugin-package (its own distribution) and finds `energy` through its entry point."""
+    """pip-installs examples/plugin-package (its own distribution) and finds `median-loss` through its entry point."""
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
@@ -94,11 +95,11 @@ def test_scorer_from_a_separately_installed_distribution(tmp_path):
     )
     listing = run_bench("list", "scorers", cwd=tmp_path, extra_path=target)
     assert listing.returncode == 0, listing.stderr
-    assert any(line.split()[:2] == ["energy", "confidence"] for line in listing.stdout.splitlines())
-    run = run_bench("run", "--scorers", "energy,max-softmax", "--seeds", "1", "--epochs", "1", "--out",
+    assert any(line.split()[:2] == ["median-loss", "training"] for line in listing.stdout.splitlines())
+    run = run_bench("run", "--scorers", "median-loss,max-softmax", "--seeds", "1", "--epochs", "1", "--out",
                     str(tmp_path / "out"), "--no-progress", cwd=tmp_path, extra_path=target)
     assert run.returncode == 0, run.stderr
-    assert "energy" in run.stdout
+    assert "median-loss" in run.stdout
 
 
 def test_broken_entry_point_is_skipped_with_a_warning(tmp_path):
@@ -114,9 +115,9 @@ def test_broken_entry_point_is_skipped_with_a_warning(tmp_path):
 
 
 def test_plugin_file_registers_its_scorers(isolated_registry):
-    names = registry.load_plugin_file(ROOT / "examples" / "max_logit.py")
-    assert names == ["max-logit"]
-    assert registry.create("max-logit").needs == {"logits"}
+    names = registry.load_plugin_file(ROOT / "examples" / "logit_norm.py")
+    assert names == ["logit-norm"]
+    assert registry.create("logit-norm").needs == {"logits"}
 
 
 def test_missing_plugin_file_is_a_clear_error(tmp_path):
@@ -180,11 +181,11 @@ def test_all_means_the_builtin_scorers_and_a_plugin_runs_when_named(isolated_reg
     from bench.config import RunConfig
     from bench.plan import scorer_specs
 
-    registry.load_plugin_file(ROOT / "examples" / "max_logit.py")
-    assert "max-logit" in registry.available() and "max-logit" not in registry.builtin()
+    registry.load_plugin_file(ROOT / "examples" / "logit_norm.py")
+    assert "logit-norm" in registry.available() and "logit-norm" not in registry.builtin()
     assert "vog" in registry.builtin()
-    assert "max-logit" not in scorer_specs(RunConfig(scorers=["all"]))
-    assert scorer_specs(RunConfig(scorers=["all", "max-logit"]))[-1] == "max-logit"
+    assert "logit-norm" not in scorer_specs(RunConfig(scorers=["all"]))
+    assert scorer_specs(RunConfig(scorers=["all", "logit-norm"]))[-1] == "logit-norm"
 
 
 # ---------- one registry mechanism for scorers, datasets and models ----------

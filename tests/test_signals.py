@@ -75,7 +75,7 @@ def test_a_signal_is_a_typed_value_whose_string_is_its_stable_name():
     assert (signal.kind, signal.of, signal.cls) == ("input_grad", "prob", "final")
     assert signal == input_grad(of="prob", cls="final") == "input_grad[of=prob,cls=final]"  # one canonical form
     assert (LOGITS.kind, LOGITS.of, LOGITS.cls) == ("logits", None, None) and LOGITS == "logits"
-    assert len(set(SIGNALS)) == 4 + 2 * 3
+    assert len(set(SIGNALS)) == 5 + 2 * 3
 
 
 @pytest.mark.parametrize("name, message", [
