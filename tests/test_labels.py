@@ -18,7 +18,7 @@ from bench.api import LOGITS, Batch, Checkpoint
 from bench.config import Recipe
 from bench.hosts import CheckpointHost, observed_checkpoints
 from bench.models import MLP, ResNet
-from bench.probe import Probe, ProbeSplit
+from bench.probe import Folds, Probe, ProbeSplit
 from bench.training import train
 from bench.unit import checkpoints_of
 
@@ -100,7 +100,8 @@ def probed(request):
         warnings.simplefilter("ignore", UserWarning)  # a ResNet's BatchNorm: per-example gradients by vmap
         table = probe.run(model, states)
     assert not probe.failures
-    return dict(name=name, splits=splits, states=states, table=table, recipe=recipe, seen=seen, steps_at=steps_at)
+    return dict(name=name, shape=shape, splits=splits, states=states, table=table, recipe=recipe, seen=seen,
+                steps_at=steps_at)
 
 
 def test_label_scores_are_cleanlabs_on_the_final_softmax_and_their_closed_forms(probed):
@@ -120,6 +121,35 @@ def test_label_scores_are_cleanlabs_on_the_final_softmax_and_their_closed_forms(
             np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12, err_msg=f"{spec} on {split}")
             np.testing.assert_allclose(ours, expected[spec], rtol=1e-12, atol=1e-12, err_msg=f"{spec} on {split}")
             assert np.ptp(ours) > 1e-3  # scores that tell examples apart, far beyond the tolerance
+
+
+def test_cross_fit_scores_are_cleanlabs_on_the_softmax_of_the_model_that_left_each_fold_out(probed):
+    """Two folds, each scored by its own model (here the checkpoints after epochs 1 and 2); the test split by the
+    final model against its predicted class, as in-sample."""
+    name, train_split = probed["name"], probed["splits"]["train"]
+    fold = np.arange(len(train_split)) % 2
+    models = [probed["states"][1][1], probed["states"][2][1]]
+    probe = Probe(probed["splits"], [registry.create(f"{spec}[probs=cross-fit]") for spec in LABEL_SCORES],
+                  probed["shape"])
+    table = probe.run(new_model(name), probed["states"], folds=Folds(fold, models))
+    assert not probe.failures
+    model = new_model(name).eval()
+    logits = torch.empty(len(train_split), CLASSES)
+    with torch.no_grad():
+        for k, state in enumerate(models):
+            model.load_state_dict(state)
+            logits[fold == k] = model(model_input(name, train_split.inputs[fold == k]))
+    probs = torch.softmax(logits.double(), dim=1).numpy()
+    target = train_split.labels.numpy()
+    expected = closed_forms(probs, target)
+    for spec, method in LABEL_SCORES.items():
+        ours = table["train"][f"{spec}[probs=cross-fit]"]
+        np.testing.assert_allclose(ours, 1 - get_label_quality_scores(target, probs, method=method), rtol=0,
+                                   atol=1e-12, err_msg=spec)
+        np.testing.assert_allclose(ours, expected[spec], rtol=1e-12, atol=1e-12, err_msg=spec)
+        assert np.abs(ours - probed["table"]["train"][f"{spec}[probs=in-sample]"]).max() > 1e-3  # other probabilities
+        np.testing.assert_array_equal(table["test"][f"{spec}[probs=cross-fit]"],
+                                      probed["table"]["test"][f"{spec}[probs=in-sample]"])
 
 
 def test_tracin_is_the_lr_weighted_sum_of_squared_per_example_gradient_norms(probed):
