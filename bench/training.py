@@ -53,7 +53,8 @@ def checkpoint_lr(settings: Recipe, steps: int, total_steps: int) -> float:
 def checkpoint_lrs(settings: Recipe, train_size: int, epochs: list[int | float]) -> list[float]:
     """The learning rates of the checkpoints at ``epochs`` of a training on ``train_size`` examples (``train``'s)."""
     steps_per_epoch = math.ceil(train_size / settings.batch_size)
-    return [checkpoint_lr(settings, round(epoch * steps_per_epoch), settings.epochs * steps_per_epoch) for epoch in epochs]
+    total_steps = settings.epochs * steps_per_epoch
+    return [checkpoint_lr(settings, round(epoch * steps_per_epoch), total_steps) for epoch in epochs]
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

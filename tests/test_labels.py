@@ -60,7 +60,9 @@ def data(name):
 
 def new_model(name):
     """An MLP, or a two-stage ResNet of one basic block each (BatchNorm throughout), small for the autograd loop."""
-    return MLP((6,), CLASSES, hidden=(16,)) if name == "mlp" else ResNet((3, 8, 8), CLASSES, (8, 16), 1, projection=True)
+    if name == "mlp":
+        return MLP((6,), CLASSES, hidden=(16,))
+    return ResNet((3, 8, 8), CLASSES, (8, 16), 1, projection=True)
 
 
 def model_input(name, x):
