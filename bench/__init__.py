@@ -4,4 +4,4 @@ A scorer plugin imports its contract from ``bench.api``. This package itself imp
 nothing, so that reading a leaderboard (``bench show``, ``compare``, ``merge``) needs no torch.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
