@@ -253,6 +253,12 @@ def at_least(scorer: str, parameter: str, value: float | None, low: float, none_
         raise ValueError(f"{scorer}: {parameter}={value} is below {low}; give {low} or more{unset}")
 
 
+def positive(scorer: str, parameter: str, value: float, example: float) -> None:
+    """For a scorer's ``__init__``: a ValueError naming ``parameter`` unless ``value`` is above 0."""
+    if not value > 0:
+        raise ValueError(f"{scorer}: {parameter}={value} is not positive; give a number above 0, e.g. {example}")
+
+
 SCORER_FORMS = (CheckpointScore, Detector, StreamingScorer)
 registered: dict[str, type[Scorer]] = {}  # name -> class, filled by ``register``
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, CheckpointScore, register
+from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, CheckpointScore, positive, register
 from bench.gradients import last_layer_grad
 from scorers.dynamics import EpochChoice, FinalModel
-from scorers.outputs import positive
 
 
 @register

@@ -11,15 +11,9 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from bench.api import (LOGITS, Batch, CheckpointScore, Detector, Signal, at_least, odin_logits, register,
+from bench.api import (LOGITS, Batch, CheckpointScore, Detector, Signal, at_least, odin_logits, positive, register,
                        validation_rows)
 from scorers.dynamics import FinalModel
-
-
-def positive(scorer: str, parameter: str, value: float, example: float) -> None:
-    """For a scorer's ``__init__``: a ValueError naming ``parameter`` unless ``value`` is above 0."""
-    if not value > 0:
-        raise ValueError(f"{scorer}: {parameter}={value} is not positive; give a number above 0, e.g. {example}")
 
 
 def max_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
