@@ -113,7 +113,7 @@ def probe_seconds(model: torch.nn.Module, splits: dict, specs: list[str]) -> dic
     from benchmarks.common import CIFAR_SHAPE, synchronize
 
     probe = Probe(splits, [registry.create(spec) for spec in specs], CIFAR_SHAPE)
-    probe.run(model, [(Checkpoint(index=0, epoch=1, total=1), model.state_dict())])
+    probe.run(model, [(Checkpoint(index=0, epoch=1, total=1, lr=0.1), model.state_dict())])  # an lr for TracIn
     synchronize(next(model.parameters()).device)
     if probe.failures:
         raise RuntimeError(f"scorers failed: {probe.failures}")
