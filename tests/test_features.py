@@ -281,3 +281,25 @@ def test_detectors_that_read_the_head_get_the_final_models_last_layer_through_th
     np.testing.assert_allclose(table["vim"], ViM().fit(embedding, labels, head=head).decision_function(embedding),
                                rtol=1e-10)
     np.testing.assert_allclose(table["mds"], MDS().fit(embedding, labels).decision_function(embedding), rtol=1e-10)
+
+
+def test_a_detector_reading_the_head_fails_alone_and_says_why_when_no_head_is_given():
+    """Fitted directly without ``head=``, or hosted on batches that carry no last layer, a ``uses_head`` detector
+    raises an error naming what it reads; ``knn``, which reads no head, is scored from the same host."""
+    from bench.api import Batch, Checkpoint
+    from bench.hosts import DetectorHost
+    from bench.signals import EMBEDDING
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="last layer"):
+        ViM().fit(rng.normal(size=(40, 8)), rng.integers(0, 3, 40))
+    host = DetectorHost([ViM(), KNN(k=3)], frozenset({0}))
+    last = Checkpoint(index=0, epoch=1, total=1)
+    for split in ("train", "test"):
+        host.start(split, 20)
+        features = torch.as_tensor(rng.normal(size=(20, 8)))
+        host.update(Batch(split, torch.arange(20), {"label": torch.arange(20) % 3}, {EMBEDDING: features}), last)
+        host.end(split)
+    with pytest.raises(ValueError, match="reads the classifier's last linear layer, and this model gives none"):
+        host.scores(host.scorers[0], "test")
+    assert host.scores(host.scorers[1], "test").shape == (20,)
