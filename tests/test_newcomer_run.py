@@ -225,7 +225,8 @@ def test_an_installed_scorer_plugin_is_not_part_of_all(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-median-loss\nVersion: 0.1.0\n")
     (dist / "entry_points.txt").write_text("[bench.scorers]\nmedian-loss = bench_median_loss:MedianLoss\n")
     code = ("from bench import registry\nfrom bench.config import RunConfig\nfrom bench.plan import scorer_specs\n"
-            "own = sorted(n for n, c in registry.available().items() if c.__module__.startswith('scorers.'))\n"
+            "own = [registry.create(n).spec for n in sorted(n for n, c in registry.available().items()\n"
+            "                                                  if c.__module__.startswith('scorers.'))]\n"
             "print('median-loss' in registry.available(), scorer_specs(RunConfig(scorers=['all'])) == own)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "examples" / "plugin-package")])}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -70,7 +70,8 @@ def test_run_succeeds_and_writes_the_documented_files(finished_run):
     board = read_csv(out / "leaderboard.csv")
     assert list(board.columns) == COLUMNS
     windows = {"vog[window=early]", "vog[window=all]"}  # and vog, whose window is the last 3 checkpoints
-    assert set(board[board.task == "ood"].scorer) == set(registry.builtin()) | {"broken"} | windows  # all: the built-ins
+    builtins = {registry.create(name).spec for name in registry.builtin()}  # the label-quality ones name `probs`
+    assert set(board[board.task == "ood"].scorer) == builtins | {"broken"} | windows  # all: the built-ins
     assert set(board.task) == {"ood", "difficulty", "consistency", "cost"}  # no label noise, so no mislabel task
     # Two epochs: VoG's early and late windows read the same checkpoints, so there is no early/late pair.
     assert (board.vs_scorer[board.task != "consistency"] == "").all()
