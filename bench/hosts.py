@@ -128,6 +128,7 @@ class DetectorHost(Host):
         self.labels: list[torch.Tensor] = []
         self.features: dict[str, np.ndarray] = {}  # split -> (n, d)
         self.train_labels: np.ndarray | None = None
+        self.reads_head = any(scorer.uses_head for scorer in scorers)
         self.head: Head | None = None  # the last layer, kept at the first batch when a detector reads it
         self.fitted: set[str] = set()  # specs of the detectors fitted
 
@@ -135,7 +136,7 @@ class DetectorHost(Host):
         self.parts, self.labels = [], []
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        if self.head is None and batch.head is not None and any(scorer.uses_head for scorer in self.scorers):
+        if self.reads_head and self.head is None and batch.head is not None:
             weight, bias = batch.head.weight.detach(), batch.head.bias
             self.head = Head(weight.double().cpu().numpy().copy(), np.zeros(len(weight)) if bias is None
                              else bias.detach().double().cpu().numpy().copy())
