@@ -215,8 +215,13 @@ class Probing(Section):
 
 @dataclass(frozen=True)
 class Intervals(Section):
-    bootstrap_resamples: int = key(RESAMPLES, "resamples of the bootstrap over examples that gives a one-seed run its 95% "
-                                   "intervals; 0: none", hashed=None, check=at_least(0, "no intervals for one seed"),
+    example_intervals: Literal["asymptotic", "bootstrap", "none"] = key(
+        "asymptotic", "the 95% intervals over examples, of a one-seed run and of scores the seed does not change: "
+        "asymptotic (DeLong for AUROC, the delta method for AUPR, AP and FPR@95, Fisher's z for Spearman; "
+        "arithmetic on one sort), bootstrap (bootstrap_resamples resamples; the cost of that many sorts) or none",
+        hashed=None)
+    bootstrap_resamples: int = key(RESAMPLES, "resamples of the bootstrap over examples, when example_intervals is "
+                                   "bootstrap; 0: none", hashed=None, check=at_least(0, "no intervals over examples"),
                                    metavar="N")
 
 

@@ -28,6 +28,7 @@ from bench.plan import make_plan, scorer_specs
 from bench.provenance import git_sha
 from bench.store import Reused, ScoreTable, Store, readable
 from bench.tasks import evaluate
+from bench.tasks.rows import OverExamples
 
 
 def usable_cores() -> int:
@@ -113,7 +114,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
             table.save(paths[seed])  # at once: a killed run loses no finished unit
             tables[seed] = table
         ordered = [tables[seed] for seed in config.seeds]
-        board = attach_provenance(evaluate(ordered, config.bootstrap_resamples), ordered)
+        board = attach_provenance(evaluate(ordered, OverExamples(config.example_intervals, config.bootstrap_resamples)), ordered)
         leaderboard_path = config.out_dir / "leaderboard.csv"
         keep_leaderboard_of_other_settings(config, board)
         write_csv(board, leaderboard_path)

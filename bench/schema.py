@@ -26,8 +26,14 @@ MODEL_ROW = "(model)"  # the scorer of rows about the trained model itself (the 
 # what ``interval`` says a row's interval is ("" where it has none)
 T_SEEDS = "t over seeds"
 BINOMIAL = "exact binomial over seeds"  # Clopper-Pearson, for a fraction of seeds
-BOOTSTRAP = "bootstrap over examples"  # where the seeds agree exactly; the tasks say how it resampled
-STRATIFIED, PAIRED = f"{BOOTSTRAP} (stratified)", f"{BOOTSTRAP} (paired)"
+# Where the seeds agree exactly (one seed, or a scorer the seed does not change), an interval over examples:
+# asymptotic (``bench.influence``) by metric, or the bootstrap (``bench.stats``); the tasks add how the examples
+# were drawn, " (stratified)" by class or " (paired)" by image with its corrupted copy.
+BOOTSTRAP = "bootstrap over examples"
+DELONG = "DeLong over examples"  # AUROC
+DELTA_METHOD = "delta method over examples"  # AUPR, AP, FPR@95
+FISHER_Z = "Fisher z over examples"  # Spearman
+STRATIFIED, PAIRED = "stratified", "paired"
 
 # The families of scorers, in the order tables group them (``bench show --by-family``); a plugin may name another.
 FAMILIES = ("training dynamics", "gradient", "output-based", "feature-based", "pixel-space")

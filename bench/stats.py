@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from bench.metrics import OOD_METRICS, unusable
+from bench.metrics import OOD_METRICS, group_metrics, unusable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,40 +69,6 @@ def _cell_weights(cells: np.ndarray, groups: int, weights: np.ndarray | None = N
     return totals[:, 0], totals[:, 1]
 
 
-def _precision_weighted(hits: np.ndarray, found: np.ndarray, flagged: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Average precision: over the thresholds, the recall gained there (hits / total) times the precision
-    there (found / flagged, counting everything at or beyond the threshold); scikit-learn's definition."""
-    precision = np.divide(found, flagged, out=np.zeros_like(found), where=flagged > 0)
-    return np.einsum("ij,ij->i", hits, precision) / total
-
-
-def _group_metrics(negative: np.ndarray, positive: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
-    """The metrics of each row of per-group weights (groups in ascending score, ties one group); NaN where a
-    row has no weight on one class.
-
-    All come from the two ascending cumulative sums: what lies at or above group j is the total less
-    what lies below it.
-    """
-    neg_through, pos_through = np.cumsum(negative, axis=1), np.cumsum(positive, axis=1)
-    n_neg, n_pos = neg_through[:, -1:], pos_through[:, -1:]
-    out = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if "auroc" in metrics:  # Mann-Whitney: each positive beats the negatives below it, ties count half
-            beaten = neg_through - 0.5 * negative
-            out["auroc"] = np.einsum("ij,ij->i", positive, beaten) / (n_pos * n_neg)[:, 0]
-        if "aupr_in" in metrics:  # in-distribution found by ascending score
-            out["aupr_in"] = _precision_weighted(negative, neg_through, neg_through + pos_through, n_neg[:, 0])
-        if {"aupr_out", "fpr95"} & set(metrics):  # OoD found by descending score
-            pos_from = n_pos - pos_through + positive
-            neg_from = n_neg - neg_through + negative
-        if "aupr_out" in metrics:
-            out["aupr_out"] = _precision_weighted(positive, pos_from, pos_from + neg_from, n_pos[:, 0])
-        if "fpr95" in metrics:  # the first threshold from the top whose true positives reach 95%
-            last = np.count_nonzero(pos_from >= 0.95 * n_pos, axis=1) - 1
-            out["fpr95"] = neg_from[np.arange(len(last)), last] / n_neg[:, 0]
-    return {name: out[name] for name in metrics}
-
-
 def _checked(labels, scores, metrics) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     """Labels and scores as flat arrays, the metric names as a tuple, and why they cannot be ranked (or "")."""
     labels, scores = np.asarray(labels, dtype=bool).ravel(), np.asarray(scores, dtype=np.float64).ravel()
@@ -128,7 +94,7 @@ def weighted_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
     if reason:
         return {name: np.full(len(weights), np.nan) for name in metrics}
     cells, groups = _cells(labels, scores)
-    return _group_metrics(*_cell_weights(np.broadcast_to(cells, weights.shape), groups, weights), metrics)
+    return group_metrics(*_cell_weights(np.broadcast_to(cells, weights.shape), groups, weights), metrics)
 
 
 def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequence[str] = OOD_METRICS,
@@ -157,7 +123,7 @@ def bootstrap_distribution(labels: np.ndarray, scores: np.ndarray, metrics: Sequ
         rows = min(chunk, resamples - start)
         drawn = np.concatenate([group[rng.integers(0, len(group), size=(rows, len(group)))] for group in members],
                                axis=1)
-        for name, values in _group_metrics(*_cell_weights(drawn, groups), metrics).items():
+        for name, values in group_metrics(*_cell_weights(drawn, groups), metrics).items():
             parts[name].append(values)
     return {name: np.concatenate(values) for name, values in parts.items()}
 
@@ -186,7 +152,7 @@ def paired_bootstrap_distribution(inlier: np.ndarray, outlier: np.ndarray, metri
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
         drawn = rng.integers(0, n, size=(rows, n))  # images; each brings its clean and its corrupted score
-        for name, values in _group_metrics(*_cell_weights(np.hstack([cells[drawn], cells[n + drawn]]), groups),
+        for name, values in group_metrics(*_cell_weights(np.hstack([cells[drawn], cells[n + drawn]]), groups),
                                            metrics).items():
             parts[name].append(values)
     return {name: np.concatenate(values) for name, values in parts.items()}

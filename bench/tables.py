@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.schema import CAPTIONS, COST, FAMILIES, HEADLINES, MODEL_ROW, PROTOCOL, Headline
+from bench.schema import BOOTSTRAP, CAPTIONS, COST, FAMILIES, HEADLINES, MODEL_ROW, PROTOCOL, Headline
 
 
 WIDTH = 120  # columns of the terminal the tables are made for
@@ -137,10 +137,13 @@ def interval_caption(rows: pd.DataFrame) -> str:
         return (f"no intervals: this leaderboard was written by bench {versions}, before they were recorded (0.4.0); "
                 "its tables show means without brackets. Rerun its command with this version for them")
     seeds = sorted(set(rows.seed) - {"all"})
+    kinds = set(rows.get("interval", pd.Series(dtype=str)).dropna())
+    over_examples = ("a bootstrap over examples" if any(kind.startswith(BOOTSTRAP) for kind in kinds) else
+                     "asymptotic intervals over examples (DeLong for AUROC, the delta method for AUPR, AP and FPR@95, "
+                     "Fisher's z for Spearman)")
     if len(seeds) > 1:
-        return ("95% intervals: t over the {n} seeds; a bootstrap over examples for scores the seed does not change "
-                "(detectors on pixels)").format(n=len(seeds))
-    return "95% intervals: one seed, so a bootstrap over examples (stratified by class where the metric has classes)"
+        return f"95% intervals: t over the {len(seeds)} seeds; {over_examples} for scores the seed does not change"
+    return f"95% intervals: one seed, so {over_examples}, stratified by class where the metric has classes"
 
 
 def render(board: pd.DataFrame, caveats: dict[str, str] | None = None,

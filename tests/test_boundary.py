@@ -9,6 +9,7 @@ from bench.data.blobs import CENTRE
 from bench.stats import spearman_along
 from bench.store import ScoreTable
 from bench.tasks.boundary import boundary
+from bench.tasks.rows import OverExamples
 from tests.test_tasks import make_table, value
 
 
@@ -64,14 +65,17 @@ def test_the_task_is_spearman_with_minus_the_distance_and_its_interval_over_seed
     assert np.isnan(constant.value) and "all scores are equal" in constant.note
 
 
-def test_a_score_that_is_the_same_on_every_seed_gets_a_bootstrap_over_examples():
-    """One seed: no t-interval, so the percentile bootstrap over (score, distance) pairs; it holds the
-    estimate, is not degenerate, and is about as wide as the standard error of a correlation of 400 pairs."""
+@pytest.mark.parametrize("how, kind", [(OverExamples(), "Fisher z over examples"),
+                                       (OverExamples("bootstrap"), "bootstrap over examples")])
+def test_a_score_that_is_the_same_on_every_seed_gets_an_interval_over_examples(how, kind):
+    """One seed: no t-interval, so Fisher's z (by default) or the percentile bootstrap over (score, distance) pairs;
+    it holds the estimate, is not degenerate, and is about as wide as the standard error of a correlation of 400
+    pairs."""
     table, _ = boundary_table(0)
-    board = boundary([table])
+    board = boundary([table], how)
     mean = value(board, "noisy-nearness", "nearness_spearman", split="train")
     rho, low, high = mean.value, mean.ci_low, mean.ci_high
-    assert low < rho < high and mean.interval == "bootstrap over examples"
+    assert low < rho < high and mean.interval == kind
     assert 0.5 < (high - low) / (2 * 1.96 * (1 - rho**2) / np.sqrt(400)) < 2
 
 

@@ -106,3 +106,22 @@ def test_auroc_of_negated_scores_is_one_minus_auroc(positive, negative):
 def test_auroc_is_the_fraction_of_pairs_won_ties_counting_half(positive, negative):
     wins = (positive[:, None] > negative) + 0.5 * (positive[:, None] == negative)
     assert auroc(positive, negative) == pytest.approx(wins.mean(), abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores, scores)
+def test_detection_metrics_equal_scikit_learns(positive, negative):
+    """The one-sort metrics against scikit-learn's roc_auc_score, average_precision_score and roc_curve (the
+    first threshold from the top reaching 95% of the positives), ties included."""
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    labels = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
+    both = np.r_[positive, negative]
+    values, note = ood_metrics(negative, positive)
+    if note:
+        return
+    false_rate, true_rate, _ = roc_curve(labels, both, drop_intermediate=False)
+    expected = {"auroc": roc_auc_score(labels, both), "aupr_out": average_precision_score(labels, both),
+                "aupr_in": average_precision_score(~labels, -both),
+                "fpr95": false_rate[np.argmax(np.rint(true_rate * len(positive)) >= 0.95 * len(positive))]}
+    assert values == pytest.approx(expected, abs=1e-12)

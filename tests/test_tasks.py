@@ -281,11 +281,42 @@ def test_evaluate_names_both_scorers_of_a_pair_in_full_and_says_why_one_seed_has
     assert (unpaired.vs_scorer == "").all() and (unpaired.vs_full_spec == "").all()
 
 
-def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resamples():
-    from bench.stats import bootstrap_distribution, percentile_interval
+def test_one_seed_gets_asymptotic_intervals_over_examples_and_its_mean_adds_the_terms_of_shared_examples():
+    """By default: DeLong's interval for AUROC, the delta method's for the others, from ``bench.influence``; the mean
+    over the two splits adds the terms of the in-distribution examples they share."""
+    from bench.influence import influences, normal_interval, standard_error
 
     table = shifted_ood_table(0)
-    board = ood([table], resamples=500)
+    board = ood([table])
+    inlier = table.splits["test"]["s"]
+    n = len(inlier)
+    found = {}
+    for split in ("far", "near"):
+        outlier = table.splits[split]["s"]
+        labels = np.r_[np.zeros(n, bool), np.ones(len(outlier), bool)]
+        found[split] = influences(labels, np.r_[inlier, outlier])
+        for metric, kind in (("auroc", "DeLong"), ("fpr95", "delta method")):
+            value_, terms = found[split][metric]
+            low, high = normal_interval(value_, standard_error(terms, np.arange(len(labels)), labels.astype(int)))
+            row = value(board, "s", metric, split=split)
+            assert (row.ci_low, row.ci_high, row.interval) == (low, high, f"{kind} over examples (stratified)")
+    m = len(table.splits["far"]["s"])
+    terms = np.r_[(found["far"]["auroc"][1][:n] + found["near"]["auroc"][1][:n]), found["far"]["auroc"][1][n:],
+                  found["near"]["auroc"][1][n:]] / 2
+    units = np.r_[np.arange(n), n + np.arange(2 * m)]
+    strata = np.r_[np.zeros(n), np.ones(m), np.full(m, 2)].astype(int)
+    mean = value(board, "s", "auroc", split="mean")
+    expected = normal_interval(mean.value, standard_error(terms, units, strata))
+    assert (mean.ci_low, mean.ci_high) == pytest.approx(expected, abs=1e-15)
+    assert mean.ci_low < mean.value < mean.ci_high
+
+
+def test_one_seed_can_get_a_bootstrap_over_examples_whose_mean_averages_the_resamples():
+    from bench.stats import bootstrap_distribution, percentile_interval
+    from bench.tasks.rows import OverExamples
+
+    table = shifted_ood_table(0)
+    board = ood([table], OverExamples("bootstrap", 500))
     inlier = table.splits["test"]["s"]
     resampled = {}
     for split in ("far", "near"):
@@ -298,8 +329,9 @@ def test_one_seed_gets_a_bootstrap_over_examples_and_its_mean_averages_the_resam
         assert low < mean.value < high
     low, high = percentile_interval((resampled["far"] + resampled["near"]) / 2)
     assert (value(board, "s", "auroc", split="mean").ci_low, value(board, "s", "auroc", split="mean").ci_high) == (low, high)
-    unbootstrapped = value(ood([table], resamples=0), "s", "auroc", split="far")
-    assert np.isnan(unbootstrapped.ci_low) and unbootstrapped.interval == ""
+    for how in (OverExamples("bootstrap", 0), OverExamples("none")):
+        unbootstrapped = value(ood([table], how), "s", "auroc", split="far")
+        assert np.isnan(unbootstrapped.ci_low) and unbootstrapped.interval == ""
 
 
 def test_the_flip_over_seeds_has_the_exact_binomial_interval():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.schema import KEYS, MEASUREMENT
-from bench.stats import RESAMPLES
 from bench.store import ScoreTable
 from bench.tasks.boundary import boundary
 from bench.tasks.consistency import consistency
@@ -19,17 +18,17 @@ from bench.tasks.cost import cost
 from bench.tasks.difficulty import difficulty
 from bench.tasks.mislabel import mislabel
 from bench.tasks.ood import ood
-from bench.tasks.rows import ROW_COLUMNS
+from bench.tasks.rows import ROW_COLUMNS, OverExamples
 
 ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --seeds 3)"
 
 
-def evaluate(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
+def evaluate(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
-    such as the mislabel task's ``(model)``, keep their name); ``resamples``:
-    the bootstrap's, for the intervals of a one-seed run (consistency needs several seeds, and has none)."""
-    tasks = [ood(tables, resamples), mislabel(tables, resamples), difficulty(tables, resamples),
-             boundary(tables, resamples), consistency(tables), cost(tables)]
+    such as the mislabel task's ``(model)``, keep their name); ``how``: the intervals over examples of a
+    one-seed run and of scorers the seed does not change (consistency needs several seeds, and has none)."""
+    tasks = [ood(tables, how), mislabel(tables, how), difficulty(tables, how), boundary(tables, how),
+             consistency(tables), cost(tables)]
     results = [rows for rows in tasks if not rows.empty]
     board = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=ROW_COLUMNS)
     full = {spec: full for table in tables for spec, full in table.meta["config"]["scorers"].items()}

@@ -9,7 +9,8 @@ score table) has anything to measure. Per such split, scorer and seed:
   0 when it has nothing to do with the boundary.
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
-interval (t over seeds; where the seeds agree exactly, a percentile bootstrap over examples).
+interval (t over seeds; where the seeds agree exactly, one over examples: Fisher's z with Bonett & Wright's
+variance, or a percentile bootstrap).
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from bench.metrics import unusable
-from bench.schema import BOOTSTRAP
-from bench.stats import RESAMPLES, spearman_bootstrap_interval
+from bench.influence import fisher_interval
+from bench.schema import BOOTSTRAP, FISHER_Z
+from bench.stats import spearman_bootstrap_interval
 from bench.store import ScoreTable
-from bench.tasks.rows import BOOTSTRAP_SEED, BOOTSTRAPPED, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import (
+    BOOTSTRAP_SEED,
+    FROM_EXAMPLES,
+    OverExamples,
+    metric_rows,
+    scorer_scores,
+    unit_keys,
+    with_seed_means,
+)
 
 TASK = "boundary"
 METRIC = "nearness_spearman"
@@ -34,7 +44,7 @@ def nearness_spearman(scores: np.ndarray, distance: np.ndarray) -> tuple[float, 
     return (np.nan, reason) if reason else (float(spearmanr(scores, -distance).statistic), "")
 
 
-def boundary(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
+def boundary(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """Tidy rows of each scorer's Spearman with the nearness to the Bayes boundary; empty for data without one."""
     splits = [name for name, columns in tables[0].splits.items() if COLUMN in columns] if tables else []
     rows = []
@@ -52,8 +62,11 @@ def boundary(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFra
             nearness = -tables[0].splits[split][COLUMN]
             for spec, scores, failure in scorer_scores(tables[0], split):
                 if spec in scorers and not failure and not unusable(scores):
-                    low, high = spearman_bootstrap_interval(scores, nearness, resamples, BOOTSTRAP_SEED)
-                    found[(split, spec, METRIC)] = (low, high, BOOTSTRAP)
+                    if how.method == "bootstrap":
+                        low, high = spearman_bootstrap_interval(scores, nearness, how.resamples, BOOTSTRAP_SEED)
+                    else:
+                        low, high = fisher_interval(nearness_spearman(scores, -nearness)[0], len(scores))
+                    found[(split, spec, METRIC)] = (low, high, BOOTSTRAP if how.method == "bootstrap" else FISHER_Z)
         return found
 
-    return with_seed_means(rows, {METRIC: BOOTSTRAPPED}, intervals if resamples else None)
+    return with_seed_means(rows, {METRIC: FROM_EXAMPLES}, intervals if how.wanted else None)

@@ -17,7 +17,8 @@ On the clean test split, with error = the final model's prediction differs from 
   its mean over seeds is the fraction of seeds that flip, with the exact binomial interval.
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
-interval (t over seeds; where the seeds agree exactly, for ``error_auroc``, a bootstrap over examples).
+interval (t over seeds; where the seeds agree exactly, for ``error_auroc``, DeLong's interval over examples or a
+bootstrap).
 """
 
 from __future__ import annotations
@@ -29,9 +30,17 @@ from scipy.stats import rankdata
 from bench.metrics import auroc, unusable
 from bench.schema import BINOMIAL
 from bench.specs import parse_spec
-from bench.stats import RESAMPLES
 from bench.store import ScoreTable
-from bench.tasks.rows import BOOTSTRAPPED, Policy, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import (
+    FROM_EXAMPLES,
+    OverExamples,
+    Policy,
+    metric_rows,
+    scorer_scores,
+    stratified_intervals,
+    unit_keys,
+    with_seed_means,
+)
 
 TASK = "difficulty"
 SPLIT = "test"
@@ -39,7 +48,7 @@ DECILES = [f"error_decile_{k:02d}" for k in range(1, 11)]
 METRICS = (*DECILES, "error_ratio", "error_auroc")
 # the flip over seeds is a fraction of seeds: its interval is the exact binomial (Clopper-Pearson) one, which
 # stays within [0, 1], rather than the t-interval
-POLICIES = {"error_auroc": BOOTSTRAPPED, "early_late_flip": Policy(over_seeds=BINOMIAL)}  # the others: t over seeds
+POLICIES = {"error_auroc": FROM_EXAMPLES, "early_late_flip": Policy(over_seeds=BINOMIAL)}  # the others: t over seeds
 
 
 def deciles(scores: np.ndarray) -> np.ndarray:
@@ -105,16 +114,16 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
     return rows
 
 
-def difficulty(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
+def difficulty(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """Tidy rows of test error by score decile, its top/bottom ratio and AUROC, and the early/late flip;
-    where the seeds agree exactly, the error AUROC's interval is a bootstrap over examples stratified by error."""
+    where the seeds agree exactly, the error AUROC's interval is one over examples stratified by error (``how``)."""
     def intervals(scorers: set[str]) -> dict:
         wrong = misclassified(tables[0])
         found = {}
         for spec, scores, failure in scorer_scores(tables[0], SPLIT):
             if spec in scorers and not failure and not unusable(scores) and wrong.any() and not wrong.all():
-                found.update(bootstrap(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, resamples))
+                found.update(stratified_intervals(SPLIT, spec, wrong, scores, {"error_auroc": "auroc"}, how))
         return found
 
     return with_seed_means([row for table in tables for row in per_seed_rows(table)], POLICIES,
-                           intervals if resamples else None)
+                           intervals if how.wanted else None)

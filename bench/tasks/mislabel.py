@@ -10,7 +10,8 @@ the positives, ranked by each scorer over the training split:
 
 Rows per scorer and seed, then the mean over seeds (``seed=all``) with its ``std_seeds`` and its 95%
 interval (t over seeds; where the seeds agree exactly, one seed or a scorer that does not depend on
-it, a bootstrap over examples stratified by the noisy flag, for ``auroc`` and ``ap``).
+it, an interval over examples stratified by the noisy flag, for ``auroc`` and ``ap``: DeLong's and the
+delta method's, or a bootstrap).
 
 Beside the scorers, the trained model's own rows (scorer ``(model)``) say whether it memorised:
 ``train_accuracy``, its final predictions against the training labels as given (noisy ones
@@ -25,14 +26,21 @@ from scipy.stats import ttest_ind
 
 from bench.metrics import auroc, average_precision, precision_at_k, unusable
 from bench.schema import MODEL_ROW
-from bench.stats import RESAMPLES
 from bench.store import ScoreTable
-from bench.tasks.rows import BOOTSTRAPPED, bootstrap, metric_rows, scorer_scores, unit_keys, with_seed_means
+from bench.tasks.rows import (
+    FROM_EXAMPLES,
+    OverExamples,
+    metric_rows,
+    scorer_scores,
+    stratified_intervals,
+    unit_keys,
+    with_seed_means,
+)
 
 TASK = "mislabel"
 SPLIT = "train"
 METRICS = ("auroc", "ap", "precision_at_k", "welch_t", "welch_p")
-POLICIES = {"auroc": BOOTSTRAPPED, "ap": BOOTSTRAPPED}  # the others: t over seeds
+POLICIES = {"auroc": FROM_EXAMPLES, "ap": FROM_EXAMPLES}  # the others: t over seeds
 
 
 def mislabel_metrics(scores: np.ndarray, shuffled: np.ndarray) -> tuple[dict[str, float], str]:
@@ -54,7 +62,7 @@ def shuffled_labels(table: ScoreTable) -> np.ndarray:
     return np.asarray(table.splits[SPLIT]["noisy"], dtype=bool)
 
 
-def mislabel(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
+def mislabel(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """Tidy rows of the mislabel metrics for every scorer and seed; empty without label noise."""
     noisy = [table for table in tables if shuffled_labels(table).any() and not shuffled_labels(table).all()]
     rows = []
@@ -72,11 +80,11 @@ def mislabel(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFra
         found = {}
         for spec, scores, failure in scorer_scores(noisy[0], SPLIT):
             if spec in scorers and not failure and not unusable(scores):
-                found.update(bootstrap(SPLIT, spec, shuffled_labels(noisy[0]), scores,
-                                       {"auroc": "auroc", "ap": "aupr_out"}, resamples))
+                found.update(stratified_intervals(SPLIT, spec, shuffled_labels(noisy[0]), scores,
+                                                  {"auroc": "auroc", "ap": "aupr_out"}, how))
         return found
 
-    return with_underflow_notes(with_seed_means(rows, POLICIES, intervals if resamples and noisy else None))
+    return with_underflow_notes(with_seed_means(rows, POLICIES, intervals if how.wanted and noisy else None))
 
 
 UNDERFLOW = f"Welch's p underflows: below {np.finfo(float).tiny:.1e}, the smallest float, so it is written as 0"

@@ -14,14 +14,15 @@ datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, th
 
 Every mean over seeds has its 95% interval, ``ci_low`` and ``ci_high``: the t-interval
 over seeds, or where the seeds agree exactly (one seed, or a scorer that does not depend on the
-training seed, such as a detector on pixels) a bootstrap over examples (``bench.stats``). A split
-of corrupted copies of the test images (``ood_paired`` in the unit's meta: image i of the split is
-test image i corrupted) is resampled by image, the clean and the corrupted score of each drawn
-image together, since the two correlate; any other OoD split is stratified by class (in-distribution
-and OoD each resampled to its own size). For a mean over OoD splits, the resampled values of its
-splits are averaged resample by resample; every split is resampled with the same seed, so splits
-of the same size resample the in-distribution examples alike and the interval keeps the noise
-they share.
+training seed, such as a detector on pixels) an interval over examples: asymptotic by default
+(``bench.influence``: DeLong for AUROC, the delta method for the others), or a bootstrap
+(``bench.stats``). A split of corrupted copies of the test images (``ood_paired`` in the unit's
+meta: image i of the split is test image i corrupted) is drawn by image, the clean and the
+corrupted score of each image together, since the two correlate; any other OoD split is
+stratified by class (in-distribution and OoD each drawn to its own size). A mean over OoD splits
+keeps the noise of the in-distribution examples they share: its asymptotic interval adds the
+splits' terms per example, its bootstrap averages the splits' resamples, every split resampled
+with the same seed.
 
 An aggregate is NaN when any value it averages is NaN; its note carries the reasons.
 """
@@ -31,16 +32,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.metrics import OOD_METRICS, ood_metrics
+from bench.influence import influences, normal_interval, standard_error
+from bench.metrics import OOD_METRICS, ood_metrics, unusable
 from bench.schema import BOOTSTRAP, PAIRED, STRATIFIED, TASK_KEYS
-from bench.stats import RESAMPLES, bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
+from bench.stats import bootstrap_distribution, paired_bootstrap_distribution, percentile_interval
 from bench.store import ScoreTable
 from bench.tasks.rows import (
+    ASYMPTOTIC_KINDS,
     BOOTSTRAP_SEED,
-    BOOTSTRAPPED,
+    FROM_EXAMPLES,
     ROW_COLUMNS,
     STATISTICS_OVER_SEEDS,
     Intervals,
+    OverExamples,
+    designed,
     metric_rows,
     over_seeds,
     over_splits,
@@ -52,7 +57,7 @@ from bench.tasks.rows import (
 TASK = "ood"
 IN_DISTRIBUTION = "test"
 COVARIATE = "covariate"  # the kind of an OoD split that does not say: a corruption of the test split
-POLICIES = dict.fromkeys(OOD_METRICS, BOOTSTRAPPED)
+POLICIES = dict.fromkeys(OOD_METRICS, FROM_EXAMPLES)
 
 
 def per_seed_rows(table: ScoreTable) -> list[dict]:
@@ -84,9 +89,55 @@ def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     return found
 
 
-def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> Intervals:
-    """(split, scorer, metric) -> the bootstrap interval over examples and how it resampled, for every OoD split
-    and mean of one unit, for ``scorers``."""
+def split_intervals(table: ScoreTable, scorers: set[str], how: OverExamples) -> Intervals:
+    """(split, scorer, metric) -> the interval over examples and what it is, for every OoD split and mean of one
+    unit, for ``scorers``, by ``how``."""
+    if how.method == "bootstrap":
+        return bootstrap_intervals(table, scorers, how.resamples)
+    return asymptotic_intervals(table, scorers)
+
+
+def asymptotic_intervals(table: ScoreTable, scorers: set[str]) -> Intervals:
+    """The asymptotic intervals (``bench.influence``). Each in-distribution image is a unit; an OoD example is one
+    too, in its split's stratum, unless the split is paired, where it joins the unit of the image it corrupts.
+    A mean over splits averages their terms unit by unit, so the in-distribution noise the splits share stays."""
+    paired = set(table.meta.get("ood_paired", ()))
+    splits = table.meta["ood_splits"]
+    inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
+    found: Intervals = {}
+    for spec in scorers & set(inlier):
+        n = len(inlier[spec])
+        terms = {}  # split -> metric -> (value, in-distribution terms, OoD terms)
+        for split in splits:
+            outlier = next(scores for name, scores, failure in scorer_scores(table, split) if name == spec)
+            if outlier is not None and not unusable(np.r_[inlier[spec], outlier]):
+                labels = np.r_[np.zeros(n, bool), np.ones(len(outlier), bool)]
+                terms[split] = {metric: (value, every[:n], every[n:]) for metric, (value, every)
+                                in influences(labels, np.r_[inlier[spec], outlier]).items()}
+        for label, members in {**{split: [split] for split in splits}, **groups([table])}.items():
+            if not all(split in terms for split in members):
+                continue
+            units, strata, offset = [np.arange(n)], [np.zeros(n, np.int64)], n
+            for stratum, split in enumerate(members, start=1):
+                size = len(terms[split]["auroc"][2])
+                units.append(np.arange(size) if split in paired else offset + np.arange(size))
+                if split not in paired:
+                    strata.append(np.full(size, stratum))
+                    offset += size
+            design = PAIRED if paired >= set(members) else STRATIFIED if not paired & set(members) else ""
+            for metric in OOD_METRICS:
+                value = np.mean([terms[split][metric][0] for split in members])
+                every = np.concatenate([sum(terms[split][metric][1] for split in members)]
+                                       + [terms[split][metric][2] for split in members]) / len(members)
+                error = standard_error(every, np.concatenate(units), np.concatenate(strata))
+                kind = ASYMPTOTIC_KINDS[metric]
+                found[label, spec, metric] = (*normal_interval(value, error), designed(kind, design) if design else kind)
+    return found
+
+
+def bootstrap_intervals(table: ScoreTable, scorers: set[str], resamples: int) -> Intervals:
+    """The bootstrap intervals: a paired split resampled by image, any other stratified by class; a mean over splits
+    averages their resamples, every split resampled with the same seed."""
     members = groups([table])
     paired = set(table.meta.get("ood_paired", ()))
     distributions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -100,7 +151,7 @@ def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> Int
                 labels = np.r_[np.zeros(len(inlier[spec]), bool), np.ones(len(outlier), bool)]
                 distributions[split, spec] = bootstrap_distribution(labels, np.r_[inlier[spec], outlier],
                                                                     resamples=resamples, seed=BOOTSTRAP_SEED)
-    kinds = {split: PAIRED if split in paired else STRATIFIED for split in table.meta["ood_splits"]}
+    kinds = {split: designed(BOOTSTRAP, PAIRED if split in paired else STRATIFIED) for split in table.meta["ood_splits"]}
     for label, splits in members.items():
         kinds[label] = kinds[splits[0]] if len({kinds[split] for split in splits}) == 1 else BOOTSTRAP
         for spec in scorers & set(inlier):
@@ -112,20 +163,20 @@ def split_intervals(table: ScoreTable, resamples: int, scorers: set[str]) -> Int
             for (split, spec), by_metric in distributions.items() for metric, values in by_metric.items()}
 
 
-def ood(tables: list[ScoreTable], resamples: int = RESAMPLES) -> pd.DataFrame:
+def ood(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means;
-    ``resamples`` is the bootstrap's, for the intervals of a one-seed run (0: none)."""
+    ``how``: the intervals over examples of a one-seed run and of scorers the seed does not change."""
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure
         return per_seed
     free = seed_free(per_seed)
-    bootstrapped = split_intervals(tables[0], resamples, free) if resamples and free else {}
-    seed_means = over_seeds(per_seed, POLICIES, free, bootstrapped)
+    examples = split_intervals(tables[0], free, how) if how.wanted and free else {}
+    seed_means = over_seeds(per_seed, POLICIES, free, examples)
     parts = [per_seed, seed_means]
     for label, members in groups(tables).items():
         split_means = over_splits(per_seed[per_seed.split.isin(members)], label)
         # over both: the mean over splits of the seed means, with the spread and interval of the split means over seeds
-        spread_over_seeds = over_seeds(split_means, POLICIES, free, bootstrapped)[[*TASK_KEYS, *STATISTICS_OVER_SEEDS]]
+        spread_over_seeds = over_seeds(split_means, POLICIES, free, examples)[[*TASK_KEYS, *STATISTICS_OVER_SEEDS]]
         over_both = over_splits(seed_means[seed_means.split.isin(members)], label).drop(columns=STATISTICS_OVER_SEEDS)
         parts += [split_means, over_both.merge(spread_over_seeds, on=TASK_KEYS, how="left")[ROW_COLUMNS]]
     return pd.concat(parts, ignore_index=True)
