@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from bench.influence import influences
 from bench.metrics import OOD_METRICS, group_metrics, unusable
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def spearman_bootstrap_interval(x: np.ndarray, y: np.ndarray, resamples: int = R
 # --- DeLong's test ----------------------------------------------------------------------------------
 #
 # Written here: neither scipy, statsmodels nor scikit-learn has DeLong's test. The structural
-# components come from midranks (Sun & Xu 2014), O(n log n) with scipy's rankdata.
+# components are the AUROC's per-example terms of ``bench.influence``, from one sort.
 
 
 @dataclass(frozen=True)
@@ -222,19 +223,19 @@ class DeLongComparison:
 
 
 def _delong(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AUROCs (one per row of ``scores``) and their DeLong covariance matrix; NaN for under 2 of a class."""
+    """AUROCs (one per row of ``scores``) and their DeLong covariance matrix; NaN for under 2 of a class.
+
+    The covariance of two rows is, per class, the class size times the covariance of their terms: V10 / m for
+    a positive (the share of negatives it outscores, over the m positives), V01 / n for a negative."""
     labels = np.asarray(labels, dtype=bool).ravel()
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    positive, negative = scores[:, labels], scores[:, ~labels]
-    m, n = positive.shape[1], negative.shape[1]
+    m, n = labels.sum(), (~labels).sum()
     if m < 2 or n < 2 or not np.isfinite(scores).all():
         return np.full(len(scores), np.nan), np.full((len(scores), len(scores)), np.nan)
-    both = stats.rankdata(np.hstack([positive, negative]), axis=1)
-    # V10: share of negatives each positive outscores; V01: share of positives outscoring each negative
-    v10 = (both[:, :m] - stats.rankdata(positive, axis=1)) / n
-    v01 = 1 - (both[:, m:] - stats.rankdata(negative, axis=1)) / m
-    covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
-    return v10.mean(axis=1), covariance
+    found = [influences(labels, row, ("auroc",))["auroc"] for row in scores]
+    terms = np.stack([row_terms for _, row_terms in found])
+    covariance = m * np.atleast_2d(np.cov(terms[:, labels])) + n * np.atleast_2d(np.cov(terms[:, ~labels]))
+    return np.array([value for value, _ in found]), covariance
 
 
 def delong_variance(labels: np.ndarray, scores: np.ndarray) -> DeLongAUROC:

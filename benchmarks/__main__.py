@@ -20,6 +20,7 @@ BENCHMARKS = {
     "passes": "benchmarks.passes",
     "gate-power": "benchmarks.gate_power",
     "knn": "benchmarks.knn",
+    "intervals": "benchmarks.intervals",
 }
 
 

@@ -118,3 +118,9 @@ def test_knn():
         number(rf"^  sklearn {tree}: (\S+) s \(1/100 of the queries, scaled\)$", out)
         difference = re.search(rf"^  largest difference from the detector, sklearn {tree}: (\S+)$", out, re.M)[1]
         assert float(difference) < 1e-12  # the same exact search
+
+
+def test_intervals():
+    out = succeeded([sys.executable, "-m", "benchmarks", "intervals"])
+    number(r"^tasks of one seed: ratio (\S+) \(target: at most 1: 10 s\)$", out)
+    assert number(r"^  bootstrap, 20 resamples: \S+ s = (\S+) times the asymptotic$", out)
