@@ -5,7 +5,7 @@ seeds (``bench.stats``): a paired t-test on the per-seed differences where both 
 same seeds (the seed's share of the noise cancels), Welch's t-test on the per-seed values where
 they have other seeds, and where the seeds give no noise (one seed, or a scorer that does not
 depend on the seed, whose seeds agree exactly) a normal test from the two 95% intervals (there
-the bootstrap over examples), whose half-widths give the standard errors; one file's interval
+the interval over examples), whose half-widths give the standard errors; one file's interval
 stands for both where the other has none (a file of bench < 0.4).
 
 The gate asks whether B is worse, so its tests are one-sided. The checked rows form two

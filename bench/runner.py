@@ -114,7 +114,8 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
             table.save(paths[seed])  # at once: a killed run loses no finished unit
             tables[seed] = table
         ordered = [tables[seed] for seed in config.seeds]
-        board = attach_provenance(evaluate(ordered, OverExamples(config.example_intervals, config.bootstrap_resamples)), ordered)
+        how = OverExamples(config.example_intervals, config.bootstrap_resamples)
+        board = attach_provenance(evaluate(ordered, how), ordered)
         leaderboard_path = config.out_dir / "leaderboard.csv"
         keep_leaderboard_of_other_settings(config, board)
         write_csv(board, leaderboard_path)
