@@ -103,7 +103,7 @@ def asymptotic_intervals(table: ScoreTable, scorers: set[str]) -> Intervals:
     A mean over splits averages their terms unit by unit, so the in-distribution noise the splits share stays."""
     paired = set(table.meta.get("ood_paired", ()))
     splits = table.meta["ood_splits"]
-    inlier = {spec: scores for spec, scores, _ in scorer_scores(table, IN_DISTRIBUTION)}
+    inlier = {spec: scores for spec, scores, failure in scorer_scores(table, IN_DISTRIBUTION) if not failure}
     found: Intervals = {}
     for spec in scorers & set(inlier):
         n = len(inlier[spec])
