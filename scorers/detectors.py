@@ -73,6 +73,29 @@ def check_components(scorer: str, n_components: float) -> None:
                          "count of 1 or more; e.g. 0.99, or 50")
 
 
+def principal_axes(X: np.ndarray, n_components: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean of the float64 rows ``X``, their leading principal axes (one per row) and each axis's fraction of the
+    variance: scikit-learn's ``PCA(n_components, svd_solver="full")`` (``mean_``, ``components_``,
+    ``explained_variance_ratio_``), from the eigendecomposition of the centred rows' covariance (d x d) instead of an
+    SVD of the rows (n x d), a fifteenth of the arithmetic at n = 60,000, d = 784.
+
+    Kept: the leading axes whose fractions first add up to more than ``n_components`` (a fraction), or that many
+    (a count). Each axis's sign makes its coordinate of largest magnitude positive, as scikit-learn's does.
+    """
+    if n_components > min(X.shape):
+        raise ValueError(f"n_components={n_components} is more than the {min(X.shape)} axes of {X.shape[0]} rows "
+                         f"of {X.shape[1]} columns")
+    mean = X.mean(axis=0)
+    centred = X - mean
+    variances, vectors = np.linalg.eigh(centred.T @ centred / (len(X) - 1))  # ascending
+    variances = np.maximum(variances[::-1], 0.0)  # rounding leaves the zero ones a little negative
+    fractions = variances / variances.sum()
+    kept = n_components if n_components >= 1 else int(np.searchsorted(np.cumsum(fractions), n_components, "right")) + 1
+    axes = np.ascontiguousarray(vectors[:, ::-1][:, :kept].T)
+    axes *= np.sign(axes[np.arange(kept), np.abs(axes).argmax(axis=1)])[:, None]
+    return mean, axes, fractions[:kept]
+
+
 class PyODDetector(Detector):
     """Adapter: subclasses build the PyOD estimator; fitting and scoring are PyOD's."""
 
@@ -189,14 +212,13 @@ class PCADetector(ScoredHere):
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "PCADetector":
         """PyOD's fit (standardise, PCA, keep every component and its explained variance ratio as its weight),
-        without scoring the training rows, which PyOD does and nobody reads here."""
-        from sklearn.decomposition import PCA
+        with the principal axes from the covariance (``principal_axes``) and without scoring the training rows,
+        which PyOD does and nobody reads here."""
         from sklearn.preprocessing import StandardScaler
 
         X = self._training_rows(np.asarray(X, dtype=np.float64))
         self.scaler_ = StandardScaler().fit(X)
-        pca = PCA(n_components=self.n_components, svd_solver="full", random_state=0).fit(self.scaler_.transform(X))
-        self.components_, self.weights_ = pca.components_, pca.explained_variance_ratio_
+        _, self.components_, self.weights_ = principal_axes(self.scaler_.transform(X), self.n_components)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -512,14 +534,16 @@ class PCAReconstruction(Detector):
         self.n_components = n_components
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "PCAReconstruction":
-        from sklearn.decomposition import PCA
-
-        self.pca_ = PCA(n_components=self.n_components, svd_solver="full").fit(np.asarray(X, dtype=np.float64))
+        self.mean_, self.components_, _ = principal_axes(np.asarray(X, dtype=np.float64), self.n_components)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """|c - c V'V|^2 = |c|^2 - |c V'|^2 (V's rows, the kept axes, are orthonormal), c = x - mean: one matrix
+        product instead of scikit-learn's two (project, map back); clipped at 0 where rounding makes a point on the
+        plane a little negative."""
         def error(x: np.ndarray) -> np.ndarray:
-            residual = x - self.pca_.inverse_transform(self.pca_.transform(x))
-            return np.einsum("ij,ij->i", residual, residual)
+            centred = x - self.mean_
+            projected = centred @ self.components_.T
+            return np.maximum(np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", projected, projected), 0)
 
         return by_chunks(error, X)
