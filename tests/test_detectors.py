@@ -6,7 +6,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from scorers.detectors import AE, KDE, KPCA, MVE, SVDD, PCADetector, PCAReconstruction, seeded
+from scorers.detectors import AE, AEGAN, DOCC, KDE, KPCA, MVE, SVDD, PCADetector, PCAReconstruction, seeded
 
 CLASSES = [KDE, PCADetector, KPCA, MVE]
 
@@ -156,10 +156,12 @@ def test_the_scores_computed_here_are_pyods_to_float64_rounding(cls):
 
 
 def test_the_autoencoder_fed_whole_batches_is_pyods_bit_for_bit():
-    """Batches cut from one standardised array, in the order PyOD's DataLoader draws them: PyOD's own
-    ``fit`` and ``decision_function`` give the same scores exactly."""
+    """Batches cut from one standardised array, in the order PyOD's DataLoader draws them, and scored a chunk at a
+    time: PyOD's own ``fit`` and ``decision_function`` (batches of 128) give the same scores exactly."""
+    from scorers.detectors import CHUNK
+
     rng = np.random.default_rng(0)
-    train, test = rng.random((300, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    train, test = rng.random((300, 20)).astype(np.float32), rng.random((CHUNK + 100, 20)).astype(np.float32)
     ours = AE(epochs=2).fit(train).decision_function(test)
     with seeded(0):
         pyod = AE(epochs=2).estimator(20)
@@ -245,3 +247,28 @@ def test_more_components_than_axes_is_refused_with_the_count():
     """A count above min(rows, columns) fails, as scikit-learn's PCA does, naming the count of axes."""
     with pytest.raises(ValueError, match="more than the 30 axes"):
         PCAReconstruction(n_components=31).fit(np.random.default_rng(0).normal(size=(100, 30)))
+
+
+def test_the_deep_svdd_fed_whole_batches_is_pyods_bit_for_bit():
+    """docc's own loop over PyOD's network (batches cut from one tensor, a last partial batch of 44 rows): PyOD's
+    ``DeepSVDD.fit`` and ``decision_function`` give the same scores exactly."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((300, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    ours = DOCC(fit_size=None, epochs=3).fit(train).decision_function(test)
+    with seeded(0):
+        pyod = DOCC(epochs=3).estimator(20).fit(train)
+        theirs = pyod.decision_function(test)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_gan_detector_without_wasted_passes_is_pyods_bit_for_bit():
+    """aegan's own loop over PyOD's networks (the generated points reused and detached, no generator loss once
+    it stops training, a last partial batch of 100 rows): PyOD's ``SO_GAAL.fit`` gives the same scores exactly
+    (``1 - D(x)`` from PyOD's ``D(x)``)."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((1100, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    ours = AEGAN(fit_size=None).fit(train).decision_function(test)
+    with seeded(0):
+        pyod = AEGAN().estimator(20).fit(train)
+        theirs = 1.0 - pyod.decision_function(test).astype(np.float64)
+    np.testing.assert_array_equal(ours, theirs)
