@@ -203,8 +203,8 @@ def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane
 
 def correlated(rng, n, shift=0.0):
     """Rows of 30 correlated columns (a rotated Gaussian whose standard deviations fall from 1 to 0.01) around 3:
-    standardising the columns does not undo the spread of the variances, and 0.99 of the variance keeps 15 axes
-    whose variances span a factor of 65 (measured)."""
+    standardising the columns does not undo the spread of the variances, and 0.99 of the variance keeps 16 axes
+    whose variances span a factor of 75 (measured)."""
     rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(30, 30)))[0]
     return (rng.normal(size=(n, 30)) * np.logspace(0, -2, 30)) @ rotation + 3.0 + shift
 
@@ -213,10 +213,10 @@ def correlated(rng, n, shift=0.0):
 def test_pca_from_the_covariance_scores_as_pyod_fitted_by_svd(n_components):
     """``pca`` takes its axes from the eigendecomposition of the covariance, PyOD from an SVD of the standardised
     rows: the same axes (count, order, and sign, on which PyOD's distance to each axis as a point depends) and
-    the same scores to rounding. The covariance route rounds each variance to about 1e-16 of the largest (an
-    SVD, to 1e-16 of each), so an axis's weight and direction are off by about 1e-16 times the spread of the kept
-    variances (65 here) times the rounding accumulated over 400 rows: measured 2e-15 of the largest score;
-    1e-10 leaves room for that, while a flipped axis, a wrong weight or an axis too many shows at 1e-3 or more."""
+    the same scores to rounding. The covariance route rounds each variance to about 2e-16 of the largest (an
+    SVD, to 2e-16 of each), so the smallest kept axis's weight and direction are off by up to about 2e-16 x 75
+    (the spread of the kept variances) x 400 (the rows summed) = 6e-12 of the score; measured 7e-16. 1e-10
+    leaves room for that, while a flipped axis, a wrong weight or an axis too many shows at 1e-3 or more."""
     rng = np.random.default_rng(0)
     train, test = correlated(rng, 400), correlated(rng, 1200, shift=0.01)
     detector = PCADetector(n_components=n_components).fit(train)
@@ -230,8 +230,8 @@ def test_pca_from_the_covariance_scores_as_pyod_fitted_by_svd(n_components):
 @pytest.mark.parametrize("n_components", [0.99, 0.5, 7])
 def test_pca_reconstruction_from_the_covariance_is_scikit_learns_by_svd(n_components):
     """The same principal plane as scikit-learn's ``PCA(svd_solver="full")``, by the same rule for a fraction or a
-    count: the same number of axes and the same reconstruction errors to rounding (measured 1e-14 of the
-    largest; the tolerance as for ``pca``)."""
+    count: the same number of axes and the same reconstruction errors to rounding (measured 1.4e-13 of the
+    largest, |c|^2 - |c V'|^2 cancelling; the tolerance as for ``pca``)."""
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(0)
