@@ -445,8 +445,8 @@ class AE(PyODDetector):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """PyOD's ``decision_function`` with ``batch_size=CHUNK``: in eval mode each row's score does not depend on
-        its batch (measured bit for bit against PyOD's batches of 128), and 8 times fewer batches take a third
-        of the time."""
+        its batch (bit for bit against PyOD's batches of 128, ``tests/test_detectors.py``), and 8 times fewer
+        batches take 8 times fewer calls of each layer."""
         from sklearn.utils import check_array
 
         ae = self.estimator_
