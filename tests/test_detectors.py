@@ -6,7 +6,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from scorers.detectors import AE, KDE, KPCA, MVE, SVDD, PCADetector, seeded
+from scorers.detectors import AE, AEGAN, DOCC, KDE, KPCA, MVE, SVDD, PCADetector, PCAReconstruction, seeded
 
 CLASSES = [KDE, PCADetector, KPCA, MVE]
 
@@ -139,31 +139,29 @@ def test_pca_reduced_kde_finds_a_gap_that_the_full_kde_cannot_see():
     assert full < 0.65
 
 
-@pytest.mark.parametrize("cls", [KDE, KPCA, SVDD, PCADetector])
+@pytest.mark.parametrize("cls", [KDE, KPCA, SVDD])
 def test_the_scores_computed_here_are_pyods_to_float64_rounding(cls):
-    """kde, kpca, svdd and pca score with matrix products in chunks, not PyOD's loops: the same scores as PyOD's
-    ``decision_function`` of the same fit (PCA: PyOD's PCA fitted on the same rows), over more rows than a chunk.
-    A score is a sum of a few hundred terms of products of 30 numbers, so float64 rounding is about 1e-13 of
-    its size; 1e-9 leaves room for that, while a wrong constant, kernel width or term shows at 1e-3 or more."""
+    """kde, kpca and svdd score with matrix products in chunks, not PyOD's loops: the same scores as PyOD's
+    ``decision_function`` of the same fit, over more rows than a chunk. A score is a sum of a few hundred terms
+    of products of 30 numbers, so float64 rounding is about 1e-13 of its size; 1e-9 leaves room for that, while
+    a wrong constant, kernel width or term shows at 1e-3 or more."""
     from scorers.detectors import CHUNK
 
     rng = np.random.default_rng(0)
     train, test = rng.normal(size=(400, 30)), rng.normal(0.3, 1.3, size=(CHUNK + 100, 30))
     detector = cls(fit_size=300).fit(train)
-    if cls is PCADetector:
-        pyod = detector.estimator(30).fit(detector._training_rows(train))
-    else:
-        pyod = detector.estimator_
-    ours, theirs = detector.decision_function(test), pyod.decision_function(test)
+    ours, theirs = detector.decision_function(test), detector.estimator_.decision_function(test)
     assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max()
     assert np.corrcoef(ours, rng.permutation(theirs))[0, 1] < 0.5  # the comparison can fail: scores differ by row
 
 
 def test_the_autoencoder_fed_whole_batches_is_pyods_bit_for_bit():
-    """Batches cut from one standardised array, in the order PyOD's DataLoader draws them: PyOD's own
-    ``fit`` and ``decision_function`` give the same scores exactly."""
+    """Batches cut from one standardised array, in the order PyOD's DataLoader draws them, and scored a chunk at a
+    time: PyOD's own ``fit`` and ``decision_function`` (batches of 128) give the same scores exactly."""
+    from scorers.detectors import CHUNK
+
     rng = np.random.default_rng(0)
-    train, test = rng.random((300, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    train, test = rng.random((300, 20)).astype(np.float32), rng.random((CHUNK + 100, 20)).astype(np.float32)
     ours = AE(epochs=2).fit(train).decision_function(test)
     with seeded(0):
         pyod = AE(epochs=2).estimator(20)
@@ -201,3 +199,76 @@ def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane
     test[2, 2] += 3.0
     scores = PCAReconstruction(n_components=2).fit(train).decision_function(test)
     np.testing.assert_allclose(scores, [0.0, 0.0, 9.0], atol=1e-9)
+
+
+def correlated(rng, n, shift=0.0):
+    """Rows of 30 correlated columns (a rotated Gaussian whose standard deviations fall from 1 to 0.01) around 3:
+    standardising the columns does not undo the spread of the variances, and 0.99 of the variance keeps 16 axes
+    whose variances span a factor of 75 (measured)."""
+    rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(30, 30)))[0]
+    return (rng.normal(size=(n, 30)) * np.logspace(0, -2, 30)) @ rotation + 3.0 + shift
+
+
+@pytest.mark.parametrize("n_components", [0.99, 0.5, 7])
+def test_pca_from_the_covariance_scores_as_pyod_fitted_by_svd(n_components):
+    """``pca`` takes its axes from the eigendecomposition of the covariance, PyOD from an SVD of the standardised
+    rows: the same axes (count, order, and sign, on which PyOD's distance to each axis as a point depends) and
+    the same scores to rounding. The covariance route rounds each variance to about 2e-16 of the largest (an
+    SVD, to 2e-16 of each), so the smallest kept axis's weight and direction are off by up to about 2e-16 x 75
+    (the spread of the kept variances) x 400 (the rows summed) = 6e-12 of the score; measured 7e-16. 1e-10
+    leaves room for that, while a flipped axis, a wrong weight or an axis too many shows at 1e-3 or more."""
+    rng = np.random.default_rng(0)
+    train, test = correlated(rng, 400), correlated(rng, 1200, shift=0.01)
+    detector = PCADetector(n_components=n_components).fit(train)
+    pyod = detector.estimator(30).fit(train)
+    assert len(detector.weights_) == pyod.n_components_
+    ours, theirs = detector.decision_function(test), pyod.decision_function(test)
+    assert np.abs(ours - theirs).max() <= 1e-10 * np.abs(theirs).max()
+    assert np.corrcoef(ours, rng.permutation(theirs))[0, 1] < 0.5  # the comparison can fail: scores differ by row
+
+
+@pytest.mark.parametrize("n_components", [0.99, 0.5, 7])
+def test_pca_reconstruction_from_the_covariance_is_scikit_learns_by_svd(n_components):
+    """The same principal plane as scikit-learn's ``PCA(svd_solver="full")``, by the same rule for a fraction or a
+    count: the same number of axes and the same reconstruction errors to rounding (measured 1.4e-13 of the
+    largest, |c|^2 - |c V'|^2 cancelling; the tolerance as for ``pca``)."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    train, test = correlated(rng, 400), correlated(rng, 1200, shift=0.01)
+    detector = PCAReconstruction(n_components=n_components).fit(train)
+    reference = PCA(n_components, svd_solver="full").fit(train)
+    assert len(detector.components_) == reference.n_components_
+    expected = np.sum((test - reference.inverse_transform(reference.transform(test))) ** 2, axis=1)
+    assert np.abs(detector.decision_function(test) - expected).max() <= 1e-10 * expected.max()
+
+
+def test_more_components_than_axes_is_refused_with_the_count():
+    """A count above min(rows, columns) fails, as scikit-learn's PCA does, naming the count of axes."""
+    with pytest.raises(ValueError, match="more than the 30 axes"):
+        PCAReconstruction(n_components=31).fit(np.random.default_rng(0).normal(size=(100, 30)))
+
+
+def test_the_deep_svdd_fed_whole_batches_is_pyods_bit_for_bit():
+    """docc's own loop over PyOD's network (batches cut from one tensor, a last partial batch of 44 rows): PyOD's
+    ``DeepSVDD.fit`` and ``decision_function`` give the same scores exactly."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((300, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    ours = DOCC(fit_size=None, epochs=3).fit(train).decision_function(test)
+    with seeded(0):
+        pyod = DOCC(epochs=3).estimator(20).fit(train)
+        theirs = pyod.decision_function(test)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_gan_detector_without_wasted_passes_is_pyods_bit_for_bit():
+    """aegan's own loop over PyOD's networks (the generated points reused and detached, no generator loss once
+    it stops training, a last partial batch of 100 rows): PyOD's ``SO_GAAL.fit`` gives the same scores exactly
+    (``1 - D(x)`` from PyOD's ``D(x)``)."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((1100, 20)).astype(np.float32), rng.random((50, 20)).astype(np.float32)
+    ours = AEGAN(fit_size=None).fit(train).decision_function(test)
+    with seeded(0):
+        pyod = AEGAN().estimator(20).fit(train)
+        theirs = 1.0 - pyod.decision_function(test).astype(np.float64)
+    np.testing.assert_array_equal(ours, theirs)
