@@ -5,6 +5,16 @@ Each batch's values are folded in with the examples' positions in the split; whe
 has been seen at every checkpoint, its reduced values are kept and the running state freed. States
 live on the device, float64 for sums and moments (float32 on request, halving the state
 of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+
+Welford's update in float32 (unit roundoff u = 2^-24) over k values of largest magnitude M gives
+each element's variance to within eps = (4k + 12) u M^2 (to first order in u: the running mean
+is off by at most (k - 1 + 4 (H_k - 1)) u M, and each of the k steps of the second moment adds
+at most its factors' errors times 2M, plus its own rounding); its std is then off by at most
+min(eps / std, sqrt(eps)) + u std, and a mean of stds (VoG) by the mean of those bounds. The
+bound is loose (about 1,000 times the differences seen, tests/test_reductions.py) but shows where
+float32 falls short: an element whose values barely move against their size (std much below M),
+where a score can move in its third significant digit; on gradient-like values that move by a
+tenth of their size or more, scores agree to a millionth and rank alike. Hence float64 by default.
 """
 
 from __future__ import annotations
