@@ -19,6 +19,7 @@ BENCHMARKS = {
     "training-overhead": "benchmarks.training_overhead",
     "per-example-gradients": "benchmarks.per_example_gradients",
     "vog-memory": "benchmarks.vog_memory",
+    "vog-update": "benchmarks.vog_update",
     "seeds-at-once": "benchmarks.seeds_at_once",
     "end-to-end": "benchmarks.end_to_end",
     "cifar-loading": "benchmarks.cifar_loading",

@@ -58,3 +58,20 @@ def test_float32_welford_keeps_the_ranking_of_realistic_scores():
     exact, half = welford(values, torch.float64).result(), welford(values, torch.float32).result()
     assert np.max(np.abs(half - exact) / exact) < 1e-6
     assert spearmanr(exact, half).statistic > 0.99999
+
+
+def test_consecutive_batches_updated_in_place_give_the_state_of_the_same_batches_gathered():
+    """The probe's batches (runs of consecutive positions) take the in-place path; the same values given by shuffled
+    positions take the gathered one: the states are bit-identical."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(4, N, PIXELS, generator=generator)
+    shuffled = torch.randperm(N, generator=generator)
+    for reduction in ("std", "sum", "count"):
+        in_order, gathered = Accumulator(reduction, N), Accumulator(reduction, N)
+        for checkpoint, value in enumerate(values):
+            for start in range(0, N, BATCH):
+                in_order.update(torch.arange(start, start + BATCH), value[start:start + BATCH], checkpoint)
+                index = shuffled[start:start + BATCH]
+                gathered.update(index, value[index], checkpoint)
+        for name, state in in_order.state.items():
+            assert torch.equal(state, gathered.state[name]), (reduction, name)
