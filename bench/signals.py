@@ -11,9 +11,9 @@ read as ``kind``, ``of`` and ``cls``, never by matching substrings.
 forward pass, one backward pass per input gradient (sharing the forward graph), and the
 parameter-gradient norms when asked for (off the same forward pass where the model's layers allow;
 their backward pass then gives the target probability's input gradient too). ODIN's perturbed
-input costs one more backward and one more forward pass per (temperature, noise). ``heldout_logits`` is no function of the model
-at hand: the probe computes it once per unit from the cross-fitted models (``bench.probe``) and
-adds it to the batches of the last checkpoint.
+input costs one more backward and one more forward pass per (temperature, noise).
+``heldout_logits`` is no function of the model at hand: the probe computes it once per unit from
+the cross-fitted models (``bench.probe``) and adds it to the batches of the last checkpoint.
 """
 
 from __future__ import annotations
