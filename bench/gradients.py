@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -35,34 +37,43 @@ def _example_loss(model: nn.Module, buffers: dict):
     return loss
 
 
-def _layers(model: nn.Module) -> list[nn.Module] | None:
+def readable_layers(model: nn.Module) -> list[nn.Module] | None:
     """The modules holding parameters, if each is a Linear or a plain stride-1 Conv2d layer; else None."""
     layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
     return layers if all(isinstance(m, nn.Linear) or is_plain_convolution(m) for m in layers) else None
 
 
-def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    inputs, outputs = {}, {}
+@contextlib.contextmanager
+def recording(model: nn.Module, layers: list[nn.Module]) -> Iterator[dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]]:
+    """Within it, a forward pass of ``model`` records each layer's input (detached) and output, which is in the
+    graph: the frozen parameters require grad meanwhile (a backward pass to the outputs computes no parameter
+    gradient)."""
+    record: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def keep(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        inputs[module], outputs[module] = args[0].detach(), output
+        record[module] = (args[0].detach(), output)
 
     frozen = [p for p in model.parameters() if not p.requires_grad]
     hooks = [layer.register_forward_hook(keep) for layer in layers]
     try:
-        for p in frozen:  # the layers' outputs must be in the graph; no parameter gradient is computed
+        for p in frozen:
             p.requires_grad_(True)
-        with torch.enable_grad():
-            loss = functional.cross_entropy(model(x), target, reduction="sum")
-            grads = torch.autograd.grad(loss, [outputs[layer] for layer in layers])
+        yield record
     finally:
         for hook in hooks:
             hook.remove()
         for p in frozen:
             p.requires_grad_(False)
-    squared = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+
+
+def layer_norms(layers: list[nn.Module], record: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]],
+                grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(n,) each example's parameter-gradient norm, from the layers' recorded inputs and the gradients of the
+    summed loss w.r.t. their outputs (``grads``, in the order of ``layers``)."""
+    some_input = record[layers[0]][0]
+    squared = torch.zeros(len(some_input), dtype=some_input.dtype, device=some_input.device)
     for layer, grad in zip(layers, grads):
-        a = inputs[layer]
+        a = record[layer][0]
         if isinstance(layer, nn.Linear):
             if a.ndim != 2:
                 raise NotImplementedError("per-example norms of a Linear layer on sequences")
@@ -79,6 +90,13 @@ def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, tar
     return squared.sqrt()
 
 
+def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    with recording(model, layers) as record, torch.enable_grad():
+        loss = functional.cross_entropy(model(x), target, reduction="sum")
+        grads = torch.autograd.grad(loss, [record[layer][1] for layer in layers])
+    return layer_norms(layers, record, grads)
+
+
 def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str = "layers") -> torch.Tensor:
     """(n,) L2 norm over all parameters of the gradient of each example's cross-entropy.
 
@@ -87,7 +105,7 @@ def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, me
     example at a time. The model must be in eval mode (no batch statistics couple the examples).
     """
     if method == "layers":
-        layers = _layers(model)
+        layers = readable_layers(model)
         if layers is None:
             raise NotImplementedError("the model has parameters outside plain Linear and Conv2d layers")
         return _layer_norms(model, layers, x, target)

@@ -27,7 +27,8 @@ synchronises the device once per pass): the seconds of its host's calls (``start
 the cost of something several scorers use is divided equally among the scorers using it: a
 forward pass among every scorer active at that pass (detectors on the embedding too, at the
 last checkpoint; the pixels need no forward pass), an input gradient (or the parameter-gradient
-norms) among those that asked for it, the final model's classes among those whose signals
+norms) among those that asked for it (where the norms' backward pass gives the target probability's
+input gradient, those asking for that gradient are charged that pass, the others the norms), the final model's classes among those whose signals
 refer to them, the cross-fitted models' pass over the training split among those that need
 ``heldout_logits``, a host's call among the variants sharing its state. Its state bytes are the
 peak size of its running state: the ``CheckpointScore`` state at the end of a split's passes

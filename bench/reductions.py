@@ -5,12 +5,33 @@ Each batch's values are folded in with the examples' positions in the split; whe
 has been seen at every checkpoint, its reduced values are kept and the running state freed. States
 live on the device, float64 for sums and moments (float32 on request, halving the state
 of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+
+Welford's update in float32 (unit roundoff u = 2^-24) over k values of largest magnitude M gives
+each element's variance to within eps = (4k + 12) u M^2 (to first order in u: the running mean
+is off by at most (k - 1 + 4 (H_k - 1)) u M, and each of the k steps of the second moment adds
+at most its factors' errors times 2M, plus its own rounding); its std is then off by at most
+min(eps / std, sqrt(eps)) + u std, and a mean of stds (VoG) by the mean of those bounds. The
+bound is loose (about 1,000 times the differences seen, tests/test_reductions.py) but shows where
+float32 falls short: an element whose values barely move against their size (std much below M),
+where a score can move in its third significant digit; on gradient-like values that move by a
+tenth of their size or more, scores agree to a millionth and rank alike. Hence float64 by default.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def _rows(index: torch.Tensor) -> slice | torch.Tensor:
+    """``index`` as a slice where it is a run of consecutive positions on the CPU (the probe's batches), so that
+    the state is updated in place rather than its rows gathered and scattered back (VoG's update in 0.35-0.6 of
+    the time, ``python -m benchmarks vog-update``); else as it is (a device's index is not read: that would wait
+    for the device)."""
+    if index.device.type == "cpu" and len(index) > 0 and bool((index.diff() == 1).all()):
+        start = int(index[0])
+        return slice(start, start + len(index))
+    return index
 
 
 class Accumulator:
@@ -31,18 +52,20 @@ class Accumulator:
     def update(self, index: torch.Tensor, value: torch.Tensor | None, checkpoint: int) -> None:
         """Fold the values of the examples at ``index`` at checkpoint ``checkpoint`` into the state."""
         self.seen.add(checkpoint)
+        rows = _rows(index)
         if self.reduction == "count":
-            self._zeros("count", index, torch.int64)[index] += 1
+            self._zeros("count", index, torch.int64)[rows] += 1
         elif self.reduction in ("sum", "mean"):
-            self._zeros("sum", value, self.dtype)[index] += value.to(self.dtype)
+            self._zeros("sum", value, self.dtype)[rows] += value.to(self.dtype)
         elif self.reduction == "std":
             value = value.flatten(1).to(self.dtype) if value.ndim > 1 else value.to(self.dtype)[:, None]
             state_mean, state_m2 = self._zeros("mean", value, self.dtype), self._zeros("m2", value, self.dtype)
-            mean, m2 = state_mean[index], state_m2[index]
+            mean, m2 = state_mean[rows], state_m2[rows]  # views of the state for a slice, else copies
             delta = value - mean
             mean += delta / len(self.seen)
             m2 += delta * (value - mean)
-            state_mean[index], state_m2[index] = mean, m2
+            if not isinstance(rows, slice):
+                state_mean[rows], state_m2[rows] = mean, m2
         elif self.reduction == "last":
             self._zeros("last", value, value.dtype)[index] = value
         elif self.reduction == "transitions":

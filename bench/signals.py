@@ -9,14 +9,16 @@ read as ``kind``, ``of`` and ``cls``, never by matching substrings.
 
 ``compute_signals`` is a pure function of (model, inputs, classes, the signals needed): one
 forward pass, one backward pass per input gradient (sharing the forward graph), and the
-parameter-gradient norms when asked for; ODIN's perturbed input costs one more backward and
-one more forward pass per (temperature, noise). ``heldout_logits`` is no function of the model
-at hand: the probe computes it once per unit from the cross-fitted models (``bench.probe``) and
-adds it to the batches of the last checkpoint.
+parameter-gradient norms when asked for (off the same forward pass where the model's layers allow;
+their backward pass then gives the target probability's input gradient too). ODIN's perturbed
+input costs one more backward and one more forward pass per (temperature, noise).
+``heldout_logits`` is no function of the model at hand: the probe computes it once per unit from
+the cross-fitted models (``bench.probe``) and adds it to the batches of the last checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Collection
 
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.gradients import param_grad_norms
+from bench.gradients import layer_norms, param_grad_norms, readable_layers, recording
 from bench.specs import format_spec, parse_spec
 
 # The class a label-dependent signal refers to, per example:
@@ -123,6 +125,8 @@ def odin_logits(temperature: float, noise: float) -> Signal:
     return Signal(format_spec("odin_logits", {"temperature": temperature, "noise": noise}))
 
 
+TARGET_PROB_GRAD = input_grad("prob", "target")  # VoG's default: shares the parameter-gradient norms' backward pass
+
 # The signals without free parameters (ODIN's logits take numbers, so ``Signal(name)`` is the test of a name).
 SIGNALS = (LOGITS, EMBEDDING, PIXELS, PARAM_GRAD_NORM, HELDOUT_LOGITS,
            *(input_grad(of, cls) for of in OUTPUTS for cls in CLASSES))
@@ -160,21 +164,42 @@ def compute_signals(
     signal refers to it, and ``target`` where labels are trusted; otherwise ``target`` is the class
     predicted here. Returns the signals and the classes they refer to, ``target`` included.
     ``on_signal(signal)`` is called as each costly one is done (``LOGITS``: the forward pass), to time it.
+
+    The parameter-gradient norms of a model of Linear and plain Conv2d layers are read off the same
+    forward pass, by one backward pass of the summed cross-entropy at ``target``; that pass also gives
+    the input gradient of the target's probability, ``-p_target`` times the cross-entropy's, which
+    then takes no backward pass of its own (and is charged the shared one). Other models' norms come
+    from ``grad_norms``.
     """
     gradients = sorted(signal for signal in map(Signal, needed) if signal.kind == "input_grad")
+    layers = readable_layers(model) if PARAM_GRAD_NORM in needed else None
+    shared = TARGET_PROB_GRAD if layers and TARGET_PROB_GRAD in gradients else None
+    separate = [signal for signal in gradients if signal != shared]
     done = on_signal or (lambda signal: None)
     inputs = x.detach().requires_grad_(True) if gradients else x
-    with torch.set_grad_enabled(bool(gradients)):
+    norms = None
+    with recording(model, layers) if layers else contextlib.nullcontext({}) as record, \
+            torch.set_grad_enabled(bool(gradients or layers)):
         embedding = model.embed(inputs)
         logits = model.head(embedding)
         done(LOGITS)
         classes = {**classes, "target": classes["target"] if "target" in classes else logits.argmax(1)}
         signals = {}
-        for signal in gradients:
+        for signal in separate:
             values = logits.softmax(1) if signal.of == "prob" else logits
             output = values.gather(1, classes[signal.cls][:, None]).sum()
-            signals[signal] = torch.autograd.grad(output, inputs, retain_graph=signal != gradients[-1])[0]
+            retain = bool(layers) or signal != separate[-1]
+            signals[signal] = torch.autograd.grad(output, inputs, retain_graph=retain)[0]
             done(signal)
+        if layers:
+            loss = torch.nn.functional.cross_entropy(logits, classes["target"], reduction="sum")
+            grads = torch.autograd.grad(loss, [record[layer][1] for layer in layers] + ([inputs] if shared else []))
+            if shared:
+                p_target = logits.detach().softmax(1).gather(1, classes["target"][:, None])
+                signals[shared] = -p_target.reshape(-1, *[1] * (inputs.ndim - 1)) * grads[-1]
+                done(shared)
+            with contextlib.suppress(NotImplementedError):  # layers it cannot read: ``grad_norms`` below
+                norms = layer_norms(layers, record, grads[:len(layers)])
     signals[LOGITS] = logits.detach()
     for signal in sorted(signal for signal in map(Signal, needed) if signal.kind == "odin_logits"):
         signals[signal] = perturbed_logits(model, x, **signal.params)
@@ -184,6 +209,6 @@ def compute_signals(
     if PIXELS in needed:
         signals[PIXELS] = inputs.detach()
     if PARAM_GRAD_NORM in needed:
-        signals[PARAM_GRAD_NORM] = grad_norms(model, inputs.detach(), classes["target"])
+        signals[PARAM_GRAD_NORM] = norms if norms is not None else grad_norms(model, inputs.detach(), classes["target"])
         done(PARAM_GRAD_NORM)
     return signals, classes

@@ -2,10 +2,14 @@
 
 One seed (``SEEDS``): the pixel-space detectors are fitted once per run whatever the number
 of seeds, so one seed is the least favourable case for the ratio. The run is held to a floor:
-training, plus the passes the probe must take for the chosen scorers (at each checkpoint some
-scorer reads, every example once forward, and once backward per input gradient asked for
-there) at the cost per example of a plain forward and of a plain backward to the input,
-measured here on the same model; the rest is printed part by part. The unit cache is then
+training, plus the passes the probe must take for the chosen scorers at each checkpoint some
+scorer reads: every example once forward; once backward to the input per input gradient asked
+for there; and, where a scorer asks for the parameter-gradient norms (GraNd, TracIn), once
+backward to the parameters, which also gives the target probability's input gradient (so that
+one is not counted twice). Each is priced at the cost per example of the plain pass, measured
+here on the same model in eval mode: a forward pass; a backward pass to the input with the
+parameters frozen; ``loss.backward()`` of the summed cross-entropy with the parameters
+requiring grad. The rest is printed part by part. The unit cache is then
 exercised: the same run again (every unit reused, tasks recomputed), and the run with one
 scorer's parameter changed (only that scorer recomputed, on the stored checkpoints).
 Needs MNIST (``bench data fetch mnist``); takes about 15 minutes on two CPU cores.
@@ -23,6 +27,7 @@ from bench.api import Detector
 from bench.config import load_preset
 from bench.data import load_dataset, with_training_set
 from bench.models import build_model, resolve_device
+from bench.signals import PARAM_GRAD_NORM, TARGET_PROB_GRAD, Signal
 from bench.training import model_input, train
 from benchmarks.common import best_times, report, synchronize
 
@@ -45,36 +50,55 @@ def training_alone(config, dataset, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def pass_costs(config, dataset, batch: int = 256, n: int = 4096) -> tuple[float, float]:
-    """Seconds per example of a plain forward pass and of one backward pass to the input (the model in eval
-    mode with its parameters frozen, as the probe runs it), best of 3."""
+def pass_costs(config, dataset, batch: int = 256, n: int = 4096) -> dict[str, float]:
+    """Seconds per example of a plain forward pass (``forward``), of one backward pass to the input with the
+    parameters frozen (``input``) and of one to the parameters (``parameters``: ``loss.backward()`` of the
+    summed cross-entropy), the model in eval mode as the probe runs it; best of 3, taking turns."""
     model = build_model(config.model, dataset.input_shape, dataset.n_classes).eval().requires_grad_(False)
     inputs = torch.as_tensor(dataset.test.inputs[:n])
+    labels = torch.as_tensor(dataset.test.labels[:n])
+    batches = [(model_input(inputs[start:start + batch], dataset.input_shape), labels[start:start + batch])
+               for start in range(0, len(inputs), batch)]
 
     def forward() -> None:
         with torch.no_grad():
-            for start in range(0, len(inputs), batch):
-                model(model_input(inputs[start:start + batch], dataset.input_shape))
+            for x, _ in batches:
+                model(x)
 
-    def forward_backward() -> None:
-        for start in range(0, len(inputs), batch):
-            x = model_input(inputs[start:start + batch], dataset.input_shape).requires_grad_(True)
+    def to_input() -> None:
+        for x, _ in batches:
+            x = x.requires_grad_(True)
             torch.autograd.grad(model(x).logsumexp(1).sum(), x)
 
-    seconds = best_times({"forward": forward, "both": forward_backward})
-    return seconds["forward"] / len(inputs), (seconds["both"] - seconds["forward"]) / len(inputs)
+    def to_parameters() -> None:
+        model.requires_grad_(True)
+        for x, y in batches:
+            torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+        model.zero_grad(set_to_none=True)
+        model.requires_grad_(False)
+
+    seconds = best_times({"forward": forward, "input": to_input, "parameters": to_parameters})
+    return {"forward": seconds["forward"] / n, "input": (seconds["input"] - seconds["forward"]) / n,
+            "parameters": (seconds["parameters"] - seconds["forward"]) / n}
 
 
-def probe_floor(table, forward: float, backward: float) -> dict[str, float]:
+def probe_floor(table, costs: dict[str, float]) -> dict[str, float]:
     """The passes the probe must take for the unit's scorers (``meta['observed']``: the epochs each reads) and
-    their seconds at the plain per-example costs."""
+    their seconds at the plain per-example ``costs`` (``pass_costs``)."""
     observed = table.meta["observed"]
     epochs = sorted({epoch for read in observed.values() for epoch in read})
-    gradients = [len({need for spec, read in observed.items() if epoch in read
-                      for need in registry.create(spec).needs if need.startswith("input_grad")}) for epoch in epochs]
+    gradients, parameter_passes = 0, 0
+    for epoch in epochs:
+        needs = {need for spec, read in observed.items() if epoch in read for need in registry.create(spec).needs}
+        norms = PARAM_GRAD_NORM in needs
+        parameter_passes += norms
+        shared = {TARGET_PROB_GRAD} if norms else set()  # the parameter pass gives it (``bench.signals``)
+        gradients += len({need for need in needs if Signal(need).kind == "input_grad"} - shared)
     examples = sum(len(split["id"]) for split in table.splits.values())
-    return {"examples": examples, "checkpoints": len(epochs), "gradient passes": sum(gradients),
-            "seconds": examples * (len(epochs) * forward + sum(gradients) * backward)}
+    return {"examples": examples, "checkpoints": len(epochs), "gradient passes": gradients,
+            "parameter passes": parameter_passes,
+            "seconds": examples * (len(epochs) * costs["forward"] + gradients * costs["input"]
+                                   + parameter_passes * costs["parameters"])}
 
 
 def timed(work) -> tuple[float, object]:
@@ -105,19 +129,21 @@ def run() -> None:
         changed_config = config.updated(scorers=every + [spec for spec in config.scorers if spec != "all"])
         changed, _ = timed(lambda: runner.run(changed_config, progress=False))
     dataset = load_dataset(config.dataset, config.data_dir)
-    forward, backward = pass_costs(config, dataset)
-    floor = probe_floor(result.tables[0], forward, backward)
-    costs = result.tables[0].meta["cost"]
-    detectors = {spec: cost["seconds"] for spec, cost in costs.items() if isinstance(registry.create(spec), Detector)}
-    costliest = sorted(costs.items(), key=lambda item: -item[1]["seconds"])[:6]
+    costs = pass_costs(config, dataset)
+    floor = probe_floor(result.tables[0], costs)
+    scorer_costs = result.tables[0].meta["cost"]
+    detectors = {spec: cost["seconds"] for spec, cost in scorer_costs.items()
+                 if isinstance(registry.create(spec), Detector)}
+    costliest = sorted(scorer_costs.items(), key=lambda item: -item[1]["seconds"])[:6]
     report("end to end", full / baseline, "at most 6", {
         "run": f"preset {PRESET}, seeds {config.seeds}, {len(result.tables[0].scorers)} scorer specs, "
                f"{sum(len(s['id']) for s in result.tables[0].splits.values())} examples scored per checkpoint",
         "training alone": f"{baseline:.1f} s",
         "ratio against the run's own training time": f"{full / parts['train']:.2f}",
         "floor": f"{(baseline + floor['seconds']) / baseline:.2f} times training: {floor['examples']} examples x "
-                 f"{floor['checkpoints']} checkpoints forward ({forward * 1e6:.1f} us each) and x "
-                 f"{floor['gradient passes']} input-gradient passes ({backward * 1e6:.1f} us each) = "
+                 f"({floor['checkpoints']} forward passes ({costs['forward'] * 1e6:.1f} us each) + "
+                 f"{floor['gradient passes']} input-gradient passes ({costs['input'] * 1e6:.1f} us each) + "
+                 f"{floor['parameter passes']} parameter-gradient passes ({costs['parameters'] * 1e6:.1f} us each)) = "
                  f"{floor['seconds']:.1f} s, against training's {len(dataset.train.labels)} examples x "
                  f"{config.epochs} epochs",
         "probe against its floor": f"{parts['probe'] / floor['seconds']:.2f}",

@@ -42,7 +42,8 @@ def test_every_signal_of_an_mlp_equals_autograd_on_each_example_alone(case):
     classes = {"label": label, "final": final, "target": label}  # trusted labels: the target is the label
     timed = []
     signals, got = compute_signals(model, x, classes, set(SIGNALS), param_grad_norms, timed.append)
-    assert timed == [LOGITS, *sorted(INPUT_GRADS), PARAM_GRAD_NORM]  # each costly signal reported as it is done
+    shared = input_grad("prob", "target")  # off the norms' backward pass, reported with it
+    assert timed == [LOGITS, *sorted(set(INPUT_GRADS) - {shared}), shared, PARAM_GRAD_NORM]  # as each is done
     assert got["target"] is label
     torch.testing.assert_close(signals[LOGITS], model(x))
     torch.testing.assert_close(signals[EMBEDDING], model.embed(x))
@@ -88,3 +89,19 @@ def test_a_signal_is_a_typed_value_whose_string_is_its_stable_name():
 def test_a_name_that_is_no_signal_is_refused_with_the_known_ones(name, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
         Signal(name)
+
+
+def test_a_lenets_signals_with_the_norms_sharing_their_pass_equal_those_taken_apart():
+    """LeNet-5: the norms and the target probability's input gradient read off one forward and one backward pass
+    equal the norms of ``torch.func.vmap`` and the gradient taken alone, to float32 rounding."""
+    from bench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet", (1, 28, 28), N_CLASSES).eval().requires_grad_(False)
+    x, label = torch.rand(N, 1, 28, 28), torch.randint(0, N_CLASSES, (N,))
+    shared = input_grad("prob", "target")
+    together, _ = compute_signals(model, x, {"label": label, "target": label}, {shared, input_grad(), PARAM_GRAD_NORM})
+    apart, _ = compute_signals(model, x, {"label": label, "target": label}, {shared})
+    torch.testing.assert_close(together[shared], apart[shared], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(together[PARAM_GRAD_NORM], param_grad_norms(model, x, label, "vmap"), rtol=1e-5, atol=0)
+    assert not any(p.requires_grad for p in model.parameters())
