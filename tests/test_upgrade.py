@@ -1,8 +1,8 @@
 """Leaderboards of bench 0.2-0.6 (statistics as suffixed rows) read in today's columns, values unchanged.
 
 The committed files were converted; their old layout is read from git at ec3c308, the last commit
-before the conversion, so the test checks the upgrade and the conversion against the files as
-the old versions wrote them.
+before the conversion, so the test checks the upgrade against the files as the old versions wrote
+them, and the conversion for each committed file not regenerated since.
 """
 
 import math
@@ -66,7 +66,8 @@ def test_every_old_row_is_a_cell_of_the_upgraded_file_and_the_conversion_kept_th
     assert checked == len(old)
     assert len(upgraded) == (~old.metric.str.endswith(tuple(SUFFIXES))).sum()
     converted = read_csv(ROOT / "leaderboards" / name)
-    pd.testing.assert_frame_equal(converted, upgraded, check_exact=True)
+    if set(converted["bench_version"]) == set(old["bench_version"]):  # still the conversion, not a file made since
+        pd.testing.assert_frame_equal(converted, upgraded, check_exact=True)
 
 
 def old_board(values: dict[str, list[float]], ci: tuple[float, float], version: str = "0.6.0") -> pd.DataFrame:
