@@ -1,6 +1,7 @@
 """CIFAR binary archives and folders, and the CIFAR-10-C layout, on small files the tests write in the official format."""
 
 import dataclasses
+import gzip
 import hashlib
 import io
 import tarfile
@@ -8,8 +9,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from bench.data import load_dataset
-from bench.data.cifar import CIFAR10, CIFAR100, PIXELS, read_cifar
+from bench.data import load_dataset, with_semantic_ood, with_training_set
+from bench.data.arrays import from_arrays
+from bench.data.cifar import CIFAR10, CIFAR100, PIXELS, in_roots, load, read_cifar
 from bench.data.corrupted import read_severities
 from bench.errors import BenchError
 
@@ -175,13 +177,77 @@ def test_without_the_official_corrupted_folder_the_corruptions_are_generated_by_
 
 
 def test_the_bare_name_finds_the_archive_or_folder_in_the_first_data_root_that_has_one(tmp_path):
-    from bench.data.cifar import in_roots
-
     first, second = tmp_path / "first", tmp_path / "second"
     write_files(SMALL, second / SMALL.folder)
     first.mkdir()
     assert in_roots([first, second], SMALL) == second / SMALL.folder
     (first / SMALL.archive).write_bytes(b"")
     assert in_roots([first, second], SMALL) == first / SMALL.archive
+    write_files(SMALL, tmp_path / "shared" / "cifar10" / SMALL.folder)  # a root holding cifar10/, as mnist/
+    assert in_roots([tmp_path / "shared", second], SMALL) == tmp_path / "shared" / "cifar10" / SMALL.folder
     with pytest.raises(BenchError, match=r"no cifar-10-binary.tar.gz or cifar-10-batches-bin/ in the data roots"):
         in_roots([tmp_path / "empty"], SMALL)
+
+
+def gzipped(folder, target):
+    """A copy of ``folder`` with every .bin file gzip-compressed into NAME.bin.gz, as the shared data ships them."""
+    target.mkdir(parents=True)
+    for file in folder.iterdir():
+        compressed = file.suffix == ".bin"
+        (target / f"{file.name}.gz" if compressed else target / file.name).write_bytes(
+            gzip.compress(file.read_bytes()) if compressed else file.read_bytes())
+
+
+@pytest.mark.parametrize("layout", [SMALL, SMALL_100], ids=["cifar10", "cifar100"])
+def test_gzipped_files_give_the_data_and_the_digest_of_the_plain_ones(tmp_path, layout):
+    plain, packed = tmp_path / "plain" / layout.folder, tmp_path / "gz" / layout.folder
+    written = write_files(layout, plain)
+    gzipped(plain, packed)
+    assert not list(packed.glob("*.bin"))
+    train, test, classes, source = read_cifar(packed, layout)
+    for split, names in ((train, layout.train), (test, layout.test)):
+        images, labels = expected(layout, written, names)
+        np.testing.assert_array_equal(split.inputs, images)
+        np.testing.assert_array_equal(split.labels, labels)
+    assert (classes, source) == read_cifar(plain, layout)[2:]  # the same content digest: the same cache entries
+
+
+def test_a_damaged_or_wrong_sized_gzip_file_is_refused_naming_the_file_and_the_fix(tmp_path):
+    plain, packed = tmp_path / "plain" / SMALL.folder, tmp_path / "gz" / SMALL.folder
+    write_files(SMALL, plain)
+    gzipped(plain, packed)
+    test_file, original = packed / "test_batch.bin.gz", (plain / "test_batch.bin").read_bytes()
+    compressed = test_file.read_bytes()
+    cases = [(compressed[:-40], "truncated"), (compressed[:100] + bytes(255 - b for b in compressed[100:110])
+                                               + compressed[110:], "damaged"), (b"not gzip at all", "not gzip")]
+    for data, what in cases:
+        test_file.write_bytes(data)
+        with pytest.raises(BenchError, match=r"test_batch.bin.gz is not a readable gzip stream .*fetch it again, or "
+                                             r"put the plain test_batch.bin in its place"):
+            read_cifar(packed, SMALL)
+    for data, size in ((original[:-SMALL.record], "12292"), (original + b"\x00", "more than 15365")):
+        test_file.write_bytes(gzip.compress(data))
+        with pytest.raises(BenchError, match=f"test_batch.bin.gz decompresses to {size} bytes; the official file "
+                                             "holds 5 records of 3073 bytes"):
+            read_cifar(packed, SMALL)
+
+
+def test_the_test_file_alone_loads_as_a_test_set_for_ood_use_and_is_refused_for_training(tmp_path):
+    folder = tmp_path / "root" / "cifar100" / SMALL_100.folder
+    written = write_files(SMALL_100, folder)
+    (folder / "train.bin").unlink()
+    dataset = load(in_roots([tmp_path / "root"], SMALL_100), [tmp_path / "data"], SMALL_100, "cifar100")
+    assert dataset.train.inputs.shape == (0, 3, 32, 32) and len(dataset.train.labels) == 0
+    images, labels = expected(SMALL_100, written, SMALL_100.test)
+    np.testing.assert_array_equal(dataset.test.inputs, images)
+    np.testing.assert_array_equal(dataset.test.labels, labels)
+    assert "test set alone, test.bin" in dataset.source and "no training files (train.bin)" in dataset.source
+    with pytest.raises(BenchError, match=r"cifar100 has no training images \(CIFAR-100 test set alone.*serves only as "
+                                         r"an OoD split \(--ood cifar100, config key ood\)"):
+        with_training_set(dataset, 0, 0.0)
+    combined = with_semantic_ood(from_arrays("base", images[::-1], labels, images, labels), [dataset])
+    np.testing.assert_array_equal(combined.ood["cifar100"].inputs, images)
+    write_files(SMALL, tmp_path / "partial" / SMALL.folder)
+    (tmp_path / "partial" / SMALL.folder / "data_batch_2.bin").unlink()  # one training file of two: damaged, not test-only
+    with pytest.raises(BenchError, match=r"has no data_batch_2.bin \(nor data_batch_2.bin.gz\)"):
+        read_cifar(tmp_path / "partial", SMALL)

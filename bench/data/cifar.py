@@ -4,6 +4,17 @@
 superclasses), or the bare names to find them in the data roots, take the binary archive (``cifar-10-binary.tar.gz``, ``cifar-100-binary.tar.gz``),
 checked against its published MD5, or the folder it unpacks to (or a folder holding that one),
 whose files are checked by size and label range (the authors publish no per-file checksum).
+In the folder each file may be gzip-compressed, ``NAME.bin.gz`` for ``NAME.bin``: it is
+decompressed in memory and checked as the plain file is, and the content digest in the
+provenance is that of the decompressed bytes, so both forms share their cache entries. A data
+root holds the archive or folder itself, or inside ``cifar10/`` (``cifar100/``), as MNIST sits
+in ``mnist/``.
+
+A folder with the test file(s) and none of the training files (CIFAR-100's test set shipped
+alone) loads as a test-only dataset, its training split empty: its test split serves as an OoD
+split (``--ood cifar100``), and ``with_training_set`` refuses it as the dataset to train on.
+This keeps the one ``--ood DATASET`` mechanism, which reads only the test split, unchanged.
+
 An archive is read member by member without extracting anything: only the expected members
 are read, each must be a regular file of exactly the expected size, so links, paths leaving
 the folder and oversized members are refused or never touched. The "python version" of CIFAR
@@ -17,8 +28,10 @@ otherwise (``bench.data.colour``); each severity is a split named ``<corruption>
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +61,7 @@ class Layout:
     n_classes: int
     names: str  # the file of class names, one per line
     corrupted: str  # the folder of the corrupted test splits
+    home: str  # the folder of a data root that may hold the archive or folder, as ``mnist/`` holds MNIST
 
     @property
     def record(self) -> int:
@@ -56,9 +70,10 @@ class Layout:
 
 CIFAR10 = Layout("CIFAR-10", "cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", "cifar-10-batches-bin",
                  {f"data_batch_{i}.bin": 10000 for i in range(1, 6)}, {"test_batch.bin": 10000}, 1, 0, 10,
-                 "batches.meta.txt", "CIFAR-10-C")
+                 "batches.meta.txt", "CIFAR-10-C", "cifar10")
 CIFAR100 = Layout("CIFAR-100", "cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8", "cifar-100-binary",
-                  {"train.bin": 50000}, {"test.bin": 10000}, 2, 1, 100, "fine_label_names.txt", "CIFAR-100-C")
+                  {"train.bin": 50000}, {"test.bin": 10000}, 2, 1, 100, "fine_label_names.txt", "CIFAR-100-C",
+                  "cifar100")
 CIFAR100_COARSE = Layout(**{**CIFAR100.__dict__, "title": "CIFAR-100 (coarse labels)", "label_byte": 0,
                             "n_classes": 20, "names": "coarse_label_names.txt"})
 
@@ -102,30 +117,61 @@ def _archive_members(path: Path, layout: Layout) -> dict[str, bytes]:
     return files
 
 
+def _stored(folder: Path, name: str) -> Path | None:
+    """``folder/name``, else ``folder/name.gz``; None when neither is a file."""
+    return next((file for file in (folder / name, folder / f"{name}.gz") if file.is_file()), None)
+
+
+def _read_file(file: Path, name: str, records: int, layout: Layout) -> bytes:
+    """The bytes of ``name`` from ``file``, decompressed where it is ``.gz``, refused unless they are ``records``
+    records long."""
+    expected = records * layout.record
+    official = f"the official file holds {records} records of {layout.record} bytes ({expected})"
+    if file.suffix != ".gz":
+        size = file.stat().st_size
+        if size != expected:
+            raise BenchError(f"{file} has {size} bytes; {official}: it is truncated or not the original")
+        return file.read_bytes()
+    try:
+        with gzip.open(file, "rb") as stream:
+            data = stream.read(expected + 1)  # one byte more than the official size tells a longer file, unread
+    except (OSError, EOFError, zlib.error) as error:
+        raise BenchError(f"{file} is not a readable gzip stream ({type(error).__name__}: {error}): it is truncated or "
+                         f"damaged; fetch it again, or put the plain {name} in its place") from None
+    if len(data) != expected:
+        size = f"more than {expected}" if len(data) > expected else len(data)
+        raise BenchError(f"{file} decompresses to {size} bytes; {official}: it is not the original")
+    return data
+
+
 def _folder_files(path: Path, layout: Layout) -> dict[str, bytes]:
+    """The files of the folder at ``path`` (or in it), plain or gzipped; the test file(s) alone where no training
+    file is there."""
     folder = path / layout.folder if (path / layout.folder).is_dir() else path
+    stored = {name: _stored(folder, name) for name in {**layout.train, **layout.test}}
     pickled_here = folder.name in PYTHON_FOLDERS
-    pickled_inside = any((folder / name).is_dir() for name in PYTHON_FOLDERS) and not (folder / next(iter(layout.train))).is_file()
+    pickled_inside = any((folder / name).is_dir() for name in PYTHON_FOLDERS) and not any(stored.values())
     if pickled_here or pickled_inside:
         raise BenchError(f"{path} holds the python version of {layout.title}, which is pickled and is never read; "
                          f"use the binary version, {layout.archive}")
+    test_only = not any(stored[name] for name in layout.train)
+    wanted = layout.test if test_only else {**layout.train, **layout.test}
     files = {}
-    for name, records in {**layout.train, **layout.test}.items():
-        file = folder / name
-        if not file.is_file():
-            raise BenchError(f"{folder} has no {name}; a {layout.title} folder holds "
-                             f"{', '.join({**layout.train, **layout.test})} (unpack {layout.archive}, or give the archive)")
-        size = file.stat().st_size
-        if size != records * layout.record:
-            raise BenchError(f"{file} has {size} bytes; the official file holds {records} records of {layout.record} "
-                             f"bytes ({records * layout.record}): it is truncated or not the original")
-        files[name] = file.read_bytes()
+    for name, records in wanted.items():
+        if stored[name] is None:
+            raise BenchError(f"{folder} has no {name} (nor {name}.gz); a {layout.title} folder holds "
+                             f"{', '.join({**layout.train, **layout.test})}, each plain or gzipped (unpack "
+                             f"{layout.archive}, or give the archive)")
+        files[name] = _read_file(stored[name], name, records, layout)
     if (folder / layout.names).is_file():
         files[layout.names] = (folder / layout.names).read_bytes()
     return files
 
 
 def _split(files: dict[str, bytes], names: dict[str, int], layout: Layout) -> Split:
+    """The split of the files ``names``; an empty one where none of them was read (a test set alone)."""
+    if not all(name in files for name in names):
+        return Split(np.empty((0, 3, 32, 32), np.uint8), np.empty(0, np.int64))
     records = np.concatenate([np.frombuffer(files[name], np.uint8).reshape(-1, layout.record) for name in names])
     labels = records[:, layout.label_byte].astype(np.int64)
     if labels.max() >= layout.n_classes:
@@ -135,15 +181,21 @@ def _split(files: dict[str, bytes], names: dict[str, int], layout: Layout) -> Sp
 
 
 def read_cifar(path: Path, layout: Layout) -> tuple[Split, Split, tuple[str, ...], str]:
-    """Train and test splits, class names and provenance, from the archive or folder at ``path``."""
+    """Train and test splits, class names and provenance, from the archive or folder at ``path``; the training
+    split is empty where the folder holds the test file(s) alone."""
     if not path.exists():
         raise BenchError(f"{path} does not exist; give the path of {layout.archive} or of the folder it unpacks to")
     files = _archive_members(path, layout) if path.is_file() else _folder_files(path, layout)
     names = tuple(line.strip() for line in files.get(layout.names, b"").decode().splitlines() if line.strip())
     train, test = _split(files, layout.train, layout), _split(files, layout.test, layout)
-    source = (f"{layout.title} binary archive (MD5-verified)" if path.is_file() else
-              f"{layout.title} binary files (sizes checked; content sha256 "
-              f"{content_digest(*(np.frombuffer(files[name], np.uint8) for name in {**layout.train, **layout.test}))})")
+    if path.is_file():
+        source = f"{layout.title} binary archive (MD5-verified)"
+    else:
+        read = [name for name in {**layout.train, **layout.test} if name in files]
+        digest = content_digest(*(np.frombuffer(files[name], np.uint8) for name in read))
+        source = (f"{layout.title} binary files (sizes checked; content sha256 {digest})" if len(train) else
+                  f"{layout.title} test set alone, {', '.join(read)} (sizes checked; content sha256 {digest}); no "
+                  f"training files ({', '.join(layout.train)}): an OoD split only")
     return train, test, names if len(names) == layout.n_classes else (), source
 
 
@@ -159,14 +211,17 @@ def load(path: Path, roots: list[Path], layout: Layout, name: str) -> Dataset:
 
 
 def in_roots(roots: list[Path], layout: Layout) -> Path:
-    """The archive or unpacked folder of ``layout`` in the first data root that has one."""
+    """The archive or unpacked folder of ``layout`` in the first data root that has one, in the root itself or in
+    its ``layout.home`` folder."""
     for root in roots:
-        for candidate in (root / layout.archive, root / layout.folder):
-            if candidate.exists():
-                return candidate
-    raise BenchError(f"no {layout.archive} or {layout.folder}/ in the data roots ({', '.join(map(str, roots))}); "
-                     f"download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html into one of them "
-                     "(or --data-dir), or give its path as PREFIX:PATH")
+        for place in (root, root / layout.home):
+            for candidate in (place / layout.archive, place / layout.folder):
+                if candidate.exists():
+                    return candidate
+    raise BenchError(f"no {layout.archive} or {layout.folder}/ in the data roots ({', '.join(map(str, roots))}), nor "
+                     f"in a {layout.home}/ folder of one; download the binary version from "
+                     "https://www.cs.toronto.edu/~kriz/cifar.html into one of them (or --data-dir), or give its path "
+                     "as PREFIX:PATH")
 
 
 @dataclass(frozen=True)

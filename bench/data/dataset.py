@@ -216,5 +216,11 @@ def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
 
 def with_training_set(dataset: Dataset, train_size: int, label_noise: float) -> Dataset:
     """The training split a run trains on: ``train_size`` examples of it (all for 0), then ``label_noise`` of
-    their labels shuffled, so that the noise does not depend on which examples the subset keeps out."""
+    their labels shuffled, so that the noise does not depend on which examples the subset keeps out. A dataset
+    without training images (a test set alone, as CIFAR-100's test file without ``train.bin``) is refused here: it
+    serves as an OoD split only."""
+    if not len(dataset.train):
+        raise BenchError(f"{dataset.name} has no training images ({dataset.source}); a test set alone serves only as "
+                         f"an OoD split (--ood {dataset.name}, config key ood): train on another dataset, or add its "
+                         "training files")
     return with_label_noise(with_train_size(dataset, train_size), label_noise)
