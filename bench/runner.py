@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import RunConfig, digest, load_toml
-from bench.data import Dataset, load_dataset, with_corruptions_only, with_semantic_ood, with_training_set
+from bench.data import (Dataset, load_dataset, with_corruptions_only, with_semantic_ood, with_training_set,
+                        without_in_distribution_copies)
 from bench.errors import BenchError
 from bench.executors import cpu_threads, executor, model_free_columns
 from bench.files import write_atomically
@@ -78,7 +79,8 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
     left a score (every failure is in the units and the leaderboard's notes, and is computed again next time).
 
     ``dataset`` replaces the one ``config.dataset`` names (the Python API's datasets built from arrays),
-    and the test splits of ``ood`` are added as semantic OoD splits after those of ``config.ood``.
+    and the test splits of ``ood`` are added as semantic OoD splits after those of ``config.ood``. Exact copies of
+    in-distribution images are dropped from every OoD split before any unit runs (``without_in_distribution_copies``).
 
     ``executor_name`` is ``local`` (units one after another in this process) or ``ray`` (each a
     Ray task, on a local Ray instance or the cluster at ``ray_address``); see ``bench.executors``.
@@ -90,9 +92,13 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         resolve_device(config.device)
         model_factory(config.model)  # an unknown or broken model fails before any data is read
         Store(config.out_dir).check_writable()
-        base = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
-        base = with_training_set(base, config.train_size, config.label_noise)
+        published = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
+        base = with_training_set(published, config.train_size, config.label_noise)
         dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood])
+        dataset = without_in_distribution_copies(dataset, published)
+        for split, count in dataset.ood_dropped.items():
+            print(f"note: OoD split {split}: {count} exact {'copy' if count == 1 else 'copies'} of in-distribution "
+                  "images dropped before scoring", file=sys.stderr)
         unlabeled = [name for name, split in dataset.splits().items() if (split.labels < 0).any()]
         if config.label_mode == "true" and unlabeled:
             raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores "

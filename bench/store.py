@@ -14,7 +14,8 @@ A score table is a plain ``.npz`` (read it with ``numpy.load``; nothing in it ne
 * ``<split>/<scorer spec>``: float64 scores, higher = harder / more anomalous;
 * ``meta``: a JSON string with the unit's dataset, model, seed, label mode, config hash,
   config (with every scorer's full spec), scorer specs, failures (spec -> error), the epochs
-  each scorer observed, OoD split names, accuracies, timings and provenance.
+  each scorer observed, OoD split names (and the in-distribution copies dropped from each),
+  accuracies, timings and provenance.
 
 A checkpoints file holds ``<checkpoint index>/<parameter>`` arrays of the model's state at
 every checkpoint and a ``meta`` JSON string with the checkpoints' epochs and the training's

@@ -231,6 +231,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "ood_splits": list(dataset.ood),
         "ood_kinds": {split: dataset.ood_kinds.get(split, "covariate") for split in dataset.ood},
         "ood_paired": [split for split, images in dataset.ood.items() if images.paired_with_test],  # the OoD task's
+        "ood_dropped": dataset.ood_dropped,  # split -> exact copies of in-distribution images dropped from it
         "classes": list(dataset.classes),
         "input_statistics": {"mean": statistics[0], "std": statistics[1], "normalized": config.normalize},
         "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},

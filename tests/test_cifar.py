@@ -248,6 +248,6 @@ def test_the_test_file_alone_loads_as_a_test_set_for_ood_use_and_is_refused_for_
     combined = with_semantic_ood(from_arrays("base", images[::-1], labels, images, labels), [dataset])
     np.testing.assert_array_equal(combined.ood["cifar100"].inputs, images)
     write_files(SMALL, tmp_path / "partial" / SMALL.folder)
-    (tmp_path / "partial" / SMALL.folder / "data_batch_2.bin").unlink()  # one training file of two: damaged, not test-only
+    (tmp_path / "partial" / SMALL.folder / "data_batch_2.bin").unlink()  # one training file of two: not test-only
     with pytest.raises(BenchError, match=r"has no data_batch_2.bin \(nor data_batch_2.bin.gz\)"):
         read_cifar(tmp_path / "partial", SMALL)

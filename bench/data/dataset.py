@@ -1,5 +1,6 @@
 """What a dataset is to the harness: a training split, a clean test split and OoD splits, and the
-changes a run makes to one (label noise, a smaller training split, other datasets as OoD splits).
+changes a run makes to one (label noise, a smaller training split, other datasets as OoD splits,
+exact copies of in-distribution images dropped from the OoD splits).
 
 A dataset is fixed for a given name: the corrupted copies and the label noise do not change
 with the run's seed, only training does, as with the static MNIST-C files.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +97,7 @@ class Dataset:
     source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
     classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
     ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> "covariate" (the default) or "semantic"
+    ood_dropped: dict[str, int] = field(default_factory=dict)  # OoD split -> images dropped: in-distribution copies
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -177,6 +180,56 @@ def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
         dataset = with_ood_splits(dataset, {other.name: split}, "semantic",
                                   f"semantic OoD {other.name}: {other.source}", f"--ood {other.name}")
     return dataset
+
+
+def _image_digests(images: np.ndarray, dtype: np.dtype) -> Iterator[bytes]:
+    """The SHA-256 of each image's bytes, as an array of ``dtype``."""
+    for image in images.reshape(len(images), -1):
+        yield hashlib.sha256(np.ascontiguousarray(image, dtype)).digest()
+
+
+def copies_of(images: np.ndarray, *references: np.ndarray) -> np.ndarray:
+    """Which of ``images`` are exact copies of an image of ``references``: one bool per image, by a content hash
+    (SHA-256) of each image's bytes, every array in the dtype they share (``numpy.result_type``) and in the layout
+    it has, so the images must already be in the references' layout (an OoD split is, in the dataset it joins)."""
+    dtype = np.result_type(images.dtype, *(reference.dtype for reference in references))
+    seen = {digest for reference in references for digest in _image_digests(reference, dtype)}
+    return np.fromiter((digest in seen for digest in _image_digests(images, dtype)), bool, len(images))
+
+
+def without_in_distribution_copies(dataset: Dataset, published: Dataset) -> Dataset:
+    """``dataset`` with every image of an OoD split that is an exact copy (``copies_of``) of an in-distribution
+    image dropped before anything scores it: an image of the training or test split of ``published``, the dataset
+    as loaded (its training split whole, where ``dataset`` trains on fewer examples). A copy is no OoD example,
+    whether another dataset holds it (two records of CIFAR-100's test set are CIFAR-10 images) or a corruption
+    left an image unchanged.
+
+    The count of each split goes into ``ood_dropped`` (the units' meta, then the notes of its leaderboard rows) and,
+    where one is dropped, into the provenance; a split without copies, and a dataset whose splits have none, stay
+    as they are, so their cache entries do too. A corrupted split that loses images is no longer paired with the
+    test split (its intervals are stratified, as for another dataset's images); one left empty is refused.
+    """
+    reference = (published.train.inputs, published.test.inputs)
+    splits, dropped = {}, {}
+    for name, split in dataset.ood.items():
+        copies = copies_of(split.inputs, *reference)
+        if copies.all():
+            raise BenchError(f"OoD split {name} of {dataset.name}: each of its {len(copies)} images is an exact copy of "
+                             "an in-distribution image (training or test split), so none is left to score as OoD; "
+                             "leave it out (--ood, --corruptions) or give other images")
+        if copies.any():
+            kept = ~copies
+            splits[name] = dataclasses.replace(
+                split, inputs=split.inputs[kept], labels=split.labels[kept], paired_with_test=False,
+                noisy=None if split.noisy is None else split.noisy[kept],
+                boundary_distance=None if split.boundary_distance is None else split.boundary_distance[kept])
+            dropped[name] = int(copies.sum())
+    if not dropped:
+        return dataset
+    counts = ", ".join(f"{name} {count}" for name, count in dropped.items())
+    return dataclasses.replace(dataset, ood={**dataset.ood, **splits}, ood_dropped=dropped,
+                               source=f"{dataset.source}; exact copies of in-distribution images dropped from the OoD "
+                                      f"splits: {counts}")
 
 
 def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_SEED) -> Dataset:

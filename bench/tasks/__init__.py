@@ -17,7 +17,7 @@ from bench.tasks.consistency import consistency
 from bench.tasks.cost import cost
 from bench.tasks.difficulty import difficulty
 from bench.tasks.mislabel import mislabel
-from bench.tasks.ood import ood
+from bench.tasks.ood import ood, with_dropped_copies_noted
 from bench.tasks.rows import ROW_COLUMNS, OverExamples
 
 ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --seeds 3)"
@@ -26,7 +26,8 @@ ONE_SEED = "one seed: a std or t-interval over seeds needs two or more (e.g. --s
 def evaluate(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
     """The rows of every task, each with its scorer's ``full_spec`` as stored in the units (rows of no scorer,
     such as the mislabel task's ``(model)``, keep their name); ``how``: the intervals over examples of a
-    one-seed run and of scorers the seed does not change (consistency needs several seeds, and has none)."""
+    one-seed run and of scorers the seed does not change (consistency needs several seeds, and has none). The
+    notes of OoD rows say last how many in-distribution copies were dropped from their splits."""
     tasks = [ood(tables, how), mislabel(tables, how), difficulty(tables, how), boundary(tables, how),
              consistency(tables), cost(tables)]
     results = [rows for rows in tasks if not rows.empty]
@@ -39,4 +40,4 @@ def evaluate(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd
     if len(tables) == 1:  # the spread over seeds that one seed cannot give, NaN for no other reason, says so
         alone = board.n_seeds.notna() & board[["std_seeds", "ci_low", "ci_high"]].isna().any(axis=1) & (board.note == "")
         board.loc[alone, "note"] = ONE_SEED
-    return board[KEYS + MEASUREMENT]
+    return with_dropped_copies_noted(board, tables)[KEYS + MEASUREMENT]

@@ -25,6 +25,10 @@ splits' terms per example, its bootstrap averages the splits' resamples, every s
 with the same seed.
 
 An aggregate is NaN when any value it averages is NaN; its note carries the reasons.
+
+Where the run dropped exact copies of in-distribution images from an OoD split (``ood_dropped`` in
+the unit's meta, ``bench.data.dataset.without_in_distribution_copies``), every row of that split
+and of each mean over it says how many (``with_dropped_copies_noted``).
 """
 
 from __future__ import annotations
@@ -180,3 +184,21 @@ def ood(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.Data
         over_both = over_splits(seed_means[seed_means.split.isin(members)], label).drop(columns=STATISTICS_OVER_SEEDS)
         parts += [split_means, over_both.merge(spread_over_seeds, on=TASK_KEYS, how="left")[ROW_COLUMNS]]
     return pd.concat(parts, ignore_index=True)
+
+
+def with_dropped_copies_noted(board: pd.DataFrame, tables: list[ScoreTable]) -> pd.DataFrame:
+    """``board`` with the count of exact copies of in-distribution images dropped from an OoD split added to the note
+    of each OoD row of that split and of every mean over it (after any other note: the reason for a NaN comes
+    first)."""
+    dropped = tables[0].meta.get("ood_dropped", {}) if tables else {}
+    if not dropped:
+        return board
+    said = {split: f"{split}: {count} exact {'copy' if count == 1 else 'copies'} of in-distribution images dropped "
+                   "before scoring" for split, count in dropped.items()}
+    board = board.copy()
+    for label, members in {**{split: [split] for split in dropped}, **groups(tables)}.items():
+        text = "; ".join(said[split] for split in members if split in said)
+        rows = (board.task == TASK) & (board.split == label)
+        if text and rows.any():
+            board.loc[rows, "note"] = board.loc[rows, "note"].map(lambda note: f"{note}; {text}" if note else text)
+    return board
