@@ -247,6 +247,13 @@ def test_the_test_file_alone_loads_as_a_test_set_for_ood_use_and_is_refused_for_
         with_training_set(dataset, 0, 0.0)
     combined = with_semantic_ood(from_arrays("base", images[::-1], labels, images, labels), [dataset])
     np.testing.assert_array_equal(combined.ood["cifar100"].inputs, images)
+    full_size = tmp_path / "full" / "cifar100" / CIFAR100.folder  # the real layout, for the loader found by name
+    full_size.mkdir(parents=True)
+    (full_size / "test.bin").write_bytes(records(CIFAR100, 10000, 0)[0])
+    assert len(load_dataset("cifar100", tmp_path / "full", corruptions=()).test) == 10000
+    with pytest.raises(BenchError, match="cifar100 has no training images"):  # asked for its corruptions: a run's
+        load_dataset("cifar100", tmp_path / "full")
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["cifar100"]  # refused before any corruption is made
     write_files(SMALL, tmp_path / "partial" / SMALL.folder)
     (tmp_path / "partial" / SMALL.folder / "data_batch_2.bin").unlink()  # one training file of two: not test-only
     with pytest.raises(BenchError, match=r"has no data_batch_2.bin \(nor data_batch_2.bin.gz\)"):

@@ -12,7 +12,7 @@ in ``mnist/``.
 
 A folder with the test file(s) and none of the training files (CIFAR-100's test set shipped
 alone) loads as a test-only dataset, its training split empty: its test split serves as an OoD
-split (``--ood cifar100``), and ``with_training_set`` refuses it as the dataset to train on.
+split (``--ood cifar100``), and ``refuse_test_set_alone`` refuses it as the dataset of a run.
 This keeps the one ``--ood DATASET`` mechanism, which reads only the test split, unchanged.
 
 An archive is read member by member without extracting anything: only the expected members

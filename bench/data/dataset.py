@@ -267,13 +267,18 @@ def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
                                source=f"{dataset.source}; {size} training examples (stratified, seed {seed})")
 
 
-def with_training_set(dataset: Dataset, train_size: int, label_noise: float) -> Dataset:
-    """The training split a run trains on: ``train_size`` examples of it (all for 0), then ``label_noise`` of
-    their labels shuffled, so that the noise does not depend on which examples the subset keeps out. A dataset
-    without training images (a test set alone, as CIFAR-100's test file without ``train.bin``) is refused here: it
-    serves as an OoD split only."""
+def refuse_test_set_alone(dataset: Dataset) -> None:
+    """Refuse a dataset without training images (a test set alone, as CIFAR-100's test file without ``train.bin``)
+    as the dataset of a run, to train on or to corrupt: it serves as an OoD split only (``--ood``)."""
     if not len(dataset.train):
         raise BenchError(f"{dataset.name} has no training images ({dataset.source}); a test set alone serves only as "
                          f"an OoD split (--ood {dataset.name}, config key ood): train on another dataset, or add its "
                          "training files")
+
+
+def with_training_set(dataset: Dataset, train_size: int, label_noise: float) -> Dataset:
+    """The training split a run trains on: ``train_size`` examples of it (all for 0), then ``label_noise`` of
+    their labels shuffled, so that the noise does not depend on which examples the subset keeps out. A test set
+    alone is refused (``refuse_test_set_alone``)."""
+    refuse_test_set_alone(dataset)
     return with_label_noise(with_train_size(dataset, train_size), label_noise)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.data.colour import COLOUR_CORRUPTIONS
 from bench.data.corruptions import CORRUPTIONS
-from bench.data.dataset import Dataset, data_roots, lazy_view
+from bench.data.dataset import Dataset, data_roots, lazy_view, refuse_test_set_alone
 from bench.errors import BenchError
 from bench.plugins import Registry
 
@@ -62,7 +62,8 @@ def dataset_caveat(name: str) -> str:
 def load_dataset(name: str, data_dir: str | Path | None = None, corruptions: Sequence[str] = ("all",)) -> Dataset:
     """The named dataset, or ``NAME:PATH``, as published (``with_training_set`` makes a run's training split of it),
     with the corrupted splits of ``corruptions`` alone (``with_corruptions_only``; a dataset used only for its test
-    split, as ``--ood`` does, takes none): only those are read or generated, and all of them before it returns."""
+    split, as ``--ood`` does, takes none): only those are read or generated, and all of them before it returns. A
+    test set alone is for that use only: asked for corruptions, it is refused before any is made."""
     roots = data_roots(data_dir)
     loaders = DATASETS.entries()
     prefix, sep, path = name.partition(":")
@@ -74,6 +75,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, corruptions: Seq
         dataset = DATASETS.reference(name)(roots)
     else:
         raise DATASETS.unknown(name)
+    if list(corruptions):
+        refuse_test_set_alone(dataset)
     dataset = with_corruptions_only(dataset, corruptions)
     dataset.splits()  # every kept split read or generated now, so that a missing or damaged file fails here
     return dataset
