@@ -204,9 +204,9 @@ def without_in_distribution_copies(dataset: Dataset, published: Dataset) -> Data
     whether another dataset holds it (two records of CIFAR-100's test set are CIFAR-10 images) or a corruption
     left an image unchanged.
 
-    The count of each split goes into ``ood_dropped`` (the units' meta, then the notes of its leaderboard rows) and,
-    where one is dropped, into the provenance; a split without copies, and a dataset whose splits have none, stay
-    as they are, so their cache entries do too. A corrupted split that loses images is no longer paired with the
+    The count of each split that loses images goes into ``ood_dropped`` (the units' meta, then the notes of its
+    leaderboard rows) and into the provenance; a split without copies stays as it is, and a dataset whose splits
+    have none is returned unchanged, so its cache entries stay valid. A corrupted split that loses images is no longer paired with the
     test split (its intervals are stratified, as for another dataset's images); one left empty is refused.
     """
     reference = (published.train.inputs, published.test.inputs)
