@@ -33,8 +33,8 @@ class Benchmark:
 
     def __init__(self, dataset: Any = "digits-c", model: Any = "lenet", scorers: Sequence[str] = ("all",),
                  ood: Sequence[Any] = (), **settings: Any) -> None:
-        """``ood``: datasets (names or ``Dataset`` objects) whose test splits are added as semantic OoD splits;
-        ``settings``: the other keys of the schema (``seeds``, ``epochs``, ``out``, ``device``, ...)."""
+        """``ood``: datasets (names or ``Dataset`` objects) whose test splits are added as OoD splits (their kinds:
+        ``ood_kind``); ``settings``: the other keys of the schema (``seeds``, ``epochs``, ``out``, ``device``, ...)."""
         check_keys(settings, "Benchmark()")
         self.dataset = as_dataset(dataset)
         self.ood = [as_dataset(other) for other in ood]

@@ -111,6 +111,21 @@ def known_corruptions(value: list[str]) -> str | None:
     return f"{problem}; known: {', '.join(known)} (or \"all\" alone, for every one)"
 
 
+def stated_kinds(value: list[str]) -> str | None:
+    if not value:
+        return None
+    from bench.data.dataset import OOD_KINDS
+
+    for entry in value:
+        name, sep, kind = entry.rpartition("=")
+        if not (sep and name and kind in OOD_KINDS):
+            return (f"has {entry!r}; write NAME=KIND, NAME an --ood dataset as its split is named and KIND one of "
+                    f"{', '.join(OOD_KINDS)} (e.g. svhn=far)")
+    names = [entry.rpartition("=")[0] for entry in value]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    return f"states the kind of {repeated[0]} twice; give it once" if repeated else None
+
+
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> [0, 1, 2]; ``0,4,7`` -> those; ``5-9`` -> 5..9 inclusive. A ValueError names the syntax."""
     try:
@@ -153,9 +168,15 @@ class Data(Section):
                              "mislabel ground truth", hashed="training", check=fraction, metavar="FRACTION")
     train_size: int = key(0, "keep N training examples, drawn per class in proportion (seed 0), before label noise; "
                           "0: all", hashed="training", check=at_least(0, "every training example"), metavar="N")
-    ood: list[str] = key([], "add the test split of each dataset as a semantic OoD split, beside the corruptions "
-                         "(e.g. textures, or idx:~/fashion-mnist for MNIST)", hashed=None,
-                         metavar="DATASET[,DATASET...]")
+    # ood, ood_kind: hashed through the data's provenance, which names each OoD dataset's source and kind
+    ood: list[str] = key([], "add the test split of each dataset as an OoD split named after it, beside the "
+                         "corruptions (e.g. textures, or idx:~/fashion-mnist for MNIST); its kind: ood_kind",
+                         hashed=None, metavar="DATASET[,DATASET...]")
+    ood_kind: list[str] = key([], "the kind of an --ood dataset, NAME=KIND with NAME its split's name and KIND near, "
+                              "far, covariate or semantic (e.g. svhn=far), for the OoD task's means per kind "
+                              "(mean:near, mean:far); unstated: OpenOOD v1.5's kind of the pair (beside cifar10, "
+                              "cifar100 near and mnist far), else semantic", hashed=None, check=stated_kinds,
+                              metavar="NAME=KIND[,NAME=KIND...]")
     corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
                                  "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all",
                                  hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)

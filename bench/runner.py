@@ -79,8 +79,9 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
     left a score (every failure is in the units and the leaderboard's notes, and is computed again next time).
 
     ``dataset`` replaces the one ``config.dataset`` names (the Python API's datasets built from arrays),
-    and the test splits of ``ood`` are added as semantic OoD splits after those of ``config.ood``. Exact copies of
-    in-distribution images are dropped from every OoD split before any unit runs (``without_in_distribution_copies``).
+    and the test splits of ``ood`` are added as OoD splits after those of ``config.ood`` (their kinds:
+    ``config.ood_kind``, ``with_semantic_ood``). Exact copies of in-distribution images are dropped from every OoD
+    split before any unit runs (``without_in_distribution_copies``).
 
     ``executor_name`` is ``local`` (units one after another in this process) or ``ray`` (each a
     Ray task, on a local Ray instance or the cluster at ``ray_address``); see ``bench.executors``.
@@ -94,7 +95,8 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         Store(config.out_dir).check_writable()
         published = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
         base = with_training_set(published, config.train_size, config.label_noise)
-        dataset = with_semantic_ood(base, [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood])
+        others = [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood]
+        dataset = with_semantic_ood(base, others, dict(entry.rsplit("=", 1) for entry in config.ood_kind))
         dataset = without_in_distribution_copies(dataset, published)
         for split, count in dataset.ood_dropped.items():
             print(f"note: OoD split {split}: {count} exact {'copy' if count == 1 else 'copies'} of in-distribution "

@@ -40,6 +40,8 @@ def changed(key: str) -> tuple[object, str]:
         return "x-y", "x-y"
     if kind == list[int]:
         return [0, 4], "0,4"
+    if key == "ood_kind":
+        return ["svhn=far", "tin=near"], "svhn=far,tin=near"
     return ["fog", "snow"], "fog,snow"  # names of corruptions, so that the corruptions' check passes too
 
 

@@ -1,4 +1,5 @@
-"""Other datasets as OoD (--ood): channel conversion by a stated rule, refusals, and means per kind and severity."""
+"""Other datasets as OoD (--ood): channel conversion by a stated rule, refusals, their kinds (OpenOOD's near and far
+pairs, or stated), and means per kind and severity."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ from PIL import Image
 
 from bench import registry
 from bench.cli import main
-from bench.data import to_channels, with_semantic_ood
+from bench.config import RunConfig
+from bench.data import to_channels, with_label_noise, with_semantic_ood
 from bench.data.arrays import from_arrays
 from bench.errors import BenchError
 from bench.leaderboard import read_csv
@@ -33,6 +35,42 @@ def test_semantic_splits_are_added_with_their_kind_and_unknown_labels():
     assert list(combined.ood) == ["gray", "other"] and combined.ood_kinds == {"gray": "semantic", "other": "semantic"}
     assert combined.ood["gray"].inputs.shape == (6, 3, 5, 4) and (combined.ood["gray"].labels == -1).all()
     assert "semantic OoD gray" in combined.source and combined.train is base.train
+
+
+def test_openood_pairs_give_near_and_far_a_stated_kind_wins_and_the_kind_is_in_the_provenance():
+    cifar10 = with_label_noise(dataset("cifar10", (5, 4, 3), n=10), 0.5)  # named cifar10[label_noise=0.5]
+    others = [dataset("cifar100", (5, 4, 3), seed=1), dataset("mnist", (5, 4), seed=2), dataset("svhn", (5, 4, 3), seed=3),
+              dataset("textures", (5, 4), seed=4)]
+    combined = with_semantic_ood(cifar10, others)
+    assert combined.ood_kinds == {"cifar100": "near", "mnist": "far", "svhn": "semantic", "textures": "semantic"}
+    assert all(f"{kind} OoD {name}: arrays {name}" in combined.source for name, kind in combined.ood_kinds.items())
+    stated = with_semantic_ood(cifar10, others, {"svhn": "far", "cifar100": "far", "textures": "covariate"})
+    assert stated.ood_kinds == {"cifar100": "far", "mnist": "far", "svhn": "far", "textures": "covariate"}
+    assert with_semantic_ood(dataset("base", (5, 4, 3)), others[:2]).ood_kinds == dict.fromkeys(["cifar100", "mnist"],
+                                                                                               "semantic")
+
+
+@pytest.mark.parametrize("kinds, message", [
+    ({"tin": "near"}, r"ood_kind tin=near: no --ood dataset is named tin \(the OoD datasets, named as their splits: "
+                      r"cifar100\); name one of them, or add it with --ood"),
+    ({"cifar100": "nearish"}, "ood_kind cifar100=nearish: 'nearish' is no kind of OoD; one of near, far, covariate, "
+                              "semantic"),
+], ids=["a name of no --ood dataset", "no kind"])
+def test_a_stated_kind_of_no_ood_dataset_or_of_no_kind_is_refused(kinds, message):
+    with pytest.raises(BenchError, match=message):
+        with_semantic_ood(dataset("cifar10", (5, 4, 3)), [dataset("cifar100", (5, 4, 3), seed=1)], kinds)
+
+
+@pytest.mark.parametrize("value, message", [
+    (["svhn"], "config key 'ood_kind' has 'svhn'; write NAME=KIND"),
+    (["svhn=nearish"], "config key 'ood_kind' has 'svhn=nearish'; write NAME=KIND, .* KIND one of near, far, "
+                       "covariate, semantic"),
+    (["svhn=far", "svhn=near"], "config key 'ood_kind' states the kind of svhn twice"),
+])
+def test_the_config_refuses_a_stated_kind_it_cannot_read(value, message):
+    with pytest.raises(BenchError, match=message):
+        RunConfig(ood_kind=value)
+    assert RunConfig(ood_kind=["my=data=far"]).ood_kind == ["my=data=far"]  # a name with "=": the kind is after the last
 
 
 @pytest.mark.parametrize("other, message", [
@@ -73,6 +111,19 @@ def test_means_per_kind_and_per_severity_average_their_own_splits():
     assert value["mean@2"] == pytest.approx((auroc["blur@2"] + auroc["noise@2"]) / 2)
     one_kind = ood([table(0, {"blur@1": np.arange(10.0) + 2}, {"blur@1": "covariate"})])
     assert not one_kind.split.str.startswith("mean:").any()  # one kind: its mean is the overall one
+
+
+def test_near_and_far_are_averaged_apart_beside_the_corruptions():
+    shifts = {"blur": 2, "cifar100": 4, "tin": 6, "mnist": 8, "svhn": 10}
+    kinds = {"blur": "covariate", "cifar100": "near", "tin": "near", "mnist": "far", "svhn": "far"}
+    board = ood([table(0, {split: np.arange(10.0) + c for split, c in shifts.items()}, kinds)])
+    value = board[(board.seed == "0") & (board.metric == "auroc")].set_index("split").value
+    auroc = {split: 0.5 + c / 10 - c * c / 200 for split, c in shifts.items()}
+    assert value["mean:near"] == pytest.approx((auroc["cifar100"] + auroc["tin"]) / 2)
+    assert value["mean:far"] == pytest.approx((auroc["mnist"] + auroc["svhn"]) / 2)
+    assert value["mean:covariate"] == pytest.approx(auroc["blur"])
+    assert {"mean", "mean:near", "mean:far", "mean:covariate"} == set(board.split[board.split.str.startswith("mean")])
+    assert set(board[board.split == "mean:far"].seed) == {"0", "all"}
 
 
 @pytest.mark.slow

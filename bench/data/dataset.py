@@ -28,6 +28,15 @@ from bench.errors import BenchError
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "datasets"
 LABEL_NOISE_SEED = 0
 STATISTICS_CHUNK = 4096  # images converted to float64 at once for the channel statistics
+# What an OoD split is to the OoD task, which averages each kind apart (``mean:<kind>``): near and far semantic
+# OoD as OpenOOD v1.5 splits them, covariate shift (a corruption of the test split), or semantic OoD of no stated
+# distance (another dataset of no known pair).
+OOD_KINDS = ("near", "far", "covariate", "semantic")
+# OpenOOD v1.5's near and far OoD of CIFAR-10 (its DATA_INFO), as (in-distribution, OoD dataset) -> kind, for the
+# datasets bench loads by name; CIFAR-100's fine and coarse labels share its test images. Its others have no loader
+# here (TinyImageNet near; SVHN, Places365 far) or another dataset under the name: bench's ``textures`` is cut from
+# scikit-image's brick, grass and gravel, not OpenOOD's Textures (DTD). Those take a stated kind (``ood_kind``).
+OPENOOD_KINDS = {("cifar10", "cifar100"): "near", ("cifar10", "cifar100-coarse"): "near", ("cifar10", "mnist"): "far"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Dataset:
     ood: Mapping[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset); may be a LazySplits
     source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
     classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
-    ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> "covariate" (the default) or "semantic"
+    ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> one of OOD_KINDS; "covariate" if absent
     ood_dropped: dict[str, int] = field(default_factory=dict)  # OoD split -> images dropped: in-distribution copies
 
     @property
@@ -159,12 +168,24 @@ def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, sourc
                                source=f"{dataset.source}; {source}")
 
 
-def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
-    """Add the test split of each of ``others`` as an OoD split named after it, of kind ``semantic``.
+def with_semantic_ood(dataset: Dataset, others: list[Dataset], kinds: Mapping[str, str] | None = None) -> Dataset:
+    """Add the test split of each of ``others`` as an OoD split named after it, of the kind ``kinds`` states for
+    that name (``ood_kind``), else OpenOOD v1.5's for the pair (``OPENOOD_KINDS``: ``cifar100`` is near OoD of
+    ``cifar10``, ``mnist`` far), else ``semantic``. The kind is written in the provenance, so a unit made under
+    another kind is not reused.
 
     Channels are converted by ``to_channels``; image sizes and pixel types must match, and an
     image of another size is refused rather than resized. Their labels are unknown (-1).
     """
+    kinds = dict(kinds or {})
+    for name, kind in kinds.items():
+        if kind not in OOD_KINDS:
+            raise BenchError(f"ood_kind {name}={kind}: {kind!r} is no kind of OoD; one of {', '.join(OOD_KINDS)}")
+        if name not in {other.name for other in others}:
+            names = ", ".join(other.name for other in others) or "none"
+            raise BenchError(f"ood_kind {name}={kind}: no --ood dataset is named {name} (the OoD datasets, named as "
+                             f"their splits: {names}); name one of them, or add it with --ood")
+    home = dataset.name.split("[")[0]  # without [label_noise=...], [train_size=...]
     shape = dataset.test.inputs.shape[1:]
     channels = 1 if len(shape) == 2 else shape[0]
     for other in others:
@@ -176,9 +197,10 @@ def with_semantic_ood(dataset: Dataset, others: list[Dataset]) -> Dataset:
         if (images.dtype == np.uint8) != (dataset.test.inputs.dtype == np.uint8):
             raise BenchError(f"--ood {other.name}: its pixels are {images.dtype} but those of {dataset.name} "
                              f"{dataset.test.inputs.dtype}; give both as uint8 or both as floats")
+        kind = kinds.get(other.name) or OPENOOD_KINDS.get((home, other.name), "semantic")
         split = Split(to_channels(images, channels), np.full(len(images), -1))
-        dataset = with_ood_splits(dataset, {other.name: split}, "semantic",
-                                  f"semantic OoD {other.name}: {other.source}", f"--ood {other.name}")
+        dataset = with_ood_splits(dataset, {other.name: split}, kind, f"{kind} OoD {other.name}: {other.source}",
+                                  f"--ood {other.name}")
     return dataset
 
 

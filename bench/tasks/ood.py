@@ -1,16 +1,18 @@
 """The OoD task: clean test split (in-distribution) against each OoD split.
 
 OoD splits are corruptions of the test split (kind ``covariate``) or the test splits of other
-datasets (kind ``semantic``, ``--ood``). Rows per scorer, OoD split and seed, then aggregates:
+datasets (``--ood``: kind ``near`` or ``far`` as OpenOOD v1.5 pairs them or as ``ood_kind`` states, else
+``semantic``; ``bench.data.dataset.with_semantic_ood``). Rows per scorer, OoD split and seed, then aggregates:
 
 * ``seed=all``: the mean over seeds, with ``std_seeds`` (sample std, ddof=1) and ``n_seeds``;
 * ``split=mean``: the mean over corruptions, with ``std_splits`` (population std over the
   corruptions, ddof=0, the ± of the VoG paper's Table 1);
 * ``split=mean, seed=all``: the mean over corruptions of the seed means, its std over
   corruptions, and the std over seeds (and interval) of the per-seed corruption means;
-* the same over the splits of one kind, ``split=mean:covariate`` and ``mean:semantic``, when a
-  run has both kinds (near and far OoD are never blended unseen), and over the splits of one
-  severity, ``split=mean@3``, for corruptions at several severities (``gaussian_noise@3``).
+* the same over the splits of one kind, ``split=mean:near``, ``mean:far``, ``mean:covariate`` and
+  ``mean:semantic``, when a run has two kinds or more (near and far OoD are never blended unseen: OpenOOD's
+  near and far means), and over the splits of one severity, ``split=mean@3``, for corruptions at several
+  severities (``gaussian_noise@3``).
 
 Every mean over seeds has its 95% interval, ``ci_low`` and ``ci_high``: the t-interval
 over seeds, or where the seeds agree exactly (one seed, or a scorer that does not depend on the
@@ -80,7 +82,8 @@ def per_seed_rows(table: ScoreTable) -> list[dict]:
 
 def groups(tables: list[ScoreTable]) -> dict[str, list[str]]:
     """The OoD splits each mean is over: ``mean`` all of them; ``mean:<kind>`` those of one kind
-    (``covariate``, ``semantic``) when the run has more than one; ``mean@<s>`` those of one severity."""
+    (``near``, ``far``, ``covariate``, ``semantic``) when the run has more than one; ``mean@<s>`` those of one
+    severity."""
     kinds = tables[0].meta.get("ood_kinds", {})
     splits = tables[0].meta["ood_splits"]
     found = {"mean": splits}
