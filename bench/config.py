@@ -168,7 +168,8 @@ class Data(Section):
                              "mislabel ground truth", hashed="training", check=fraction, metavar="FRACTION")
     train_size: int = key(0, "keep N training examples, drawn per class in proportion (seed 0), before label noise; "
                           "0: all", hashed="training", check=at_least(0, "every training example"), metavar="N")
-    # ood, ood_kind: hashed through the data's provenance, which names each OoD dataset's source and kind
+    # ood, ood_kind, ood_resize: hashed through the data's provenance, which names each OoD dataset's source, its
+    # kind and how it was resized
     ood: list[str] = key([], "add the test split of each dataset as an OoD split named after it, beside the "
                          "corruptions (e.g. textures, or idx:~/fashion-mnist for MNIST); its kind: ood_kind",
                          hashed=None, metavar="DATASET[,DATASET...]")
@@ -177,6 +178,11 @@ class Data(Section):
                               "(mean:near, mean:far); unstated: OpenOOD v1.5's kind of the pair (beside cifar10, "
                               "cifar100 near and mnist far), else semantic", hashed=None, check=stated_kinds,
                               metavar="NAME=KIND[,NAME=KIND...]")
+    ood_resize: Literal["none", "openood"] = key(
+        "none", "an --ood dataset whose images have another size: none (refused), or openood, OpenOOD v1.5's "
+        "evaluation rule Resize(S) + CenterCrop(S) for in-distribution images of S x S pixels (after the channel "
+        "conversion, the shorter side scaled to S by Pillow's bilinear filter, then the centre S x S crop: 28x28 "
+        "MNIST beside 32x32 CIFAR-10), written in the data's provenance", hashed=None)
     corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
                                  "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all",
                                  hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)

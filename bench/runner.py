@@ -96,7 +96,8 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         published = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
         base = with_training_set(published, config.train_size, config.label_noise)
         others = [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood]
-        dataset = with_semantic_ood(base, others, dict(entry.rsplit("=", 1) for entry in config.ood_kind))
+        dataset = with_semantic_ood(base, others, dict(entry.rsplit("=", 1) for entry in config.ood_kind),
+                                    config.ood_resize)
         dataset = without_in_distribution_copies(dataset, published)
         for split, count in dataset.ood_dropped.items():
             print(f"note: OoD split {split}: {count} exact {'copy' if count == 1 else 'copies'} of in-distribution "

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from bench import registry
+from bench.benchmark import Benchmark
 from bench.cli import main
 from bench.config import RunConfig
 from bench.data import to_channels, with_label_noise, with_semantic_ood
@@ -39,8 +40,8 @@ def test_semantic_splits_are_added_with_their_kind_and_unknown_labels():
 
 def test_openood_pairs_give_near_and_far_a_stated_kind_wins_and_the_kind_is_in_the_provenance():
     cifar10 = with_label_noise(dataset("cifar10", (5, 4, 3), n=10), 0.5)  # named cifar10[label_noise=0.5]
-    others = [dataset("cifar100", (5, 4, 3), seed=1), dataset("mnist", (5, 4), seed=2), dataset("svhn", (5, 4, 3), seed=3),
-              dataset("textures", (5, 4), seed=4)]
+    others = [dataset("cifar100", (5, 4, 3), seed=1), dataset("mnist", (5, 4), seed=2),
+              dataset("svhn", (5, 4, 3), seed=3), dataset("textures", (5, 4), seed=4)]
     combined = with_semantic_ood(cifar10, others)
     assert combined.ood_kinds == {"cifar100": "near", "mnist": "far", "svhn": "semantic", "textures": "semantic"}
     assert all(f"{kind} OoD {name}: arrays {name}" in combined.source for name, kind in combined.ood_kinds.items())
@@ -71,6 +72,56 @@ def test_the_config_refuses_a_stated_kind_it_cannot_read(value, message):
     with pytest.raises(BenchError, match=message):
         RunConfig(ood_kind=value)
     assert RunConfig(ood_kind=["my=data=far"]).ood_kind == ["my=data=far"]  # a name with "=": the kind is after the last
+
+
+def test_mnist_beside_cifar10_is_resized_by_openoods_rule_as_pillow_computes_it_then_repeated_into_rgb():
+    """OpenOOD's Resize(32) + CenterCrop(32) on a square 28x28 image is Pillow's bilinear resize to 32x32."""
+    mnist = dataset("mnist", (28, 28), n=4, seed=1)
+    combined = with_semantic_ood(dataset("cifar10", (32, 32, 3)), [mnist], resize="openood")
+    by_hand = np.stack([np.asarray(Image.fromarray(image).resize((32, 32), Image.BILINEAR))
+                        for image in mnist.test.inputs])
+    np.testing.assert_array_equal(combined.ood["mnist"].inputs, np.repeat(by_hand[:, None], 3, axis=1))
+    assert combined.ood_kinds == {"mnist": "far"}
+    assert ("far OoD mnist: arrays mnist (content sha256 " in combined.source
+            and "; resized from 28x28 to 32x32 by ood_resize openood (OpenOOD v1.5's Resize(32) + CenterCrop(32)"
+            in combined.source)
+    same_size = with_semantic_ood(dataset("base", (28, 28)), [mnist], resize="openood")
+    assert same_size.ood["mnist"].inputs is mnist.test.inputs and "resized" not in same_size.source
+    with pytest.raises(BenchError, match="--ood mnist: its images are 28x28 but those of cifar10 32x32, and images are "
+                                         "never resized silently; give --ood-resize openood"):
+        with_semantic_ood(dataset("cifar10", (32, 32, 3)), [mnist])
+
+
+@pytest.mark.parametrize("shape, scaled, left, top", [((24, 40, 3), (53, 32), 10, 0), ((40, 24, 3), (32, 53), 0, 10),
+                                                      ((48, 50, 3), (33, 32), 0, 0)],
+                         ids=["wide", "tall", "larger"])
+def test_openoods_rule_scales_the_shorter_side_and_cuts_the_centre_as_torchvision_rounds(shape, scaled, left, top):
+    """The longer side int(32 * long / short) (53 from 40 / 24 * 32 = 53.3; 33 from 50 / 48 * 32 = 33.3), the offset
+    int(round((53 - 32) / 2)) = round(10.5) = 10 (Python rounds half to even), Pillow's RGB resize."""
+    other = dataset("other", shape, n=3, seed=2)
+    combined = with_semantic_ood(dataset("base", (32, 32, 3)), [other], resize="openood")
+    by_hand = [np.asarray(Image.fromarray(image.transpose(1, 2, 0)).resize(scaled, Image.BILINEAR))
+               [top:top + 32, left:left + 32].transpose(2, 0, 1) for image in other.test.inputs]
+    np.testing.assert_array_equal(combined.ood["other"].inputs, np.stack(by_hand))
+
+
+def test_openoods_rule_refuses_in_distribution_images_that_are_not_square():
+    with pytest.raises(BenchError, match=r"--ood-resize openood resizes to a square \(OpenOOD's Resize\(S\) \+ "
+                                         r"CenterCrop\(S\)\), but the images of base are 5x4"):
+        with_semantic_ood(dataset("base", (5, 4, 3)), [dataset("big", (6, 6, 3))], resize="openood")
+
+
+def test_a_run_records_the_kinds_and_the_resize_and_averages_near_and_far_apart(tmp_path):
+    cifar10 = dataset("cifar10", (32, 32, 3), n=40)
+    result = Benchmark(cifar10, model="mlp", scorers=["loss"], seeds=[0], epochs=1, bootstrap_resamples=0,
+                       ood=[dataset("mnist", (28, 28), n=20, seed=1), dataset("tin", (32, 32, 3), n=20, seed=2)],
+                       ood_kind=["tin=near"], ood_resize="openood", out=str(tmp_path)).run(progress=False)
+    meta = result.tables[0].meta
+    assert meta["ood_kinds"] == {"mnist": "far", "tin": "near"}
+    assert "far OoD mnist" in meta["config"]["data_source"] and "near OoD tin" in meta["config"]["data_source"]
+    assert "resized from 28x28 to 32x32 by ood_resize openood" in meta["config"]["data_source"]
+    ood_rows = result.leaderboard[result.leaderboard.task == "ood"]
+    assert {"mnist", "tin", "mean", "mean:far", "mean:near"} == set(ood_rows.split)
 
 
 @pytest.mark.parametrize("other, message", [

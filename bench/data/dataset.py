@@ -156,6 +156,27 @@ def to_channels(inputs: np.ndarray, channels: int) -> np.ndarray:
     return np.rint(luma).astype(np.uint8) if inputs.dtype == np.uint8 else luma.astype(inputs.dtype)
 
 
+def openood_resize(images: np.ndarray, side: int) -> np.ndarray:
+    """Images resized as OpenOOD v1.5 evaluates every set, torchvision's ``Resize(side)`` then ``CenterCrop(side)``
+    on a PIL image: the shorter side scaled to ``side`` and the longer to ``int(side * long / short)`` by Pillow's
+    bilinear filter, then the centre ``side`` x ``side`` cut, its offsets ``int(round((extent - side) / 2))``
+    (Python's round, as torchvision's); an image already ``side`` x ``side`` is left as it is. Each channel is
+    resized on its own (Pillow's mode L for uint8, F for floats), which equals Pillow on the RGB image."""
+    from PIL import Image
+
+    height, width = images.shape[-2:]
+    if (height, width) == (side, side):
+        return images
+    size = (side, int(side * width / height)) if height <= width else (int(side * height / width), side)
+    top, left = (int(round((extent - side) / 2.0)) for extent in size)
+    channels = images.reshape(-1, height, width)
+    out = np.empty((len(channels), side, side), images.dtype)
+    for i, channel in enumerate(channels):
+        scaled = np.asarray(Image.fromarray(channel).resize(size[::-1], Image.BILINEAR))
+        out[i] = scaled[top:top + side, left:left + side]
+    return out.reshape(*images.shape[:-2], side, side)
+
+
 def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, source: str, what: str) -> Dataset:
     """``dataset`` with ``splits`` added as OoD splits of ``kind`` and ``source`` added to its provenance;
     a split name it already has is refused (``what`` says where the new splits come from)."""
@@ -168,15 +189,20 @@ def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, sourc
                                source=f"{dataset.source}; {source}")
 
 
-def with_semantic_ood(dataset: Dataset, others: list[Dataset], kinds: Mapping[str, str] | None = None) -> Dataset:
+def with_semantic_ood(dataset: Dataset, others: list[Dataset], kinds: Mapping[str, str] | None = None,
+                      resize: str = "none") -> Dataset:
     """Add the test split of each of ``others`` as an OoD split named after it, of the kind ``kinds`` states for
     that name (``ood_kind``), else OpenOOD v1.5's for the pair (``OPENOOD_KINDS``: ``cifar100`` is near OoD of
     ``cifar10``, ``mnist`` far), else ``semantic``. The kind is written in the provenance, so a unit made under
     another kind is not reused.
 
-    Channels are converted by ``to_channels``; image sizes and pixel types must match, and an
-    image of another size is refused rather than resized. Their labels are unknown (-1).
+    Channels are converted by ``to_channels``; pixel types must match. An image of another size is refused, or
+    with ``resize="openood"`` (``ood_resize``) resized after the channels by ``openood_resize`` to the square size
+    of the dataset's images, as OpenOOD converts to RGB before it resizes; the rule and the sizes are written in
+    the provenance of each split it resizes. Their labels are unknown (-1).
     """
+    if resize not in ("none", "openood"):
+        raise BenchError(f"ood_resize {resize!r} is no rule; none (another size refused) or openood")
     kinds = dict(kinds or {})
     for name, kind in kinds.items():
         if kind not in OOD_KINDS:
@@ -188,19 +214,30 @@ def with_semantic_ood(dataset: Dataset, others: list[Dataset], kinds: Mapping[st
     home = dataset.name.split("[")[0]  # without [label_noise=...], [train_size=...]
     shape = dataset.test.inputs.shape[1:]
     channels = 1 if len(shape) == 2 else shape[0]
+    size = "x".join(map(str, shape[-2:]))
     for other in others:
-        images = other.test.inputs
-        if images.shape[-2:] != shape[-2:]:
-            raise BenchError(f"--ood {other.name}: its images are {'x'.join(map(str, images.shape[-2:]))} but those of "
-                             f"{dataset.name} {'x'.join(map(str, shape[-2:]))}; an OoD dataset must have the same image size "
-                             "(resize it first: images are never resized silently)")
+        images, resized = other.test.inputs, ""
         if (images.dtype == np.uint8) != (dataset.test.inputs.dtype == np.uint8):
             raise BenchError(f"--ood {other.name}: its pixels are {images.dtype} but those of {dataset.name} "
                              f"{dataset.test.inputs.dtype}; give both as uint8 or both as floats")
+        images = to_channels(images, channels)
+        if images.shape[-2:] != shape[-2:]:
+            own = "x".join(map(str, images.shape[-2:]))
+            if resize == "none":
+                raise BenchError(f"--ood {other.name}: its images are {own} but those of {dataset.name} {size}, and "
+                                 "images are never resized silently; give --ood-resize openood (config key ood_resize) "
+                                 "for OpenOOD's rule (the shorter side scaled to the size by Pillow's bilinear filter, "
+                                 "then the centre crop), or resize them yourself")
+            if shape[-1] != shape[-2]:
+                raise BenchError(f"--ood {other.name}: --ood-resize openood resizes to a square (OpenOOD's Resize(S) + "
+                                 f"CenterCrop(S)), but the images of {dataset.name} are {size}; resize them yourself")
+            images = openood_resize(images, shape[-1])
+            resized = (f"; resized from {own} to {size} by ood_resize openood (OpenOOD v1.5's Resize({shape[-1]}) + "
+                       f"CenterCrop({shape[-1]}): the shorter side by Pillow's bilinear filter, the centre crop)")
         kind = kinds.get(other.name) or OPENOOD_KINDS.get((home, other.name), "semantic")
-        split = Split(to_channels(images, channels), np.full(len(images), -1))
-        dataset = with_ood_splits(dataset, {other.name: split}, kind, f"{kind} OoD {other.name}: {other.source}",
-                                  f"--ood {other.name}")
+        split = Split(images, np.full(len(images), -1))
+        dataset = with_ood_splits(dataset, {other.name: split}, kind,
+                                  f"{kind} OoD {other.name}: {other.source}{resized}", f"--ood {other.name}")
     return dataset
 
 
