@@ -14,6 +14,7 @@ sum of independent terms:
   (binomial); a positive moves the quantile, which moves the rate by the ROC curve's slope there, the
   ratio of the two classes' densities. The slope is the empirical ROC curve's secant over the true
   positive rates 0.95 ± h, h Hall & Sheather's bandwidth for a quantile's sparsity (Koenker 2005, 3.4.4).
+  FPR@95 with in-distribution positive (``fpr95_id``) is the same with the classes and the order swapped.
 * Spearman's correlation (the boundary task): Fisher's z with Bonett & Wright's (2000) variance
   (1 + r^2 / 2) / (n - 3), which is not a sum of terms and has its own function.
 
@@ -88,13 +89,16 @@ def _fpr_terms(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return -slope * flags / n_pos, flags / n_neg
 
 
+SWAPPED = {"aupr_in": _ap_terms, "fpr95_id": _fpr_terms}  # metrics of the in-distribution examples as positives
+
+
 def _terms(metric: str, neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if metric == "auroc":
         return _auroc_terms(neg, pos)
     if metric == "aupr_out":
         return _ap_terms(neg, pos)
-    if metric == "aupr_in":  # the in-distribution found by ascending score: the classes and the order swapped
-        negative_terms, positive_terms = _ap_terms(pos[::-1], neg[::-1])
+    if metric in SWAPPED:  # the in-distribution found by ascending score: the classes and the order swapped
+        negative_terms, positive_terms = SWAPPED[metric](pos[::-1], neg[::-1])
         return positive_terms[::-1], negative_terms[::-1]
     return _fpr_terms(neg, pos)
 

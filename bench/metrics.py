@@ -6,8 +6,12 @@ oriented higher = more anomalous, OoD examples are positives.
 * AUROC: probability that a random OoD example outscores a random in-distribution one (ties count half).
 * AUPR-Out: average precision for finding the OoD examples by descending score.
 * AUPR-In: average precision for finding the in-distribution examples by ascending score.
-* FPR@95TPR: fraction of in-distribution examples flagged at the first threshold that flags
-  95% of the OoD examples.
+* FPR@95TPR (``fpr95``): fraction of in-distribution examples flagged at the first threshold from the top that
+  flags 95% of the OoD examples: OpenOOD v1.5's and pytorch-ood's FPR95TPR, OoD positive.
+* FPR@95TPR with in-distribution positive (``fpr95_id``): fraction of OoD examples accepted (scored at or below
+  the threshold) at the first threshold from the bottom that accepts 95% of the in-distribution examples: the
+  ODIN and energy papers' FPR at 95% TPR (and OpenOOD v1's). Another point of the same ROC curve, 1 - TPR at an
+  FPR of 5%, not a function of ``fpr95``.
 
 The detection metrics come from one sort: the scores fall into groups of equal score, and each
 metric is a cumulative sum over the groups' counts of each class (``group_metrics``; the same sums
@@ -26,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_id")
 
 
 def unusable(scores: np.ndarray) -> str:
@@ -82,6 +86,9 @@ def group_metrics(negative: np.ndarray, positive: np.ndarray, metrics: Sequence[
         if "fpr95" in metrics:  # the first threshold from the top whose true positives reach the rate
             last = reached(pos_from, tpr * n_pos)
             out["fpr95"] = neg_from[np.arange(len(last)), last] / n_neg[:, 0]
+        if "fpr95_id" in metrics:  # the same from the bottom, the classes swapped: negatives accepted at or below
+            first = negative.shape[1] - 1 - reached(neg_through[:, ::-1], tpr * n_neg)
+            out["fpr95_id"] = pos_through[np.arange(len(first)), first] / n_pos[:, 0]
     return {name: out[name] for name in metrics}
 
 
@@ -120,7 +127,7 @@ def fpr_at_tpr(positive: np.ndarray, negative: np.ndarray, tpr: float = 0.95) ->
 
 
 def ood_metrics(inlier: np.ndarray, outlier: np.ndarray) -> tuple[dict[str, float], str]:
-    """AUROC, AUPR-In, AUPR-Out and FPR@95TPR of outlier vs inlier scores.
+    """AUROC, AUPR-In, AUPR-Out and FPR@95TPR in both conventions of outlier vs inlier scores.
 
     Returns the metrics and an empty note, or all-NaN metrics and a note saying why.
     """

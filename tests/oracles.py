@@ -16,8 +16,8 @@ import types
 import pytest
 
 
-def pytorch_ood_detectors() -> types.ModuleType:
-    """``pytorch_ood.detector`` of the installed pytorch-ood (the test extra pins 0.4.0); skips if it is absent."""
+def pytorch_ood(submodule: str) -> types.ModuleType:
+    """``pytorch_ood.<submodule>`` of the installed pytorch-ood (the test extra pins 0.4.0); skips if it is absent."""
     if "pytorch_ood" not in sys.modules:
         spec = importlib.util.find_spec("pytorch_ood")
         if spec is None:
@@ -25,4 +25,9 @@ def pytorch_ood_detectors() -> types.ModuleType:
         package = types.ModuleType("pytorch_ood")
         package.__path__ = list(spec.submodule_search_locations)
         sys.modules["pytorch_ood"] = package
-    return importlib.import_module("pytorch_ood.detector")
+    return importlib.import_module(f"pytorch_ood.{submodule}")
+
+
+def pytorch_ood_detectors() -> types.ModuleType:
+    """``pytorch_ood.detector`` (``pytorch_ood``)."""
+    return pytorch_ood("detector")

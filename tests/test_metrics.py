@@ -1,4 +1,5 @@
-"""The detection and rank metrics on cases computed by hand, including ties and degenerate input."""
+"""The detection and rank metrics on cases computed by hand, including ties and degenerate input, and against
+scikit-learn and pytorch-ood."""
 
 import warnings
 
@@ -25,6 +26,8 @@ def test_metrics_with_ties_across_the_classes():
     assert values["aupr_in"] == pytest.approx(1 / 4 * 1 + 2 / 4 * 3 / 4 + 1 / 4 * 4 / 6, abs=1e-12)
     # 95% of 3 OoD examples needs all 3, first reached at threshold 1, which flags 3 of the 4 inliers
     assert values["fpr95"] == 0.75
+    # 95% of 4 inliers needs all 4, first kept from the bottom at threshold 2, which accepts OoD 1 and 2 of 3
+    assert values["fpr95_id"] == pytest.approx(2 / 3, abs=1e-12)
 
 
 def test_average_precision_by_hand():
@@ -36,6 +39,14 @@ def test_fpr95_takes_the_first_threshold_flagging_95_percent_of_the_positives():
     """19 of 20 OoD scores (2..20) are reached at threshold 2, flagging only the inlier at 30; all 20
     would also flag the one at 1.5."""
     assert fpr_at_tpr(np.arange(1.0, 21), np.array([0.0, 1.5, 30])) == pytest.approx(1 / 3)
+
+
+def test_fpr95_id_takes_the_first_threshold_from_the_bottom_keeping_95_percent_of_the_inliers():
+    """19 of 20 inlier scores (1..19) are kept at threshold 19, which accepts the OoD examples at 0.5 and 18.5 but not
+    the one at 25: 2 of 3; all 20 would also accept the one at 19.5. fpr95, OoD positive, is another point: the 3
+    OoD examples are all flagged only at 0.5, where 20 of 20 inliers are."""
+    values, _ = ood_metrics(np.arange(1.0, 21), np.array([0.5, 18.5, 25]))
+    assert values["fpr95_id"] == pytest.approx(2 / 3) and values["fpr95"] == 1.0
 
 
 def test_fpr_at_tpr_compares_counts_not_rates():
@@ -61,9 +72,10 @@ def test_spearman_matrix_by_hand_with_ties_a_constant_row_and_two_rows():
 def test_perfect_and_reversed_scorer():
     inlier, outlier = np.arange(10.0), np.arange(10.0) + 100
     perfect, _ = ood_metrics(inlier, outlier)
-    assert perfect == pytest.approx({"auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95": 0.0}, abs=1e-12)
+    assert perfect == pytest.approx({"auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95": 0.0, "fpr95_id": 0.0},
+                                    abs=1e-12)
     reversed_, _ = ood_metrics(outlier, inlier)
-    assert reversed_["auroc"] == 0.0 and reversed_["fpr95"] == 1.0
+    assert reversed_["auroc"] == 0.0 and reversed_["fpr95"] == 1.0 and reversed_["fpr95_id"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -112,7 +124,8 @@ def test_auroc_is_the_fraction_of_pairs_won_ties_counting_half(positive, negativ
 @given(scores, scores)
 def test_detection_metrics_equal_scikit_learns(positive, negative):
     """The one-sort metrics against scikit-learn's roc_auc_score, average_precision_score and roc_curve (the
-    first threshold from the top reaching 95% of the positives), ties included."""
+    first threshold from the top reaching 95% of the positives; for fpr95_id, of the negatives, by the ROC curve of
+    the negatives as positives and the scores negated), ties included."""
     from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
     labels = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
@@ -121,7 +134,31 @@ def test_detection_metrics_equal_scikit_learns(positive, negative):
     if note:
         return
     false_rate, true_rate, _ = roc_curve(labels, both, drop_intermediate=False)
+    id_false_rate, id_true_rate, _ = roc_curve(~labels, -both, drop_intermediate=False)
     expected = {"auroc": roc_auc_score(labels, both), "aupr_out": average_precision_score(labels, both),
                 "aupr_in": average_precision_score(~labels, -both),
-                "fpr95": false_rate[np.argmax(np.rint(true_rate * len(positive)) >= 0.95 * len(positive))]}
+                "fpr95": false_rate[np.argmax(np.rint(true_rate * len(positive)) >= 0.95 * len(positive))],
+                "fpr95_id": id_false_rate[np.argmax(np.rint(id_true_rate * len(negative)) >= 0.95 * len(negative))]}
     assert values == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed, n_in, n_out, decimals", [(0, 300, 200, 1), (1, 1000, 40, 2), (2, 57, 500, 0),
+                                                         (3, 2000, 2000, 3)])
+def test_fpr95_is_pytorch_oods_fpr95tpr_and_fpr95_id_is_it_with_the_classes_swapped(seed, n_in, n_out, decimals):
+    """pytorch-ood 0.4.0's OODMetrics (OpenOOD v1.5's definitions: OoD, label < 0, positive; larger score = more OoD)
+    gives fpr95 and AUROC; with the in-distribution examples labelled OoD and the scores negated, its FPR95TPR is the
+    ODIN / energy papers' convention, fpr95_id. Rounded scores: ties within and across the classes."""
+    import torch
+
+    from oracles import pytorch_ood
+
+    rng = np.random.default_rng(seed)
+    inlier, outlier = np.round(rng.normal(size=n_in), decimals), np.round(1.0 + rng.normal(size=n_out), decimals)
+    values, _ = ood_metrics(inlier, outlier)
+    scores = torch.from_numpy(np.r_[inlier, outlier])
+    ood_labels = torch.from_numpy(np.r_[np.zeros(n_in, np.int64), -np.ones(n_out, np.int64)])
+    reference = pytorch_ood("metrics").OODMetrics().update(scores, ood_labels).compute()
+    swapped = pytorch_ood("metrics").OODMetrics().update(-scores, -1 - ood_labels).compute()
+    assert values["auroc"] == pytest.approx(reference["AUROC"], abs=1e-12)
+    assert values["fpr95"] == pytest.approx(reference["FPR95TPR"], abs=1e-12)
+    assert values["fpr95_id"] == pytest.approx(swapped["FPR95TPR"], abs=1e-12)

@@ -171,7 +171,8 @@ def bootstrap_intervals(table: ScoreTable, scorers: set[str], resamples: int) ->
 
 
 def ood(tables: list[ScoreTable], how: OverExamples = OverExamples()) -> pd.DataFrame:
-    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR for every scorer, OoD split and seed, and their means;
+    """Tidy rows of AUROC, AUPR-In, AUPR-Out and FPR@95TPR (OoD positive, ``fpr95``; in-distribution positive,
+    ``fpr95_id``) for every scorer, OoD split and seed, and their means;
     ``how``: the intervals over examples of a one-seed run and of scorers the seed does not change."""
     per_seed = pd.DataFrame([row for table in tables for row in per_seed_rows(table)], columns=ROW_COLUMNS)
     if per_seed.empty:  # a dataset without OoD splits: nothing to measure

@@ -58,7 +58,8 @@ class Policy:
 
 T_INTERVAL = Policy()  # the default: t over seeds, degenerate where the seeds agree
 FROM_EXAMPLES = Policy(seeds_agree=EXAMPLES)
-ASYMPTOTIC_KINDS = {"auroc": DELONG, "aupr_in": DELTA_METHOD, "aupr_out": DELTA_METHOD, "fpr95": DELTA_METHOD}
+ASYMPTOTIC_KINDS = {"auroc": DELONG, "aupr_in": DELTA_METHOD, "aupr_out": DELTA_METHOD, "fpr95": DELTA_METHOD,
+                    "fpr95_id": DELTA_METHOD}
 
 
 def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
