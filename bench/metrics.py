@@ -10,8 +10,8 @@ oriented higher = more anomalous, OoD examples are positives.
   flags 95% of the OoD examples: OpenOOD v1.5's and pytorch-ood's FPR95TPR, OoD positive.
 * FPR@95TPR with in-distribution positive (``fpr95_id``): fraction of OoD examples accepted (scored at or below
   the threshold) at the first threshold from the bottom that accepts 95% of the in-distribution examples: the
-  ODIN and energy papers' FPR at 95% TPR (and OpenOOD v1's). Another point of the same ROC curve, 1 - TPR at an
-  FPR of 5%, not a function of ``fpr95``.
+  ODIN and energy papers' FPR at 95% TPR (and OpenOOD v1's). Another point of the same ROC curve (OoD positive),
+  1 - TPR at its point of largest FPR not above 0.05: not a function of ``fpr95``.
 
 The detection metrics come from one sort: the scores fall into groups of equal score, and each
 metric is a cumulative sum over the groups' counts of each class (``group_metrics``; the same sums
