@@ -252,7 +252,15 @@ def copies_of(images: np.ndarray, *references: np.ndarray) -> np.ndarray:
     (SHA-256) of each image's bytes, every array in the dtype they share (``numpy.result_type``) and in the layout
     it has, so the images must already be in the references' layout (an OoD split is, in the dataset it joins)."""
     dtype = np.result_type(images.dtype, *(reference.dtype for reference in references))
-    seen = {digest for reference in references for digest in _image_digests(reference, dtype)}
+    return _found(images, dtype, _digest_set(references, dtype))
+
+
+def _digest_set(references: Sequence[np.ndarray], dtype: np.dtype) -> set[bytes]:
+    return {digest for reference in references for digest in _image_digests(reference, dtype)}
+
+
+def _found(images: np.ndarray, dtype: np.dtype, seen: set[bytes]) -> np.ndarray:
+    """Which of ``images`` have their digest (as ``dtype``) in ``seen``."""
     return np.fromiter((digest in seen for digest in _image_digests(images, dtype)), bool, len(images))
 
 
@@ -270,8 +278,12 @@ def without_in_distribution_copies(dataset: Dataset, published: Dataset) -> Data
     """
     reference = (published.train.inputs, published.test.inputs)
     splits, dropped = {}, {}
+    seen: dict[np.dtype, set[bytes]] = {}  # the in-distribution digests, hashed once per dtype, not once per split
     for name, split in dataset.ood.items():
-        copies = copies_of(split.inputs, *reference)
+        dtype = np.result_type(split.inputs.dtype, *(images.dtype for images in reference))
+        if dtype not in seen:
+            seen[dtype] = _digest_set(reference, dtype)
+        copies = _found(split.inputs, dtype, seen[dtype])
         if copies.all():
             raise BenchError(f"OoD split {name} of {dataset.name}: each of its {len(copies)} images is an exact copy of "
                              "an in-distribution image (training or test split), so none is left to score as OoD; "
