@@ -37,6 +37,7 @@ class Plan:
     config: RunConfig
     dataset: str  # the dataset's name
     data_source: str  # the provenance of its data (files and their MD5s, or the generator)
+    training_source: str  # the provenance of what the model trains on (``Dataset.trained_on``: no added OoD splits)
     full_specs: dict[str, str]  # spec -> full spec, in the order the scorers run
     model_free: frozenset[str] = field(default_factory=frozenset)  # specs that do not depend on the trained model
 
@@ -58,7 +59,7 @@ class Plan:
 
     @functools.cached_property
     def training_hash(self) -> str:
-        return self.config.training_hash(self.data_source)
+        return self.config.training_hash(self.training_source)
 
     def unit_path(self, seed: int) -> Path:
         return self.store.unit_path(self.dataset, self.config.model, seed, self.config_hash)
@@ -72,4 +73,5 @@ def make_plan(config: RunConfig, dataset: Dataset, specs: list[str]) -> Plan:
     scorers = {spec: registry.create(spec) for spec in specs}
     model_free = frozenset(spec for spec, scorer in scorers.items()
                            if isinstance(scorer, Detector) and scorer.features == PIXELS)
-    return Plan(config, dataset.name, dataset.source, {spec: s.full_spec for spec, s in scorers.items()}, model_free)
+    return Plan(config, dataset.name, dataset.source, dataset.trained_on,
+                {spec: s.full_spec for spec, s in scorers.items()}, model_free)

@@ -81,7 +81,7 @@ def train_checkpoints(plan: Plan, model: torch.nn.Module, train_split: ProbeSpli
         states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
         epochs.append(checkpoint.epoch)
     bar.close()
-    training = {"training": plan.config.training_config(plan.data_source), "seed": seed, "checkpoint_epochs": epochs,
+    training = {"training": plan.config.training_config(plan.training_source), "seed": seed, "checkpoint_epochs": epochs,
                 "final_train_loss": train_loss}
     return training, states
 
@@ -136,7 +136,7 @@ def train_folds(plan: Plan, new_model: Callable[[], torch.nn.Module], train_spli
                            lambda *_: bar.update()):
                 pass  # only the final state is kept
             states.append({name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()})
-    record = {"training": plan.config.training_config(plan.data_source), "seed": seed, "cross_fit": k,
+    record = {"training": plan.config.training_config(plan.training_source), "seed": seed, "cross_fit": k,
               "fold": fold.tolist(), "seconds": time.perf_counter() - started}
     return record, states
 

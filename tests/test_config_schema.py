@@ -168,7 +168,7 @@ def test_a_unit_and_checkpoints_cached_by_0_6_0_are_the_files_the_plan_reads(tmp
                 "model": "lenet", "epochs": 2, "batch_size": 32, "lr": 0.03, "momentum": 0.9, "weight_decay": 0.0005,
                 "checkpoint_every": 1}
     unit = {**training, "label_mode": "predicted", "scorers": {"loss": "loss", "vog": "vog[window=late,norm=none]"}}
-    plan = Plan(config, "digits-c", "src", SPECS)
+    plan = Plan(config, "digits-c", "src", "src", SPECS)
     assert plan.unit_path(0) == tmp_path / "units" / f"digits-c_lenet_seed0_{old_digest(unit)}.npz"
     assert plan.checkpoints_path(0) == tmp_path / "checkpoints" / f"digits-c_lenet_seed0_{old_digest(training)}.npz"
     assert plan.unit_config == unit  # what a cached unit's meta holds, compared to find its reusable columns

@@ -124,6 +124,20 @@ def test_a_run_records_the_kinds_and_the_resize_and_averages_near_and_far_apart(
     assert {"mnist", "tin", "mean", "mean:far", "mean:near"} == set(ood_rows.split)
 
 
+def test_the_ood_splits_change_the_scores_but_not_the_trained_model_which_a_run_with_others_reuses(tmp_path):
+    base = dataset("cifar10", (32, 32, 3), n=40)
+    tin, near = dataset("tin", (32, 32, 3), n=20, seed=2), ["tin=near"]
+    combined = with_semantic_ood(base, [tin])
+    assert combined.trained_on == base.source != combined.source
+    assert with_label_noise(combined, 0.5).trained_on == f"{base.source}; label noise 0.5 (seed 0)"
+    settings = dict(model="mlp", scorers=["loss"], seeds=[0], epochs=1, bootstrap_resamples=0, out=str(tmp_path))
+    for ood, kinds in [([], []), ([tin], []), ([tin], near), ([tin, dataset("mnist", (28, 28), n=20, seed=1)], near)]:
+        result = Benchmark(base, ood=ood, ood_kind=kinds, ood_resize="openood", **settings).run(progress=False)
+    assert result.tables[0].meta["ood_kinds"] == {"tin": "near", "mnist": "far"}
+    assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 1  # trained once
+    assert len(list((tmp_path / "units").glob("*.npz"))) == 4  # scored four times
+
+
 @pytest.mark.parametrize("other, message", [
     (dataset("big", (6, 6, 3)), "its images are 6x6 but those of base 5x4"),
     (dataset("floats", (5, 4, 3), dtype=np.float32), "its pixels are float32 but those of base uint8"),

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -104,6 +104,7 @@ class Dataset:
     test: Split  # clean, in-distribution
     ood: Mapping[str, Split] = field(default_factory=dict)  # OoD split name -> split (a corruption, another dataset); may be a LazySplits
     source: str = ""  # where the data comes from, precisely enough that different data never share a cache entry
+    training_source: str = ""  # the part of ``source`` a trained model depends on, where OoD splits were added later
     classes: tuple[str, ...] = ()  # class names, where the data has them (image folders, CIFAR)
     ood_kinds: dict[str, str] = field(default_factory=dict)  # OoD split -> one of OOD_KINDS; "covariate" if absent
     ood_dropped: dict[str, int] = field(default_factory=dict)  # OoD split -> images dropped: in-distribution copies
@@ -113,6 +114,12 @@ class Dataset:
         """Shape of one model input; grayscale images get a channel axis."""
         shape = self.train.inputs.shape[1:]
         return (1, *shape) if len(shape) == 2 else shape
+
+    @property
+    def trained_on(self) -> str:
+        """The provenance of what a model trains on: ``source`` without the OoD splits added to the dataset (``--ood``,
+        dropped copies), so that adding or changing them reuses the trained models and rescores them."""
+        return self.training_source or self.source
 
     def splits(self) -> dict[str, Split]:
         """Every scored split by name: train, test, then the OoD splits."""
@@ -186,7 +193,7 @@ def with_ood_splits(dataset: Dataset, splits: dict[str, Split], kind: str, sourc
     owners = {**dict.fromkeys(dataset.ood, dataset.ood), **dict.fromkeys(splits, splits)}  # nothing read here
     return dataclasses.replace(dataset, ood=lazy_view(owners),
                                ood_kinds={**dataset.ood_kinds, **dict.fromkeys(splits, kind)},
-                               source=f"{dataset.source}; {source}")
+                               source=f"{dataset.source}; {source}", training_source=dataset.trained_on)
 
 
 def with_semantic_ood(dataset: Dataset, others: list[Dataset], kinds: Mapping[str, str] | None = None,
@@ -299,6 +306,7 @@ def without_in_distribution_copies(dataset: Dataset, published: Dataset) -> Data
         return dataset
     counts = ", ".join(f"{name} {count}" for name, count in dropped.items())
     return dataclasses.replace(dataset, ood={**dataset.ood, **splits}, ood_dropped=dropped,
+                               training_source=dataset.trained_on,
                                source=f"{dataset.source}; exact copies of in-distribution images dropped from the OoD "
                                       f"splits: {counts}")
 
@@ -318,8 +326,8 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_
     chosen = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
     labels[chosen] = labels[rng.permutation(chosen)]
     train = dataclasses.replace(dataset.train, labels=labels, noisy=labels != dataset.train.labels)
-    return dataclasses.replace(dataset, name=f"{dataset.name}[label_noise={fraction}]", train=train,
-                               source=f"{dataset.source}; label noise {fraction} (seed {seed})")
+    return _with_new_training(dataset, f"label noise {fraction} (seed {seed})",
+                              name=f"{dataset.name}[label_noise={fraction}]", train=train)
 
 
 def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
@@ -334,8 +342,14 @@ def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
     kept = np.sort(kept)
     distance = dataset.train.boundary_distance
     train = Split(dataset.train.inputs[kept], labels[kept], boundary_distance=None if distance is None else distance[kept])
-    return dataclasses.replace(dataset, name=f"{dataset.name}[train_size={size}]", train=train,
-                               source=f"{dataset.source}; {size} training examples (stratified, seed {seed})")
+    return _with_new_training(dataset, f"{size} training examples (stratified, seed {seed})",
+                              name=f"{dataset.name}[train_size={size}]", train=train)
+
+
+def _with_new_training(dataset: Dataset, note: str, **changes: Any) -> Dataset:
+    """``dataset`` with ``changes`` to what a model trains on, and ``note`` added to both of its provenances."""
+    training_source = f"{dataset.training_source}; {note}" if dataset.training_source else ""
+    return dataclasses.replace(dataset, **changes, source=f"{dataset.source}; {note}", training_source=training_source)
 
 
 def refuse_test_set_alone(dataset: Dataset) -> None:
