@@ -30,6 +30,7 @@ BENCHMARKS = {
     "gate-power": "benchmarks.gate_power",
     "knn": "benchmarks.knn",
     "intervals": "benchmarks.intervals",
+    "cifar-recipe": "benchmarks.cifar_recipe",
 }
 
 

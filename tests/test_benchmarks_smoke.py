@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"^\(([a-d])\) (.+) \[([^\]]+)\]: (\S+) (\S+)$", re.MULTILINE)
 
 
-def run(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run(command: list[str], timeout: float = 120, data: Path | None = None) -> subprocess.CompletedProcess:
     # One thread: on a machine whose cores are busy, two threads waiting on each other make tiny runs many times slower.
-    env = {**os.environ, "BENCH_TINY": "1", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    env = {**os.environ, "BENCH_TINY": "1", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+           **({"BENCH_DATA": str(data)} if data else {})}
     env.pop("OUT", None)  # gpu.sh would write its log there
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -124,3 +125,18 @@ def test_intervals():
     out = succeeded([sys.executable, "-m", "benchmarks", "intervals"])
     number(r"^tasks of one seed: ratio (\S+) \(target: at most 1: 10 s\)$", out)
     assert number(r"^  bootstrap, 20 resamples: \S+ s = (\S+) times the asymptotic$", out)
+
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10").is_dir(), reason=f"no CIFAR-10 in {SHARED} (REPO/../shared/data)")
+def test_cifar_recipe_on_the_shared_cifar10():
+    result = run([sys.executable, "-m", "benchmarks", "cifar-recipe"], timeout=300, data=SHARED)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    seconds = number(r"^  training: (\S+) s", out)
+    ratio = re.search(r"^cifar recipe: ratio (\S+) \(target: at most 1: 20 minutes", out, re.M)
+    assert ratio and float(ratio[1]) == pytest.approx(seconds / 1200, abs=0.006)  # printed to two decimals
+    accuracy = number(r"^  clean test accuracy: (\S+) over 1000 images", out)
+    assert accuracy <= 1 and "1 epochs of 512 CIFAR-10 training images" in out
