@@ -168,8 +168,8 @@ class Data(Section):
                              "mislabel ground truth", hashed="training", check=fraction, metavar="FRACTION")
     train_size: int = key(0, "keep N training examples, drawn per class in proportion (seed 0), before label noise; "
                           "0: all", hashed="training", check=at_least(0, "every training example"), metavar="N")
-    # ood, ood_kind, ood_resize: hashed through the data's provenance, which names each OoD dataset's source, its
-    # kind and how it was resized
+    # ood, ood_kind, ood_resize, corrupted_size: hashed through the data's provenance, which names each OoD dataset's
+    # source, its kind and how it was resized, and how many images each corrupted split keeps
     ood: list[str] = key([], "add the test split of each dataset as an OoD split named after it, beside the "
                          "corruptions (e.g. textures, or idx:~/fashion-mnist for MNIST); its kind: ood_kind",
                          hashed=None, metavar="DATASET[,DATASET...]")
@@ -186,6 +186,10 @@ class Data(Section):
     corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
                                  "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all",
                                  hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)
+    corrupted_size: int = key(0, "keep the corrupted copies of N test images in each corrupted split, the same N in "
+                              "every one (drawn per class in proportion, seed 0), scored apart from the clean images "
+                              "(stratified intervals); 0: all (CIFAR-10-C's 75 splits hold 750,000 images)",
+                              hashed=None, check=at_least(0, "every image"), metavar="N")
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import RunConfig, digest, load_toml
-from bench.data import (Dataset, load_dataset, with_corruptions_only, with_semantic_ood, with_training_set,
-                        without_in_distribution_copies)
+from bench.data import (Dataset, load_dataset, with_corrupted_size, with_corruptions_only, with_semantic_ood,
+                        with_training_set, without_in_distribution_copies)
 from bench.errors import BenchError
 from bench.executors import cpu_threads, executor, model_free_columns
 from bench.files import write_atomically
@@ -94,6 +94,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         model_factory(config.model)  # an unknown or broken model fails before any data is read
         Store(config.out_dir).check_writable()
         published = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
+        published = with_corrupted_size(published, config.corrupted_size)
         base = with_training_set(published, config.train_size, config.label_noise)
         others = [*(load_dataset(name, config.data_dir, corruptions=()) for name in config.ood), *ood]
         dataset = with_semantic_ood(base, others, dict(entry.rsplit("=", 1) for entry in config.ood_kind),

@@ -55,6 +55,13 @@ class Split:
         if self.boundary_distance is not None and len(self.boundary_distance) != len(self.labels):
             raise ValueError(f"split has {len(self.labels)} labels but {len(self.boundary_distance)} boundary distances")
 
+    def subset(self, index: np.ndarray) -> Split:
+        """The examples at ``index``, in its order, no longer paired with the test split's images."""
+        return dataclasses.replace(
+            self, inputs=self.inputs[index], labels=self.labels[index], paired_with_test=False,
+            noisy=None if self.noisy is None else self.noisy[index],
+            boundary_distance=None if self.boundary_distance is None else self.boundary_distance[index])
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -296,11 +303,7 @@ def without_in_distribution_copies(dataset: Dataset, published: Dataset) -> Data
                              "an in-distribution image (training or test split), so none is left to score as OoD; "
                              "leave it out (--ood, --corruptions) or give other images")
         if copies.any():
-            kept = ~copies
-            splits[name] = dataclasses.replace(
-                split, inputs=split.inputs[kept], labels=split.labels[kept], paired_with_test=False,
-                noisy=None if split.noisy is None else split.noisy[kept],
-                boundary_distance=None if split.boundary_distance is None else split.boundary_distance[kept])
+            splits[name] = split.subset(~copies)
             dropped[name] = int(copies.sum())
     if not dropped:
         return dataset
@@ -335,15 +338,32 @@ def with_train_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
     (scikit-learn's stratified split, seed ``seed``), in their original order; all of them for 0."""
     if not size or size >= len(dataset.train.labels):
         return dataset
-    from sklearn.model_selection import train_test_split
-
-    labels = dataset.train.labels
-    kept, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
-    kept = np.sort(kept)
-    distance = dataset.train.boundary_distance
-    train = Split(dataset.train.inputs[kept], labels[kept], boundary_distance=None if distance is None else distance[kept])
+    train = dataset.train.subset(stratified_sample(dataset.train.labels, size, seed))
     return _with_new_training(dataset, f"{size} training examples (stratified, seed {seed})",
                               name=f"{dataset.name}[train_size={size}]", train=train)
+
+
+def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The sorted indices of ``size`` of ``labels``, drawn per class in proportion (scikit-learn's stratified split)."""
+    from sklearn.model_selection import train_test_split
+
+    kept, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(kept)
+
+
+def with_corrupted_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
+    """``dataset`` with each split of corrupted test images cut to the copies of the same ``size`` test images,
+    drawn per class in proportion (``stratified_sample``, seed ``seed``), in their order; all for 0 or a ``size`` of
+    at least the test split's. A cut split is scored apart from the clean images it corrupts (stratified intervals,
+    no longer paired with the test split). The cut is written in the provenance, not in the training's."""
+    paired = [name for name, split in dataset.ood.items() if split.paired_with_test]
+    if not size or size >= len(dataset.test) or not paired:
+        return dataset
+    kept = stratified_sample(dataset.test.labels, size, seed)
+    splits = {name: dataset.ood[name].subset(kept) for name in paired}
+    return dataclasses.replace(dataset, ood={**dataset.ood, **splits}, training_source=dataset.trained_on,
+                               source=f"{dataset.source}; the corrupted copies of {size} test images in each corrupted "
+                                      f"split (stratified, seed {seed})")
 
 
 def _with_new_training(dataset: Dataset, note: str, **changes: Any) -> Dataset:
