@@ -1,6 +1,6 @@
 """Choose VoG's default variant by a rule fixed in advance, on data it is not judged on.
 
-The committed VoG protocol study (``leaderboards/vog-protocol.csv.gz``: 60 VoG variants with the
+The committed VoG protocol study (``leaderboards/vog-protocol.csv.gz``: 30 VoG variants with the
 predicted label, MNIST-C, LeNet-5, 5 seeds) is split by corruption, in MNIST-C's official order:
 the 8 at even positions choose, the 7 at odd positions judge. The rule, fixed before any number
 was read: the variant with the highest mean AUROC over the 5 seeds and the choosing corruptions
