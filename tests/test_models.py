@@ -121,11 +121,12 @@ def test_models_from_other_packages_come_through_their_entry_points(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert "['lenet', 'mlp', 'resnet18', 'resnet20', 'tiny'] 2" in result.stdout
+    assert "['lenet', 'mlp', 'poolnet', 'resnet18', 'resnet20', 'tiny'] 2" in result.stdout
 
 
-def test_the_resnets_have_the_parameter_counts_of_their_papers_by_hand():
-    """ResNet-20 (option A shortcuts have no parameters) and the CIFAR ResNet-18, counted layer by layer."""
+def test_the_cifar_networks_have_their_parameter_counts_by_hand():
+    """ResNet-20 (option A shortcuts have no parameters), the CIFAR ResNet-18 and poolnet (a 2x2 stem with a bias, then
+    three stages of two 3x3 convolutions with batch norm), counted layer by layer."""
     conv = lambda c_in, c_out, k=3: c_in * c_out * k * k  # noqa: E731 (no bias: batch norm follows)
     bn = lambda c: 2 * c  # noqa: E731
     resnet20 = conv(3, 16) + bn(16) + sum(
@@ -135,8 +136,10 @@ def test_the_resnets_have_the_parameter_counts_of_their_papers_by_hand():
         conv(c_in, c) + bn(c) + conv(c, c) + bn(c) + (conv(c_in, c, 1) + bn(c) if c != c_in else 0)
         for c_in, c in [(64, 64)] * 2 + [(64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
     ) + 512 * 10 + 10
-    assert (resnet20, resnet18) == (269_722, 11_173_962)  # the counts quoted for these networks
-    for name, expected, embedding in (("resnet20", resnet20, 64), ("resnet18", resnet18, 512)):
+    poolnet = conv(3, 24, 2) + 24 + sum(conv(c_in, c) + bn(c) + conv(c, c) + bn(c)
+                                        for c_in, c in [(24, 64), (64, 128), (128, 128)]) + 128 * 10 + 10
+    assert (resnet20, resnet18, poolnet) == (269_722, 11_173_962, 569_666)  # the counts quoted for these networks
+    for name, expected, embedding in (("resnet20", resnet20, 64), ("resnet18", resnet18, 512), ("poolnet", poolnet, 128)):
         model = build_model(name, (3, 32, 32), 10)
         assert sum(p.numel() for p in model.parameters()) == expected
         assert model.eval().embed(torch.rand(2, 3, 32, 32)).shape == (2, embedding)
@@ -194,3 +197,10 @@ def test_a_normalized_model_standardises_its_input_and_its_gradients_stay_in_pix
     inner(standardised)[:, 0].sum().backward()
     torch.testing.assert_close(x.grad, standardised.grad / s)  # the chain rule: d/dx = d/dz / std
     assert model.head is model.model.head and len(list(model.parameters())) == len(list(inner.parameters()))
+
+
+def test_poolnet_takes_32x32_images_only():
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"poolnet takes 32x32 images \(channels, 32, 32\), got inputs of shape \(1, 28, 28\)"):
+        build_model("poolnet", (1, 28, 28), 10)
