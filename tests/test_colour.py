@@ -2,16 +2,20 @@
 statistics where it is random, severity by severity; and the generated variant of a colour dataset."""
 
 import colorsys
+import importlib.util
 import io
+import sys
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bench.data import load_dataset
-from bench.data.colour import (COLOUR_CORRUPTIONS, FROST_PHOTOS, SEVERITIES, corrupt_colour, frost, frost_blend,
-                               frost_textures)
+from bench.data import Split, corrupted, load_dataset
+from bench.data.colour import (COLOUR_CORRUPTIONS, FROST_PHOTOS, SEVERITIES, SYNTHETIC_FROST, corrupt_colour, frost,
+                               frost_blend, frost_photographs, frost_textures)
 from bench.errors import BenchError
 
 
@@ -152,15 +156,99 @@ def test_frost_blend_is_the_closed_form_of_the_original():
     np.testing.assert_allclose(frost_blend(x, texture, 5), [[[[0.6, 1.0, 0.45], [0.15, 0.525, 0.9]]]])
 
 
-def test_frost_crops_a_texture_and_differs_between_seeds(images):
+WHEEL = importlib.util.find_spec("torch_uncertainty_assets") is not None
+needs_wheel = pytest.mark.skipif(not WHEEL, reason="the frost photographs' wheel is not installed: pip install -e '.[frost]'")
+
+
+@pytest.fixture
+def no_wheel(monkeypatch):
+    """torch_uncertainty_assets cannot be imported, installed or not."""
+    monkeypatch.setitem(sys.modules, "torch_uncertainty_assets", None)
+
+
+def test_frost_crops_a_texture_without_the_wheel_and_differs_between_seeds(images, no_wheel):
     """On black images frost is 0.45 times its crop: every crop is a 32x32 window of one of the textures drawn
     first, at an offset the original draws (below 64 and 96)."""
+    assert frost_photographs((32, 32)) == (None, SYNTHETIC_FROST)
     out = frost(np.zeros((16, 32, 32, 3)), 5, np.random.default_rng(7)) / 0.45
     textures = frost_textures((96, 128), np.random.default_rng(7))
     for crop in out:
         starts = zip(*np.nonzero((np.abs(textures[:, :64, :96] - crop[0, 0]) < 1e-9).all(axis=-1)))
         assert any(np.allclose(textures[k, a:a + 32, b:b + 32], crop) for k, a, b in starts)
     assert (corrupt_colour(images, "frost", 3, seed=0) != corrupt_colour(images, "frost", 3, seed=1)).any()
+
+
+# The official draws (frost1.png, frost2.png, frost3.png, the same photograph as frost2.png, frost4.jpg and frost5.jpg)
+# by their numbers in the wheel, which holds frost1-2 re-encoded as JPEG and frost4-6.jpg as frost3-5.jpg.
+OFFICIAL_IN_WHEEL = [1, 2, 2, 3, 4]
+
+
+def opencv_resize_by_a_fifth(image):
+    """OpenCV's bilinear ``resize(image, (0, 0), fx=0.2, fy=0.2)``: round(0.2 n) pixels per axis, output pixel i
+    interpolated at input (i + 0.5) / 0.2 - 0.5, the last pixel repeated past the edge."""
+    for axis in (0, 1):
+        n = image.shape[axis]
+        at = (np.arange(round(0.2 * n)) + 0.5) / 0.2 - 0.5
+        low = np.floor(at).astype(int)
+        weight = np.expand_dims(at - low, 1 - axis)[..., None]
+        image = (1 - weight) * image.take(low, axis) + weight * image.take(np.minimum(low + 1, n - 1), axis)
+    return image
+
+
+def wheel_photograph(number):
+    """A wheel photograph read as the original reads its own (RGB after BGR), resized by 0.2, in gray levels."""
+    with (files("torch_uncertainty_assets") / "frost" / f"frost{number}.jpg").open("rb") as handle:
+        return opencv_resize_by_a_fifth(np.asarray(Image.open(handle).convert("RGB"), dtype=np.float64))
+
+
+@needs_wheel
+def test_frost_blends_a_crop_of_a_resized_official_photograph(images):
+    """The original's draws from the same generator: a photograph, then the crop's top and left below its height and
+    width less 32; the image blended with that crop in closed form. Seeds differ."""
+    x, photos = nhwc(images), [wheel_photograph(number) for number in OFFICIAL_IN_WHEEL]
+    rng = np.random.default_rng(11)
+    pick = rng.integers(5, size=len(x))
+    top = rng.integers(0, [photos[k].shape[0] - 32 for k in pick])
+    left = rng.integers(0, [photos[k].shape[1] - 32 for k in pick])
+    assert len(set(pick)) > 2
+    for severity, (image_weight, frost_weight) in ((1, (1, 0.2)), (5, (0.75, 0.45))):
+        got = frost(x, severity, np.random.default_rng(11)) * 255
+        for i, (k, a, b) in enumerate(zip(pick, top, left)):
+            expected = np.clip(image_weight * x[i] * 255 + frost_weight * photos[k][a:a + 32, b:b + 32], 0, 255)
+            np.testing.assert_allclose(got[i], expected, atol=1e-6)
+    assert (corrupt_colour(images, "frost", 3, seed=0) != corrupt_colour(images, "frost", 3, seed=1)).any()
+
+
+@needs_wheel
+def test_the_wheel_holds_the_official_photographs():
+    """After the 0.2 resize, the wheel's photographs for the five draws have the mean R, G, B and luma standard deviation
+    measured on the official ones (FROST_PHOTOS) within 0.5 gray levels: frost1.png and frost2.png, re-encoded as JPEG,
+    are 0.3 apart at most, the others are the official files. Images too large for a crop get the textures."""
+    photos, source = frost_photographs((32, 32))
+    assert source.startswith("frost photographs: torch-uncertainty-assets ")
+    stats = [[*(photo * 255).mean(axis=(0, 1)), (photo * 255 @ [0.299, 0.587, 0.114]).std()] for photo in photos]
+    np.testing.assert_allclose(stats, FROST_PHOTOS, atol=0.5)
+    for photo, number in zip(photos, OFFICIAL_IN_WHEEL):
+        np.testing.assert_allclose(photo * 255, wheel_photograph(number), atol=1e-9)
+    assert frost_photographs((63, 32)) == (None, f"{SYNTHETIC_FROST} (the resized photographs hold no 63x32 crop)")
+    assert frost(np.zeros((2, 63, 32, 3)), 1, np.random.default_rng(0)).shape == (2, 63, 32, 3)
+
+
+def test_the_frost_used_names_the_generated_folder_its_manifest_and_the_source(images, monkeypatch, no_wheel):
+    """Variants with different frost never share a folder, a manifest or a source line (and so no cached result)."""
+    test = Split(images, np.arange(len(images)))
+
+    def identity():
+        return (corrupted.colour_folder("patches", test, Path("data")), corrupted._colour_recipe(test)["frost"],
+                corrupted._colour_source(test))
+
+    synthetic = identity()
+    photographs = "frost photographs: torch-uncertainty-assets 0.5.2"
+    monkeypatch.setattr(corrupted, "frost_photographs", lambda shape: (None, photographs))
+    assert synthetic[1] == SYNTHETIC_FROST and synthetic[2].endswith(f"seed 0, {SYNTHETIC_FROST})")
+    folder, recipe, source = identity()
+    assert recipe == photographs and source.endswith(f"seed 0, {photographs})")
+    assert folder.parent == synthetic[0].parent and folder.name.startswith("patches-c-") and folder != synthetic[0]
 
 
 def test_frost_textures_have_the_statistics_of_the_official_photographs():

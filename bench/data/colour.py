@@ -10,20 +10,26 @@ not bit for bit. The original's 32-pixel constants follow the image size.
 
 Deviations, stated: ``motion_blur`` and ``snow`` use ImageMagick's motion blur in the
 original; here it is the numpy port of ``bench.data.corruptions.blur_along`` (a one-sided
-Gaussian of whole-pixel shifts), not bit-identical to ImageMagick. ``frost`` is the original's
-blend, weights, random pick of five frost images and random crop, but its frost images are
-photographs (frost1.png to frost5.jpg; ``randint(5)`` never draws frost6.jpg) that ship with the
-official code only: here each is a synthetic texture with that photograph's mean R, G and B and
-luma standard deviation after the original's 0.2 resize (``FROST_PHOTOS``: 164 of 255 on
-average, bluish, B > G > R), so the corrupted images match the original's in those statistics,
-not in the photographs' exact crystals.
+Gaussian of whole-pixel shifts), not bit-identical to ImageMagick. ``frost`` blends each image
+with a random crop of one of five frost photographs (frost1.png to frost5.jpg; ``randint(5)``
+never draws frost6.jpg) that ship with the official code, not with this harness. When the
+``torch-uncertainty-assets`` wheel is installed (the ``frost`` extra), they are its JPEGs of the
+official photographs (``FROST_FILES``), read with Pillow and resized as the original does, so
+the port is the original's but for the JPEG re-encoding of frost1.png and frost2.png. Without
+it, each is a synthetic texture with that photograph's mean R, G and B and luma standard
+deviation after the original's 0.2 resize (``FROST_PHOTOS``: 164 of 255 on average, bluish,
+B > G > R), so the corrupted images match the original's in those statistics, not in the
+photographs' exact crystals. ``frost_photographs`` says which, for provenance and caching.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import io
 import zlib
 from collections.abc import Callable
+from importlib import resources
 
 import numpy as np
 from scipy import ndimage
@@ -145,8 +151,8 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # The five photographs the original draws from, after its 0.2 resize (OpenCV's bilinear ``resize``, which at
-# 0.2 samples every fifth pixel): mean R, G, B and the standard deviation of the luma, in gray levels
-# (frost2.png and frost3.png have the same statistics).
+# 0.2 samples every fifth pixel from the third, ``_resized_frost``): mean R, G, B and the standard deviation of the
+# luma, in gray levels (frost2.png and frost3.png are the same photograph).
 FROST_PHOTOS = np.array([(77.5, 149.0, 165.7, 18.3), (200.8, 205.4, 214.5, 21.9), (200.8, 205.4, 214.5, 21.9),
                          (138.0, 153.2, 165.6, 29.1), (112.3, 123.3, 134.7, 43.3)])
 
@@ -187,15 +193,60 @@ def frost_blend(x: np.ndarray, texture: np.ndarray, severity: int) -> np.ndarray
     return np.clip(image_weight * x + frost_weight * texture, 0, 1)
 
 
+# The official five draws by their names in the torch-uncertainty-assets wheel: it ships frost1.png and frost2.png of
+# hendrycks/robustness re-encoded as frost1.jpg and frost2.jpg, and frost4.jpg to frost6.jpg byte for byte as frost3.jpg
+# to frost5.jpg; the official frost3.png is frost2.png pixel for pixel, so its draw reads frost2.jpg too.
+FROST_FILES = ("frost1.jpg", "frost2.jpg", "frost2.jpg", "frost3.jpg", "frost4.jpg")
+SYNTHETIC_FROST = "frost synthetic textures"
+
+
+@functools.cache
+def _resized_frost(version: str) -> tuple[np.ndarray, ...]:
+    """The wheel's photographs of ``FROST_FILES``, RGB in [0, 1], after the original's 0.2 resize.
+
+    OpenCV's bilinear ``resize`` by 0.2 maps output pixel i to input (i + 0.5) / 0.2 - 0.5 = 5 i + 2 with weight 1
+    (no antialiasing), into round(0.2 n) pixels: every fifth pixel from the third, which ``[2::5, 2::5]`` is exactly
+    (checked equal to ``cv2.resize`` on these photographs and on random sizes)."""
+    from PIL import Image
+
+    def read(name: str) -> np.ndarray:
+        with (resources.files("torch_uncertainty_assets") / "frost" / name).open("rb") as handle:
+            return np.asarray(Image.open(handle).convert("RGB"))[2::5, 2::5] / 255.0
+
+    return tuple(read(name) for name in FROST_FILES)
+
+
+def frost_photographs(shape: tuple[int, int]) -> tuple[tuple[np.ndarray, ...] | None, str]:
+    """The frost photographs ``frost`` crops for images of ``shape`` (h, w), and the line naming the frost used.
+
+    The official photographs when the torch-uncertainty-assets wheel is installed and every one holds a crop of that
+    shape (up to 62 x 96 after the resize); otherwise None: the synthetic textures (``frost_textures``)."""
+    try:
+        import torch_uncertainty_assets  # noqa: F401
+
+        version = importlib.metadata.version("torch-uncertainty-assets")  # PackageNotFoundError is an ImportError
+    except ImportError:
+        return None, SYNTHETIC_FROST
+    photos = _resized_frost(version)
+    if any(photo.shape[0] <= shape[0] or photo.shape[1] <= shape[1] for photo in photos):
+        return None, f"{SYNTHETIC_FROST} (the resized photographs hold no {shape[0]}x{shape[1]} crop)"
+    return photos, f"frost photographs: torch-uncertainty-assets {version}"
+
+
 def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Blend every image with a crop of a random texture, at a random offset (the original's ``randint``s)."""
+    """Blend every image with a crop of a random frost photograph (or texture) at a random offset: the original's
+    ``randint``s, the crop's top below the photograph's height less the image's, its left likewise."""
     n, height, width = x.shape[:3]
-    textures = frost_textures((3 * height, 4 * width), rng)  # about the size of the resized photographs
-    pick = rng.integers(len(textures), size=n)
-    top, left = rng.integers(0, 2 * height, size=n), rng.integers(0, 3 * width, size=n)
-    rows = top[:, None, None] + np.arange(height)[:, None]
-    cols = left[:, None, None] + np.arange(width)
-    return frost_blend(x, textures[pick[:, None, None], rows, cols], severity)
+    photos = frost_photographs((height, width))[0]
+    if photos is None:
+        photos = frost_textures((3 * height, 4 * width), rng)  # about the size of the resized photographs
+    pick = rng.integers(len(photos), size=n)
+    room = np.array([photo.shape[:2] for photo in photos])[pick] - (height, width)
+    top, left = rng.integers(0, room[:, 0]), rng.integers(0, room[:, 1])
+    crops = np.empty(x.shape)
+    for i, (k, a, b) in enumerate(zip(pick, top, left)):
+        crops[i] = photos[k][a:a + height, b:b + width]
+    return frost_blend(x, crops, severity)
 
 
 def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

@@ -11,7 +11,9 @@ killed one is removed by the next (``bench.files``). Generated files follow the 
 recipe but are not byte-identical to the official release.
 
 Colour test splits get the CIFAR-10-C corruptions in that layout instead (``read_severities``),
-generated into the same kind of folder a file per corruption, each written whole or not at all:
+generated into the same kind of folder, named after the MD5 of the clean test images and the
+frost used (photographs or synthetic textures, ``colour_folder``; ``generated.json`` and the
+source line name it too), a file per corruption, each written whole or not at all:
 a run that asks for some corruptions generates those alone, and a later one that asks for more
 generates only the missing ones. ``lazy_corrupted_splits`` reads or generates nothing until a
 split is used, so a dataset loaded only for its test split costs no corruption.
@@ -35,7 +37,7 @@ from tqdm.auto import tqdm
 
 import bench
 from bench.data.dataset import LazySplits, Split
-from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour
+from bench.data.colour import CHUNK, COLOUR_CORRUPTIONS, SEVERITIES, corrupt_colour, frost_photographs
 from bench.data.corruptions import CORRUPTIONS, corrupt
 from bench.errors import BenchError
 from bench.files import full_disk_refused, remove_stale_temporaries, temporary_prefix, umask, write_atomically
@@ -218,13 +220,26 @@ def _severities_of(folder: Path, test: Split, what: str, corruption: str) -> dic
     return read_severities(folder, test, what, [corruption])
 
 
+def _frost(test: Split) -> str:
+    """Which frost the colour corruptions of this test split are made with: the photographs or the synthetic textures."""
+    return frost_photographs(test.inputs.shape[2:])[1]
+
+
 def _colour_recipe(test: Split) -> dict:
     return {**_recipe(test), "recipe": "CIFAR-10-C (Hendrycks & Dietterich 2019)", "corruptions": list(COLOUR_CORRUPTIONS),
-            "severities": SEVERITIES, "chunk": CHUNK}
+            "severities": SEVERITIES, "chunk": CHUNK, "frost": _frost(test)}
 
 
 def _colour_source(test: Split) -> str:
-    return f"corruptions: generated, CIFAR-10-C recipe ({_recipe(test)['generator']}, seed {GENERATION_SEED})"
+    return (f"corruptions: generated, CIFAR-10-C recipe ({_recipe(test)['generator']}, seed {GENERATION_SEED}, "
+            f"{_frost(test)})")
+
+
+def colour_folder(name: str, test: Split, root: Path) -> Path:
+    """Where the CIFAR-10-C variant generated from this test split lives: named after the content it came from and
+    the frost it is made with, so that variants with different frost never share a folder."""
+    key = hashlib.md5(f"{fingerprint(test.inputs)} {_frost(test)}".encode()).hexdigest()
+    return root / f"{name}-c-{key[:8]}"
 
 
 def _is_current_colour_folder(folder: Path, test: Split) -> bool:
@@ -268,7 +283,7 @@ def colour_corrupted_splits(name: str, test: Split, roots: list[Path], progress:
     """The CIFAR-10-C corruptions ``corruptions`` (default: every one) of a colour test split: each read from a
     current generated folder that has its file, otherwise generated into the first data root's."""
     source = _colour_source(test)
-    folders = [generated_folder(name, test, root) for root in roots]
+    folders = [colour_folder(name, test, root) for root in roots]
     splits = {}
     for corruption in COLOUR_CORRUPTIONS if corruptions is None else corruptions:
         folder = next((f for f in folders if (f / f"{corruption}.npy").is_file() and _is_current_colour_folder(f, test)), None)
