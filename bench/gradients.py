@@ -3,10 +3,12 @@
 * The last linear layer's weight gradient has a closed form, ``(p - onehot(y)) h^T``: no
   backward pass at all (Outlier Gradient Analysis uses it).
 * The norm of the gradient over every parameter (GraNd): for models whose parameters all
-  sit in ``Linear`` and stride-1 ``Conv2d`` layers, from each layer's input and output
-  gradient of one batched backward pass (a linear layer's per-example weight gradient is
-  the outer product ``g a^T``; a convolution's is the correlation of the example's input
-  with its output gradient, for the whole batch one grouped convolution); otherwise from ``torch.func``,
+  sit in ``Linear``, stride-1 ``Conv2d`` and (eval-mode) ``BatchNorm2d`` layers, from each
+  layer's input and output gradient of one batched backward pass (a linear layer's per-example
+  weight gradient is the outer product ``g a^T``; a convolution's is the correlation of the
+  example's input with its output gradient, for the whole batch one grouped convolution; a
+  batch norm's, the sums over positions of ``g`` times the normalised input and of ``g``);
+  otherwise from ``torch.func``,
   ``vmap(grad(loss))`` over the batch, or a loop over examples for models vmap cannot take.
 """
 
@@ -38,9 +40,16 @@ def _example_loss(model: nn.Module, buffers: dict):
 
 
 def readable_layers(model: nn.Module) -> list[nn.Module] | None:
-    """The modules holding parameters, if each is a Linear or a plain stride-1 Conv2d layer; else None."""
+    """The modules holding parameters, if each is a Linear, a plain stride-1 Conv2d or an eval-mode BatchNorm2d
+    layer (a fixed affine map of each example alone); else None."""
     layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-    return layers if all(isinstance(m, nn.Linear) or is_plain_convolution(m) for m in layers) else None
+    return layers if all(isinstance(m, nn.Linear) or is_plain_convolution(m) or _is_fixed_batch_norm(m)
+                         for m in layers) else None
+
+
+def _is_fixed_batch_norm(layer: nn.Module) -> bool:
+    return (type(layer) is nn.BatchNorm2d and not layer.training and layer.affine
+            and layer.running_mean is not None and layer.running_var is not None)
 
 
 @contextlib.contextmanager
@@ -79,6 +88,10 @@ def layer_norms(layers: list[nn.Module], record: dict[nn.Module, tuple[torch.Ten
                 raise NotImplementedError("per-example norms of a Linear layer on sequences")
             g = grad
             squared += g.pow(2).sum(1) * a.pow(2).sum(1)
+        elif isinstance(layer, nn.BatchNorm2d):  # eval mode: weight * (a - running mean) / sqrt(running var + eps) + bias
+            normalised = (a - layer.running_mean[:, None, None]) / torch.sqrt(layer.running_var[:, None, None] + layer.eps)
+            squared += (grad * normalised).sum((2, 3)).pow(2).sum(1)
+            g = grad.sum((2, 3))
         else:  # examples become groups: (in channels, n, h, w) correlated with (n * out channels, 1, h', w')
             n, channels = a.shape[:2]
             weight_grads = functional.conv2d(a.transpose(0, 1), grad.flatten(0, 1).unsqueeze(1), padding=layer.padding,
@@ -100,14 +113,15 @@ def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, tar
 def param_grad_norms(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str = "layers") -> torch.Tensor:
     """(n,) L2 norm over all parameters of the gradient of each example's cross-entropy.
 
-    ``method="layers"`` reads them off one batched backward pass (Linear and Conv2d models
+    ``method="layers"`` reads them off one batched backward pass (Linear, Conv2d and BatchNorm2d models
     only); ``"vmap"`` vectorises ``torch.func.grad`` over the batch; ``"loop"`` takes one
     example at a time. The model must be in eval mode (no batch statistics couple the examples).
     """
     if method == "layers":
         layers = readable_layers(model)
         if layers is None:
-            raise NotImplementedError("the model has parameters outside plain Linear and Conv2d layers")
+            raise NotImplementedError("the model has parameters outside plain Linear, Conv2d and eval-mode BatchNorm2d "
+                                      "layers")
         return _layer_norms(model, layers, x, target)
     params = {name: p.detach() for name, p in model.named_parameters()}
     loss = _example_loss(model, dict(model.named_buffers()))

@@ -201,14 +201,14 @@ def compute_signals(
             with contextlib.suppress(NotImplementedError):  # layers it cannot read: ``grad_norms`` below
                 norms = layer_norms(layers, record, grads[:len(layers)])
     signals[LOGITS] = logits.detach()
-    for signal in sorted(signal for signal in map(Signal, needed) if signal.kind == "odin_logits"):
-        signals[signal] = perturbed_logits(model, x, **signal.params)
-        done(signal)
     if EMBEDDING in needed:
         signals[EMBEDDING] = embedding.detach()
     if PIXELS in needed:
         signals[PIXELS] = inputs.detach()
-    if PARAM_GRAD_NORM in needed:
+    if PARAM_GRAD_NORM in needed:  # timed from the last signal done, so that it is charged the layers' norms above
         signals[PARAM_GRAD_NORM] = norms if norms is not None else grad_norms(model, inputs.detach(), classes["target"])
         done(PARAM_GRAD_NORM)
+    for signal in sorted(signal for signal in map(Signal, needed) if signal.kind == "odin_logits"):
+        signals[signal] = perturbed_logits(model, x, **signal.params)
+        done(signal)
     return signals, classes

@@ -100,10 +100,15 @@ def autograd_norm(model, x, y):
     return torch.sqrt(sum(g.pow(2).sum() for g in grads))
 
 
-@pytest.mark.parametrize("name, shape", [("mlp", (6,)), ("lenet", (1, 28, 28))])
+@pytest.mark.parametrize("name, shape", [("mlp", (6,)), ("lenet", (1, 28, 28)), ("poolnet", (3, 32, 32))])
 def test_grand_every_method_equals_autograd_one_example_at_a_time(name, shape):
     torch.manual_seed(0)
     model = build_model(name, shape, 3).eval()
+    for layer in model.modules():  # batch norms whose statistics and affine map are not the identity
+        if isinstance(layer, nn.BatchNorm2d):
+            for tensor, low, high in ((layer.running_mean, -0.5, 0.5), (layer.running_var, 0.5, 2.0),
+                                      (layer.weight.data, 0.5, 1.5), (layer.bias.data, -0.2, 0.2)):
+                tensor.uniform_(low, high)
     x, y = torch.rand(9, *shape), torch.randint(0, 3, (9,))
     expected = torch.stack([autograd_norm(model, xi, yi) for xi, yi in zip(x, y)])
     model.requires_grad_(False)  # as in the probe

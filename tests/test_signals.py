@@ -7,7 +7,8 @@ from torch import nn
 
 from bench.gradients import param_grad_norms
 from bench.models import MLP
-from bench.signals import EMBEDDING, LOGITS, PARAM_GRAD_NORM, PIXELS, SIGNALS, Signal, compute_signals, input_grad
+from bench.signals import (EMBEDDING, LOGITS, PARAM_GRAD_NORM, PIXELS, SIGNALS, Signal, compute_signals, input_grad,
+                           odin_logits)
 
 N, FEATURES, N_CLASSES = 7, 3, 4
 INPUT_GRADS = [signal for signal in SIGNALS if signal.kind == "input_grad"]
@@ -105,3 +106,14 @@ def test_a_lenets_signals_with_the_norms_sharing_their_pass_equal_those_taken_ap
     torch.testing.assert_close(together[shared], apart[shared], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(together[PARAM_GRAD_NORM], param_grad_norms(model, x, label, "vmap"), rtol=1e-5, atol=0)
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_the_norms_read_off_the_layers_are_charged_to_them_not_to_the_odin_pass_after_them(case):
+    """Each signal is timed from the one done before it: the layers' norms must be done before ODIN's own pass."""
+    x, label, final = case
+    model = MLP((FEATURES,), N_CLASSES, hidden=(5,)).eval()
+    timed = []
+    odin = odin_logits(1000.0, 0.0014)
+    compute_signals(model, x, {"label": label, "target": label}, {LOGITS, PARAM_GRAD_NORM, odin}, param_grad_norms,
+                    timed.append)
+    assert timed == [LOGITS, PARAM_GRAD_NORM, odin]
