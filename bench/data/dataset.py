@@ -356,8 +356,10 @@ def with_corrupted_size(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
     drawn per class in proportion (``stratified_sample``, seed ``seed``), in their order; all for 0 or a ``size`` of
     at least the test split's. A cut split is scored apart from the clean images it corrupts (stratified intervals,
     no longer paired with the test split). The cut is written in the provenance, not in the training's."""
+    if not size or size >= len(dataset.test):
+        return dataset  # before the splits are read: lazy ones stay unread
     paired = [name for name, split in dataset.ood.items() if split.paired_with_test]
-    if not size or size >= len(dataset.test) or not paired:
+    if not paired:
         return dataset
     kept = stratified_sample(dataset.test.labels, size, seed)
     splits = {name: dataset.ood[name].subset(kept) for name in paired}
