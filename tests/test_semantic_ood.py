@@ -230,15 +230,17 @@ def test_corruptions_and_another_dataset_are_averaged_apart(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_cpu_cifar_preset_runs_its_recipe_on_the_embedded_colour_data(tmp_path):
-    """cifar10-cpu's recipe (ResNet-20, one-cycle, crops and flips, normalised, a checkpoint at init) end to end."""
+    """cifar10-cpu's recipe (poolnet, one-cycle, crops and flips, normalised, bfloat16 autocast, a checkpoint at init)
+    end to end."""
     out = tmp_path / "out"
     assert main(["run", "--preset", "cifar10-cpu", "--dataset", "patches", "--ood", "textures", "--epochs", "1",
                  "--scorers", "loss,grand[epoch=0],vog", "--out", str(out), "--no-progress"]) == 0
     [unit] = (out / "units").glob("*.npz")
     meta = ScoreTable.load(unit).meta
-    assert meta["model"] == "resnet20" and meta["observed"]["grand[epoch=0]"] == [0]
+    assert meta["model"] == "poolnet" and meta["observed"]["grand[epoch=0]"] == [0]
     assert meta["input_statistics"]["normalized"] and len(meta["input_statistics"]["mean"]) == 3
     training = meta["config"]
-    assert (training["schedule"], training["augment"], training["normalize"]) == ("onecycle", "crop-flip", True)
+    assert (training["schedule"], training["augment"], training["normalize"], training["amp"]) == (
+        "onecycle", "crop-flip", True, True)
     board = read_csv(out / "leaderboard.csv")
     assert board[(board.task == "ood") & (board.split == "textures")].value.notna().any()
