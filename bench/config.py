@@ -105,10 +105,10 @@ def known_corruptions(value: list[str]) -> str | None:
 
     known = corruption_names()
     unknown = [name for name in value if name not in known]
-    if not unknown and value:
+    if not unknown:
         return None
-    problem = f"names unknown corruption {', '.join(map(repr, unknown))}" if unknown else "is empty"
-    return f"{problem}; known: {', '.join(known)} (or \"all\" alone, for every one)"
+    return (f"names unknown corruption {', '.join(map(repr, unknown))}; known: {', '.join(known)} (or \"all\" alone, "
+            "for every one; none for an empty list)")
 
 
 def stated_kinds(value: list[str]) -> str | None:
@@ -184,7 +184,8 @@ class Data(Section):
         "conversion, the shorter side scaled to S by Pillow's bilinear filter, then the centre S x S crop: 28x28 "
         "MNIST beside 32x32 CIFAR-10), written in the data's provenance", hashed=None)
     corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
-                                 "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all",
+                                 "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all; \"\" (corruptions = [] in a "
+                                 "config file) for none",
                                  hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)
     corrupted_size: int = key(0, "keep the corrupted copies of N test images in each corrupted split, the same N in "
                               "every one (drawn per class in proportion, seed 0), scored apart from the clean images "

@@ -255,15 +255,16 @@ def test_the_corruptions_flag_runs_only_those_and_enters_only_the_unit_hash(tmp_
 
 def test_an_unknown_corruption_is_refused_listing_the_known_ones(tmp_path, capsys):
     with pytest.raises(BenchError, match=r"config key 'corruptions' names unknown corruption 'fogg'; known: .*zigzag.*"
-                                         r"jpeg_compression \(or \"all\" alone"):
+                                         r"jpeg_compression \(or \"all\" alone, for every one; none for an empty list\)"):
         RunConfig(corruptions=["fogg"])
-    with pytest.raises(BenchError, match="config key 'corruptions' is empty"):
-        RunConfig(corruptions=[])
     assert main(["run", "--corruptions", "fog,fogg", "--out", str(tmp_path), *QUICK_RUN]) == 2
     [line] = bench_error_lines(capsys)
     assert "unknown corruption 'fogg'" in line and all(name in line for name in COLOUR_CORRUPTIONS)
     with pytest.raises(BenchError, match="rgb-c has no corruption zigzag .*its corruptions: gaussian_noise"):
         load_dataset(f"npz-c:{colour_npz(tmp_path)}", data_dir=tmp_path / "data", corruptions=["zigzag"])
+    assert RunConfig(corruptions=[]).corruptions == []  # none: the dataset's clean splits alone
+    clean = load_dataset(f"npz-c:{colour_npz(tmp_path)}", data_dir=tmp_path / "data", corruptions=[])
+    assert clean.ood == {} and len(clean.test) == 3
 
 
 def test_grayscale_corruptions_are_selected_when_read(tmp_path):
