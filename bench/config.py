@@ -98,6 +98,12 @@ def distinct_seeds(value: list[int]) -> str | None:
     return None if len(set(value)) == len(value) else f"repeats a seed: {value}"
 
 
+def distinct_steps(value: list[int]) -> str | None:
+    if any(step < 1 for step in value):
+        return f"has {min(value)}; give optimizer steps of 1 or more (the untrained model: checkpoint_at_init)"
+    return None if len(set(value)) == len(value) else f"repeats a step: {value}"
+
+
 def known_corruptions(value: list[str]) -> str | None:
     if value == ["all"]:
         return None
@@ -184,8 +190,8 @@ class Data(Section):
         "conversion, the shorter side scaled to S by Pillow's bilinear filter, then the centre S x S crop: 28x28 "
         "MNIST beside 32x32 CIFAR-10), written in the data's provenance", hashed=None)
     corruptions: list[str] = key(["all"], "only these corruptions of the test split as OoD splits, each generated "
-                                 "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all; \"\" (corruptions = [] in a "
-                                 "config file) for none",
+                                 "once when missing (e.g. fog,contrast on CIFAR-10: 2 of its 15), or all; \"\" "
+                                 "(corruptions = [] in a config file) for none",
                                  hashed="scores", check=known_corruptions, metavar="NAME[,NAME...]", unordered=True)
     corrupted_size: int = key(0, "keep the corrupted copies of N test images in each corrupted split, the same N in "
                               "every one (drawn per class in proportion, seed 0), scored apart from the clean images "
@@ -218,6 +224,10 @@ class Recipe(Section):
                                 hashed="training", check=at_least(1), metavar="N")
     checkpoint_unit: Literal["epoch", "step"] = key("epoch", "what checkpoint_every counts: epochs, or optimizer "
                                                     "steps", hashed="training")
+    early_checkpoints: list[int] = key([], "also a checkpoint after each of these optimizer steps, whatever "
+                                       "checkpoint_unit: with checkpoint_at_init, early_checkpoints = [100, 200] makes "
+                                       "VoG's early window (the first 3 checkpoints) the first 200 steps",
+                                       hashed="training", check=distinct_steps, metavar="STEP[,STEP...]")
     checkpoint_at_init: bool = key(False, "a checkpoint of the untrained model too (epoch 0), as GraNd at "
                                    "initialisation needs", hashed="training")
     # "scores": the unit's own model is the same with or without folds, so its checkpoints are shared; the fold

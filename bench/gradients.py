@@ -6,7 +6,8 @@
   sit in ``Linear``, stride-1 ``Conv2d`` and (eval-mode) ``BatchNorm2d`` layers, from each
   layer's input and output gradient of one batched backward pass (a linear layer's per-example
   weight gradient is the outer product ``g a^T``; a convolution's is the correlation of the
-  example's input with its output gradient, for the whole batch one grouped convolution; a
+  example's input with its output gradient, for the whole batch one grouped convolution, or, where
+  that costs less, the ghost norm from the Gram matrices of its input patches and output gradients; a
   batch norm's, the sums over positions of ``g`` times the normalised input and of ``g``);
   otherwise from ``torch.func``,
   ``vmap(grad(loss))`` over the batch, or a loop over examples for models vmap cannot take.
@@ -92,15 +93,37 @@ def layer_norms(layers: list[nn.Module], record: dict[nn.Module, tuple[torch.Ten
             normalised = (a - layer.running_mean[:, None, None]) / torch.sqrt(layer.running_var[:, None, None] + layer.eps)
             squared += (grad * normalised).sum((2, 3)).pow(2).sum(1)
             g = grad.sum((2, 3))
-        else:  # examples become groups: (in channels, n, h, w) correlated with (n * out channels, 1, h', w')
-            n, channels = a.shape[:2]
-            weight_grads = functional.conv2d(a.transpose(0, 1), grad.flatten(0, 1).unsqueeze(1), padding=layer.padding,
-                                             groups=n)
-            squared += weight_grads.pow(2).reshape(channels, n, -1).sum((0, 2))
+        else:
+            squared += (conv_ghost_norms if ghost_is_cheaper(layer, grad) else conv_weight_norms)(layer, a, grad)
             g = grad.sum((2, 3))
         if layer.bias is not None:
             squared += g.pow(2).sum(1)
     return squared.sqrt()
+
+
+def conv_weight_norms(layer: nn.Conv2d, a: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """(n,) squared norms of a convolution's per-example weight gradients, each formed in full: examples become
+    groups, (in channels, n, h, w) correlated with (n * out channels, 1, h', w')."""
+    n, channels = a.shape[:2]
+    weight_grads = functional.conv2d(a.transpose(0, 1), grad.flatten(0, 1).unsqueeze(1), padding=layer.padding, groups=n)
+    return weight_grads.pow(2).reshape(channels, n, -1).sum((0, 2))
+
+
+def conv_ghost_norms(layer: nn.Conv2d, a: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """(n,) the same squared norms without forming the gradients (the "ghost norm", Goodfellow 2015; Li et al.
+    2022): with the input patches u_t and output gradients g_t at the T output positions, the weight gradient is
+    sum_t g_t u_t^T, whose squared norm is sum_{t,s} (u_t . u_s)(g_t . g_s)."""
+    patches = functional.unfold(a, layer.kernel_size, padding=layer.padding)  # (n, in channels * kernel, T)
+    outputs = grad.flatten(2)  # (n, out channels, T)
+    return (patches.transpose(1, 2) @ patches).mul_(outputs.transpose(1, 2) @ outputs).sum((1, 2))
+
+
+def ghost_is_cheaper(layer: nn.Conv2d, grad: torch.Tensor) -> bool:
+    """Whether the ghost norm takes fewer multiply-adds than forming the gradient: T^2 (d + p) against T d p, for
+    T output positions, d = in channels x kernel size and p out channels (Bu et al. 2022's rule for mixing the
+    two layer by layer). It holds where few positions meet many channels, as in a CIFAR network's last stages."""
+    positions, patch = grad.shape[2] * grad.shape[3], layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+    return positions * (patch + layer.out_channels) < patch * layer.out_channels
 
 
 def _layer_norms(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torch.nn import functional
 
 from bench.api import Checkpoint
 from bench.config import Recipe
+from bench.errors import BenchError
 
 PADDING = 4  # pixels of zeros around an image before a random crop, as in the standard CIFAR recipe
 
@@ -78,10 +79,17 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
 
 def checkpoint_steps(settings: Recipe, steps_per_epoch: int) -> list[int]:
     """The optimizer steps after which the model is probed: every ``checkpoint_every`` epochs or
-    steps, and always after the last step."""
+    steps, always after the last step, and after each of ``early_checkpoints``."""
+    total_steps = settings.epochs * steps_per_epoch
+    late = [step for step in settings.early_checkpoints if step >= total_steps]
+    if late:
+        raise BenchError(f"early_checkpoints asks for a checkpoint after step {late[0]}, but the training takes "
+                         f"{total_steps} steps ({settings.epochs} epochs of {steps_per_epoch}); give steps below it")
     if settings.checkpoint_unit == "epoch":
-        return [e * steps_per_epoch for e in checkpoint_epochs(settings.epochs, settings.checkpoint_every)]
-    return checkpoint_epochs(settings.epochs * steps_per_epoch, settings.checkpoint_every)
+        regular = [e * steps_per_epoch for e in checkpoint_epochs(settings.epochs, settings.checkpoint_every)]
+    else:
+        regular = checkpoint_epochs(total_steps, settings.checkpoint_every)
+    return sorted({*regular, *settings.early_checkpoints})
 
 
 def model_input(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
@@ -112,6 +120,7 @@ def train(
     n = len(labels)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     marks = set(checkpoint_steps(settings, steps_per_epoch))
+    within_epochs = marks if settings.checkpoint_unit == "step" else set(settings.early_checkpoints)
     total = len(marks) + settings.checkpoint_at_init
     total_steps = settings.epochs * steps_per_epoch
     done = 0  # checkpoints yielded
@@ -153,11 +162,11 @@ def train(
             steps += 1
             total_loss += loss.detach() * len(index)
             correct += (logits.argmax(1) == labels[index]).sum()
-            if steps in marks and settings.checkpoint_unit == "step":
+            if steps in within_epochs:
                 yield checkpoint(steps)
         if on_epoch is not None:
             on_epoch(epoch, total_loss.item() / n, correct.item() / n)
-        if steps in marks and settings.checkpoint_unit == "epoch":
+        if steps in marks and steps not in within_epochs:
             yield checkpoint(steps)
 
 

@@ -47,7 +47,9 @@ def run() -> None:
         print(f"cifar recipe: skipped, no CIFAR-10 in the data roots ({error})")
         return
     n, epochs = sized(len(dataset.train), 512), sized(config.epochs, 1)
-    recipe = dataclasses.replace(config.recipe, epochs=epochs, checkpoint_every=min(config.checkpoint_every, epochs))
+    steps = epochs * -(-n // config.batch_size)  # the early checkpoints that fall within a BENCH_TINY training
+    recipe = dataclasses.replace(config.recipe, epochs=epochs, checkpoint_every=min(config.checkpoint_every, epochs),
+                                 early_checkpoints=[step for step in config.early_checkpoints if step < steps])
     torch.manual_seed(SEED)
     statistics = dataset.channel_statistics() if config.normalize else None
     model = build_model(config.model, dataset.input_shape, dataset.n_classes, statistics)

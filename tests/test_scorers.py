@@ -9,7 +9,8 @@ from torch import nn
 
 from bench import registry
 from bench.api import LOGITS, Batch, Checkpoint
-from bench.gradients import GradNormComputer, last_layer_grad, param_grad_norms
+from bench.gradients import (GradNormComputer, conv_ghost_norms, conv_weight_norms, ghost_is_cheaper, last_layer_grad,
+                             param_grad_norms)
 from bench.metrics import auroc
 from bench.models import MLP, build_model
 from bench.hosts import CheckpointHost, observed_checkpoints
@@ -115,6 +116,29 @@ def test_grand_every_method_equals_autograd_one_example_at_a_time(name, shape):
     for method in ("layers", "vmap", "loop"):
         torch.testing.assert_close(param_grad_norms(model, x, y, method), expected, msg=method)
     assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("name, shape, ghosts", [("lenet", (1, 28, 28), 0), ("poolnet", (3, 32, 32), 3)])
+def test_the_ghost_norm_equals_the_formed_gradients_norm_and_is_taken_where_it_costs_less(name, shape, ghosts):
+    """LeNet-5 keeps the formed gradients (its scores unchanged); poolnet's three convolutions on 7x7 and 3x3 maps
+    take the ghost norm. Both give every layer's squared norms to float precision."""
+    torch.manual_seed(0)
+    model = build_model(name, shape, 3).eval()
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    inputs, outputs = {}, {}
+
+    def keep(module, args, output):
+        inputs[module], outputs[module] = args[0], output
+
+    hooks = [m.register_forward_hook(keep) for m in convolutions]
+    model(torch.rand(4, *shape))
+    for hook in hooks:
+        hook.remove()
+    grads = {m: torch.randn_like(outputs[m]) for m in convolutions}  # any output gradient: the identity is linear algebra
+    for m in convolutions:
+        torch.testing.assert_close(conv_ghost_norms(m, inputs[m], grads[m]), conv_weight_norms(m, inputs[m], grads[m]),
+                                   rtol=1e-4, atol=1e-4)
+    assert sum(ghost_is_cheaper(m, grads[m]) for m in convolutions) == ghosts
 
 
 def test_grand_falls_back_to_vmap_for_layers_it_cannot_read():

@@ -234,10 +234,12 @@ def test_the_cpu_cifar_preset_runs_its_recipe_on_the_embedded_colour_data(tmp_pa
     end to end."""
     out = tmp_path / "out"
     assert main(["run", "--preset", "cifar10-cpu", "--dataset", "patches", "--ood", "textures", "--epochs", "1",
-                 "--scorers", "loss,grand[epoch=0],vog", "--out", str(out), "--no-progress"]) == 0
+                 "--seeds", "1", "--early-checkpoints", "2", "--corrupted-size", "20", "--scorers", "loss,grand[epoch=0],vog",
+                 "--out", str(out), "--no-progress"]) == 0
     [unit] = (out / "units").glob("*.npz")
     meta = ScoreTable.load(unit).meta
     assert meta["model"] == "poolnet" and meta["observed"]["grand[epoch=0]"] == [0]
+    assert meta["observed"]["vog"] == [0, 0.2, 1]  # the epochs of init, step 2 (early_checkpoints) and the one epoch
     assert meta["input_statistics"]["normalized"] and len(meta["input_statistics"]["mean"]) == 3
     training = meta["config"]
     assert (training["schedule"], training["augment"], training["normalize"], training["amp"]) == (

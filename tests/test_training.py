@@ -175,6 +175,32 @@ def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypat
         assert all(torch.equal(state[name], expected[name]) for name in expected)
 
 
+def test_early_checkpoints_hold_the_model_after_their_steps_beside_the_epochs_checkpoints(monkeypatch):
+    holder = []
+    original = MLP.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        holder.append(self)
+
+    monkeypatch.setattr(MLP, "__init__", remember)
+    states = after_every_step(monkeypatch, holder)
+    _, initial, checkpoints = run(settings(checkpoint_every=2, early_checkpoints=[2, 1, 6], checkpoint_at_init=True))
+    # 3 steps an epoch, 12 in all: at init, after steps 1 and 2, after epoch 2 (step 6, asked for twice: once), epoch 4
+    assert [c.epoch for c, _ in checkpoints] == [0, 1 / 3, 2 / 3, 2, 4]
+    assert [(c.index, c.total) for c, _ in checkpoints] == [(k, 5) for k in range(5)]
+    for (_, state), expected in zip(checkpoints, [initial, states[0], states[1], states[5], states[11]]):
+        assert all(torch.equal(state[name], expected[name]) for name in expected)
+    _, _, plain = run(settings(checkpoint_every=2))
+    assert all(torch.equal(plain[-1][1][name], tensor) for name, tensor in checkpoints[-1][1].items())
+    with pytest.raises(BenchError, match="checkpoint after step 12, but the training takes 12 steps"):
+        run(settings(early_checkpoints=[12]))
+    with pytest.raises(BenchError, match="'early_checkpoints' repeats a step"):
+        RunConfig(early_checkpoints=[3, 3])
+    with pytest.raises(BenchError, match="'early_checkpoints' has 0; give optimizer steps of 1 or more"):
+        RunConfig(early_checkpoints=[0, 4])
+
+
 def test_checkpoints_in_steps_train_the_same_model_as_checkpoints_in_epochs():
     _, _, in_steps = run(settings(checkpoint_every=2, checkpoint_unit="step"))
     _, _, in_epochs = run(settings())
