@@ -8,12 +8,16 @@
 (c) the ``mnist-c`` preset's run for one seed against the same training alone (``benchmarks.end_to_end``);
     MNIST is read from ``--data-dir`` (``<data-dir>/mnist``), through links in the scratch folder,
     which receives the generated MNIST-C and the results;
-(d) five LeNets trained together against one after another (``benchmarks.seeds_at_once``).
+(d) five LeNets trained together against one after another (``benchmarks.seeds_at_once``);
+(e) one seed of the ``cifar10`` preset end to end (ResNet-18, 200 epochs; OoD: CIFAR-100, MNIST and the
+    generated CIFAR-10-C): each phase's seconds, the clean test accuracy and the peak GPU memory. It reads
+    ``cifar10/``, ``cifar100/`` and ``mnist/`` from ``--data-dir`` and is skipped, saying so, without them.
 
 Every figure is one line, ``(part) label [device]: value unit``. With ``--tiny`` (or
 ``BENCH_TINY=1``) every size is cut down so that the whole runs on two CPU cores in well under a
-minute: one CPU thread, ResNet-20 in place of ResNet-18, and part (c) runs the embedded ``digits-c`` with
-two epochs and a few scorers; those figures say nothing about speed. Without ``--tiny``, part
+minute: one CPU thread, ResNet-20 in place of ResNet-18, part (c) runs the embedded ``digits-c`` with
+two epochs and a few scorers, and part (e) the embedded ``patches`` (textures as OoD) for one epoch of
+``resnet20``; those figures say nothing about speed. Without ``--tiny``, part
 (c) falls back to ``digits-c`` with the preset's settings when MNIST is missing, and says so.
 Nothing is written outside ``--scratch`` (a new temporary folder by default, removed at the end).
 A part that raises, or whose scorers fail, is reported and the others still run; the exit
@@ -38,11 +42,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = {"a": "ResNet training epoch", "b": "probe per checkpoint", "c": "mnist-c end to end / training alone",
-         "d": "seeds trained together / one after another"}
+         "d": "seeds trained together / one after another", "e": "cifar10 preset, one seed end to end"}
 TRAIN_IMAGES, TINY_TRAIN_IMAGES = 50_000, 256
 PROBE_IMAGES, TINY_PROBE_IMAGES = 10_000, 128  # per split: train and test
 SEEDS_IMAGES, TINY_SEEDS_IMAGES = 4096, 512
 TINY_E2E = {"dataset": "digits-c", "epochs": 2, "scorers": ["vog", "loss", "el2n", "grand", "gaussian"]}
+TINY_CIFAR = {"dataset": "patches", "ood": ["textures"], "ood_resize": "none", "model": "resnet20", "epochs": 1,
+              "early_checkpoints": [2], "corrupted_size": 20, "scorers": ["vog", "loss", "energy", "knn", "gaussian"]}
+CIFAR_DATA = ("cifar10", "cifar100", "mnist")
 
 device_label = "?"
 
@@ -194,6 +201,40 @@ def part_d(device: torch.device, tiny: bool, model_name: str, scratch: Path) -> 
     note(f"largest difference between the trained weights of the two ways: {seconds['difference']:.1e}")
 
 
+def part_e(device: torch.device, tiny: bool, model_name: str, scratch: Path, data_dir: Path) -> None:
+    from bench import runner
+    from bench.config import load_preset
+
+    changes: dict = {"seeds": [0], "out": str(scratch / "cifar10"), "device": str(device)}
+    if tiny:
+        changes |= TINY_CIFAR
+        note("tiny: patches (embedded) with textures as OoD, resnet20, 1 epoch, a few scorers")
+    elif all((data_dir / name).is_dir() for name in CIFAR_DATA):
+        data = scratch / "data"
+        data.mkdir()
+        for name in CIFAR_DATA:  # links: read where they are, the generated CIFAR-10-C written here
+            (data / name).symlink_to((data_dir / name).resolve())
+        changes["data_dir"] = str(data)
+    else:
+        note(f"skipped: {', '.join(f'{name}/' for name in CIFAR_DATA)} not all in {data_dir}")
+        return
+    config = load_preset("cifar10").updated(**changes)
+    started = time.perf_counter()
+    result = runner.run(config, progress=False)
+    total = time.perf_counter() - started
+    [table] = result.tables
+    what = f"{config.dataset}, {config.model}, {config.epochs} epochs, seed 0"
+    figure("e", f"bench run, {what}", total, "s")
+    for part, label in (("train", "training"), ("probe", "probe at the checkpoints"),
+                        ("finish", "detectors and final scores")):
+        figure("e", f"bench run: {label}", table.meta["seconds"][part], "s")
+    figure("e", "clean test accuracy", table.meta["accuracy"]["test"], "fraction")
+    note(f"{sum(len(split['id']) for split in table.splits.values())} examples scored; data and tasks: "
+         f"{total - sum(table.meta['seconds'][part] for part in ('train', 'probe', 'finish')):.1f} s")
+    if table.meta["failures"]:
+        raise RuntimeError(f"scorers failed in the run: {table.meta['failures']}")
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -207,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="a torch device (default: cuda)")
     parser.add_argument("--tiny", action="store_true", help="smoke-test sizes (also BENCH_TINY=1)")
-    parser.add_argument("--parts", default="abcd", help="which parts, in order (default: abcd)")
+    parser.add_argument("--parts", default="abcde", help="which parts, in order (default: abcde)")
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"),
-                        help="the folder holding mnist/ (default: ../shared/data beside the repository)")
+                        help="the folder holding mnist/, cifar10/ and cifar100/ (default: ../shared/data beside the "
+                             "repository)")
     parser.add_argument("--scratch", default="", help="a folder for everything written (default: a new temporary "
                                                       "folder, removed at the end)")
     args = parser.parse_args(argv)
@@ -240,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             folder = scratch / f"part-{part}"
             folder.mkdir()
             try:
-                if part == "c":
-                    part_c(device, tiny, model, folder, Path(args.data_dir))
+                if part in "ce":
+                    {"c": part_c, "e": part_e}[part](device, tiny, model, folder, Path(args.data_dir))
                 else:
                     {"a": part_a, "b": part_b, "d": part_d}[part](device, tiny, model, folder)
             except Exception:

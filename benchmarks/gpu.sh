@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU figures of issue 17 in one run (see benchmarks/gpu.py for what each part measures):
-#   benchmarks/gpu.sh [--device cuda] [--tiny] [--parts abcd]
-# about 5-8 minutes on one NVIDIA H200 (an estimate: not yet run there); with --tiny --device cpu,
-# well under a minute on two CPU cores.
+#   benchmarks/gpu.sh [--device cuda] [--tiny] [--parts abcde]
+# parts a-d: about 5-8 minutes on one NVIDIA H200 (an estimate: not yet run there); part e trains
+# ResNet-18 for 200 epochs on CIFAR-10 and probes it (not yet run on a GPU: its time is what it
+# measures; --parts abcd leaves it out); with --tiny --device cpu, about a minute on two CPU cores.
 #
-# Variables: DATA_DIR, the folder holding mnist/ (default: ../shared/data beside the repository);
+# Variables: DATA_DIR, the folder holding mnist/, cifar10/ and cifar100/ (default: ../shared/data
+# beside the repository; part e is skipped without the CIFAR folders);
 # PYTHON (default: the active virtual environment's python, else python3); WHEELS, a folder of
 # wheels to install into the scratch folder first, for an interpreter that lacks some of the
 # project's dependencies (pyod, tomli-w, pooch, platformdirs on the H200 image); OUT, where set,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURE = re.compile(r"^\(([a-d])\) (.+) \[([^\]]+)\]: (\S+) (\S+)$", re.MULTILINE)
+FIGURE = re.compile(r"^\(([a-e])\) (.+) \[([^\]]+)\]: (\S+) (\S+)$", re.MULTILINE)
 
 
 def run(command: list[str], timeout: float = 120, data: Path | None = None) -> subprocess.CompletedProcess:
@@ -65,14 +65,15 @@ def test_probe_floor_resnet():
 def test_gpu_script_on_cpu():
     out = succeeded(["bash", "benchmarks/gpu.sh", "--tiny", "--device", "cpu"])
     figures = FIGURE.findall(out)
-    assert {part for part, *_ in figures} == set("abcd"), out
+    assert {part for part, *_ in figures} == set("abcde"), out
     for part, label, device, value, unit in figures:
         assert re.fullmatch(r"cpu, \d+ threads?", device), device
-        assert unit in ("s", "x", "images/s"), (label, unit)
+        assert unit in ("s", "x", "images/s", "fraction"), (label, unit)
         assert math.isfinite(float(value)) and float(value) > 0, (label, value)
     labels = [label for _, label, *_ in figures]
     for expected in ("bench.training.train", "plain PyTorch loop", "checkpoint scorers", "VoG alone",
-                     "end to end / training alone, digits-c", "one after another", "together"):
+                     "end to end / training alone, digits-c", "one after another", "together",
+                     "bench run, patches, resnet20", "clean test accuracy"):
         assert any(expected in label for label in labels), (expected, labels)
     assert "tiny: digits-c (embedded) in place of mnist-c" in out
 
