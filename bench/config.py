@@ -249,6 +249,11 @@ class Probing(Section):
                              aliases=("--plugin",))
     label_mode: Literal["predicted", "true"] = key("predicted", "labels for scoring test and OoD splits: the "
                                                    "model's prediction, or the true label (oracle)", hashed="scores")
+    probe_train_size: int = key(0, "score N of the training images, drawn per class in proportion (seed 0; the "
+                                "same N in every unit), the model trained on all of them; detectors fit on those N "
+                                "(CIFAR- and ImageNet-sized runs, whose probe costs far more than training); 0: all",
+                                hashed="scores",
+                                check=at_least(0, "every training image"), metavar="N")
     probe_batch_size: int = key(256, "examples per probe pass (lower it if the GPU runs out of memory probing)",
                                 hashed="scores", check=at_least(1), metavar="N")
     state_dtype: Literal["float64", "float32"] = key("float64", "running sums and moments of the scores; float32 "

@@ -65,6 +65,14 @@ class ProbeSplit:
     labels: torch.Tensor
     trusted_labels: bool  # False: label-dependent signals use the predicted class
     noisy: np.ndarray | None = None
+    ids: np.ndarray | None = None  # each example's index in the dataset's split; None: its position here
+
+    def sample(self, index: np.ndarray) -> ProbeSplit:
+        """The examples at ``index`` (sorted indices into this split), which keep their ids."""
+        at = torch.as_tensor(index, device=self.labels.device)
+        return ProbeSplit(self.inputs[at], self.labels[at], self.trusted_labels,
+                          None if self.noisy is None else self.noisy[index],
+                          index if self.ids is None else self.ids[index])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -311,7 +319,7 @@ class Probe:
         for name, split in self.splits.items():
             n = len(split)
             table[name] = {
-                "id": np.arange(n),
+                "id": np.arange(n) if split.ids is None else split.ids,
                 "label": split.labels.cpu().numpy(),
                 "pred": self.predictions[name],
                 "noisy": split.noisy if split.noisy is not None else np.zeros(n, dtype=bool),

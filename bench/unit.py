@@ -33,6 +33,7 @@ from bench import registry
 from bench.api import Checkpoint
 from bench.config import Recipe
 from bench.data import Dataset
+from bench.data.dataset import stratified_sample
 from bench.errors import BenchError
 from bench.models import build_model
 from bench.plan import Plan
@@ -160,6 +161,12 @@ def cross_fitted(plan: Plan, new_model: Callable[[], torch.nn.Module], train_spl
     return folds, record, spent
 
 
+def probed_training_examples(labels: np.ndarray, size: int) -> np.ndarray | None:
+    """The indices of the training examples the probe scores, ``size`` drawn per class in proportion (seed 0, the
+    same in every unit); None for all of them (``size`` 0, or at least the split's)."""
+    return stratified_sample(labels, size, seed=0) if 0 < size < len(labels) else None
+
+
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
              known: Reused | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
@@ -187,7 +194,11 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         )
         for name, split in dataset.splits().items()
     }
-    probe = Probe(splits, [registry.create(spec) for spec in plan.specs], dataset.input_shape, config.probe_batch_size,
+    probed = dict(splits)  # the training split: trained on in full, scored on a sample (probe_train_size)
+    sample = probed_training_examples(dataset.train.labels, config.probe_train_size)
+    if sample is not None:
+        probed["train"] = splits["train"].sample(sample)
+    probe = Probe(probed, [registry.create(spec) for spec in plan.specs], dataset.input_shape, config.probe_batch_size,
                   known.columns, getattr(torch, config.state_dtype))
     description = f"{dataset.name} {config.model} seed {seed}"
     seconds = {"train": 0.0}  # then the probe's "probe" and "finish" (detectors and final scores)
@@ -204,15 +215,17 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         folds, record, seconds["cross_fit"] = cross_fitted(plan, new_model, splits["train"], dataset.input_shape, seed,
                                                            description, progress)
         cross_fit.update(done=True, fold=record["fold"], seconds=record["seconds"])
+        if sample is not None:
+            folds = Folds(folds.fold[sample], folds.states)
     schedule = checkpoints_of(training, config.recipe, len(splits["train"]))
-    with tqdm(total=len(splits) * len(states), desc=f"{description}: probing", unit="pass",
+    with tqdm(total=len(probed) * len(states), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
         columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
                             bar.update, folds)
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
-            columns[name]["boundary_distance"] = split.boundary_distance
+            columns[name]["boundary_distance"] = split.boundary_distance[columns[name]["id"]]
     seconds.update(probe.seconds)
     for spec, error in probe.failures.items():
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)

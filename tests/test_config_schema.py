@@ -38,8 +38,8 @@ def changed(key: str) -> tuple[object, str]:
         return default + 0.25, str(default + 0.25)
     if kind is str:
         return "x-y", "x-y"
-    if kind == list[int]:
-        return [0, 4], "0,4"
+    if kind == list[int]:  # seeds and optimizer steps
+        return [1, 4], "1,4"
     if key == "ood_kind":
         return ["svhn=far", "tin=near"], "svhn=far,tin=near"
     return ["fog", "snow"], "fog,snow"  # names of corruptions, so that the corruptions' check passes too

@@ -283,3 +283,29 @@ def test_a_score_shared_by_the_seeds_carries_the_cost_measured_where_it_was_comp
     assert "kde" in second["reused"] and second["cost"]["kde"] == first["cost"]["kde"]
     assert all(measured > 0 for measured in first["cost"]["kde"].values())  # time and memory were measured
     assert second["cost"]["loss"]["seconds"] != first["cost"]["loss"]["seconds"]
+
+
+def test_probe_train_size_scores_a_stratified_sample_of_the_training_split_as_the_full_probe_does(tmp_path):
+    """The same trained models (the checkpoints are reused, nothing trains again) scored on 60 of the training
+    examples, drawn per class in proportion: each example keeps its id, label, noise flag, distance to the boundary
+    and, to float precision, its scores, the cross-fitted ones included; the test split is untouched."""
+    from bench import runner
+    from bench.config import RunConfig
+    from bench.data.dataset import stratified_sample
+
+    specs = ["loss", "oga[detector=l2]", "self-confidence[probs=cross-fit]"]  # none fitted on the training split
+    config = RunConfig(dataset="two-blobs", model="mlp", epochs=2, seeds=[0], scorers=specs, label_noise=0.2,
+                       cross_fit=2, out=str(tmp_path))
+    [full] = runner.run(config, progress=False).tables
+    [sampled] = runner.run(config.updated(probe_train_size=60), progress=False).tables
+    assert sampled.meta["seconds"]["train"] == sampled.meta["seconds"]["cross_fit"] == 0  # reused
+    whole, part = full.splits["train"], sampled.splits["train"]
+    expected = stratified_sample(whole["label"], 60, seed=0)
+    np.testing.assert_array_equal(part["id"], expected)
+    assert np.bincount(part["label"]).tolist() == [30, 30]  # two balanced classes
+    for column in ("label", "noisy", "boundary_distance", "pred"):
+        np.testing.assert_array_equal(part[column], whole[column][expected], err_msg=column)
+    for spec in specs:
+        np.testing.assert_allclose(part[spec], whole[spec][expected], rtol=1e-5, atol=1e-7, err_msg=spec)
+    for column, values in full.splits["test"].items():
+        np.testing.assert_allclose(sampled.splits["test"][column], values, rtol=1e-5, atol=1e-7, err_msg=column)
