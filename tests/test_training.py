@@ -156,7 +156,8 @@ def after_every_step(monkeypatch, model_holder):
     return states
 
 
-def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypatch):
+def states_of_each_new_mlp_after_every_step(monkeypatch):
+    """``after_every_step`` for the MLP that ``run`` builds."""
     holder = []
     original = MLP.__init__
 
@@ -165,7 +166,11 @@ def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypat
         holder.append(self)
 
     monkeypatch.setattr(MLP, "__init__", remember)
-    states = after_every_step(monkeypatch, holder)
+    return after_every_step(monkeypatch, holder)
+
+
+def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypatch):
+    states = states_of_each_new_mlp_after_every_step(monkeypatch)
     _, initial, checkpoints = run(settings(checkpoint_every=5, checkpoint_unit="step", checkpoint_at_init=True))
     # 96 examples in batches of 32: 3 steps an epoch, 12 in all; checkpoints after steps 5 and 10, the last, and at init
     assert [c.epoch for c, _ in checkpoints] == [0, 5 / 3, 10 / 3, 4]
@@ -176,15 +181,7 @@ def test_checkpoints_in_steps_hold_the_model_after_the_steps_they_name(monkeypat
 
 
 def test_early_checkpoints_hold_the_model_after_their_steps_beside_the_epochs_checkpoints(monkeypatch):
-    holder = []
-    original = MLP.__init__
-
-    def remember(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        holder.append(self)
-
-    monkeypatch.setattr(MLP, "__init__", remember)
-    states = after_every_step(monkeypatch, holder)
+    states = states_of_each_new_mlp_after_every_step(monkeypatch)
     _, initial, checkpoints = run(settings(checkpoint_every=2, early_checkpoints=[2, 1, 6], checkpoint_at_init=True))
     # 3 steps an epoch, 12 in all: at init, after steps 1 and 2, after epoch 2 (step 6, asked for twice: once), epoch 4
     assert [c.epoch for c, _ in checkpoints] == [0, 1 / 3, 2 / 3, 2, 4]
