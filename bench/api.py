@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -74,7 +75,8 @@ class Checkpoint:
     """A point of the checkpoint schedule: the model after ``epoch`` epochs of training."""
 
     index: int  # position in the schedule, 0-based
-    epoch: int | float  # epochs of training done: a fraction for a checkpoint in mid-epoch (``checkpoint_unit = "step"``)
+    epoch: int | float | None  # epochs of training done: a fraction in mid-epoch (``checkpoint_unit = "step"``); None for
+    # a lone final model whose training is unknown (``bench score`` of one file)
     total: int  # number of checkpoints in the schedule
     lr: float | None = None  # the learning rate of the steps just before it (at initialisation, the first step's)
 
@@ -155,6 +157,21 @@ class Scorer(ABC):
 
         Asked once per checkpoint of the schedule, in order, before the first pass (so it may keep state)."""
         return True
+
+    def lacking(self, schedule: Sequence[Checkpoint], observed: frozenset[int]) -> str | None:
+        """What the checkpoints lack that this scorer reads, or None. A scorer that lacks something (checkpoints
+        a user trained, ``bench score``, may hold one model, no initialisation, no learning rates) is skipped with
+        this reason in the leaderboard, never computed on other checkpoints. Asked once, after ``observes``;
+        ``observed``: the indices of the checkpoints it observes. By default it lacks only a checkpoint to read;
+        a score over training says so with ``over_training``."""
+        return None if observed else "it reads none of these checkpoints"
+
+
+def over_training(observed: frozenset[int]) -> str | None:
+    """The reason to skip a score over training that observes fewer than two checkpoints, or None."""
+    if len(observed) >= 2:
+        return None
+    return f"a score over training needs two checkpoints or more, and it has {len(observed)}"
 
 
 @functools.cache

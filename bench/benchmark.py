@@ -8,7 +8,8 @@
 A dataset is a name or ``PREFIX:PATH`` (as ``--dataset``), a ``bench.data.Dataset``, arrays
 ``(x_train, y_train, x_test, y_test)`` or two ``torch.utils.data.Dataset`` objects ``(train, test)``.
 A model is a name (as ``--model``), a factory ``(input_shape, n_classes) -> nn.Module``, or an
-``nn.Module`` class built so or without arguments. Every other setting is a keyword, a key
+``nn.Module`` class built so or without arguments; with ``checkpoints`` (``bench score``), the
+network that a user's saved weights fit, scored instead of trained. Every other setting is a keyword, a key
 of the schema in ``bench.config`` (the signature lists them). ``run`` writes the files ``bench run`` writes and reuses what an
 earlier run left in the same results folder; ``bench run`` is this class with its settings
 read from a preset, a TOML file and flags.
@@ -36,6 +37,9 @@ class Benchmark:
         """``ood``: datasets (names or ``Dataset`` objects) whose test splits are added as OoD splits (their kinds:
         ``ood_kind``); ``settings``: the other keys of the schema (``seeds``, ``epochs``, ``out``, ``device``, ...)."""
         check_keys(settings, "Benchmark()")
+        if settings.get("checkpoints"):  # a user's trained models (paths or text): one unit each, unless seeds say
+            settings["checkpoints"] = [str(source) for source in settings["checkpoints"]]
+            settings.setdefault("seeds", list(range(len(settings["checkpoints"]))))
         self.dataset = as_dataset(dataset)
         self.ood = [as_dataset(other) for other in ood]
         self.model_is_object = not isinstance(model, str)

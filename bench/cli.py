@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config import OPENMP_SPINS, SECTION_HELP, flag_names, from_text, options
+from bench.config import OPENMP_SPINS, SECTION_HELP, RunConfig, flag_names, from_text, options
 from bench.errors import BenchError
 from bench.schema import BETTER, CAPTIONS
 
@@ -63,6 +63,34 @@ results:
   <out>/config.toml         the settings that produced them
 
 then: `bench show <out>/leaderboard.csv`, `bench report <out>`, `bench compare A.csv B.csv`"""
+
+SCORE_DESCRIPTION = """\
+Score the checkpoints of a model you trained (your loop, Lightning, a pretrained network)
+instead of training one: the same scorers, tasks, leaderboard and score tables as
+`bench run`. --model is the factory of the network the weights fit (module:callable or
+path/to/file.py:callable, called with (input_shape, n_classes)); --checkpoints names one
+source per training run, each a unit of its own:
+  a folder        its checkpoints.json manifest, else every .pt/.pth/.bin/.ckpt/.safetensors
+                  file in it, the epoch read from each name (epoch=3.pt: 3 epochs done;
+                  Lightning's epoch=3-step=1560.ckpt counts from 0: 4 epochs done)
+  a manifest      checkpoints.json, each file's epoch, and its step and learning rate
+  a glob or file  'run/*.pt'; one file alone is the final (or a pretrained) model
+
+A scorer that needs what the checkpoints lack (a score over training from one checkpoint,
+GraNd at initialisation without the epoch-0 checkpoint, TracIn without learning rates) is
+skipped, with the reason in the leaderboard's note. A unit is named by the checkpoints'
+content digest: the same files give the same unit wherever they lie."""
+
+SCORE_EPILOG = """\
+examples:
+  bench score --model my_net.py:Net --dataset cifar10 --checkpoints runs/a
+  bench score --model my_net.py:Net --dataset cifar10 --checkpoints runs/a,runs/b,runs/c
+  bench score --model my_net.py:Net --dataset cifar10 --ood cifar100 --checkpoints final.pt
+  bench score --model lenet --dataset mnist --checkpoints "lightning_logs/version_0/checkpoints/*.ckpt"
+
+The network takes the dataset's images as bench loads them (pixels in [0, 1]); put the
+normalisation your training used inside the factory's network, or give --normalize for
+the harness's per-channel standardisation."""
 
 SHOW_DESCRIPTION = """\
 Print a leaderboard CSV as one table per task and protocol (dataset / model / label mode):
@@ -175,21 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="train, score and write a leaderboard", description=RUN_DESCRIPTION,
-                              epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = run.add_argument_group("settings", "the defaults, then a preset or a config file, then the flags below")
-    exclusive = source.add_mutually_exclusive_group()
-    exclusive.add_argument("--preset", help="a shipped preset (default: quick); see `bench list presets`")
-    exclusive.add_argument("--config", type=Path, metavar="FILE.toml",
-                           help="a TOML file of settings (keys as in results' config.toml)")
-    add_config_flags(run)
-    execution = run.add_argument_group("execution", "how the units run (not settings: the results are the same)")
-    execution.add_argument("--executor", choices=["local", "ray"], default="local",
-                           help="local: units one after another in this process (default); ray: each unit as a Ray task")
-    execution.add_argument("--ray-address", metavar="ADDRESS",
-                           help="with --executor ray: join this Ray cluster (e.g. ray://head:10001); default: start a "
-                                "local one")
-    execution.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name, help, description, epilog, default in (
+            ("run", "train, score and write a leaderboard", RUN_DESCRIPTION, RUN_EPILOG, "quick"),
+            ("score", "score the checkpoints of a model you trained, and write a leaderboard", SCORE_DESCRIPTION,
+             SCORE_EPILOG, "none: the defaults")):
+        run = commands.add_parser(name, help=help, description=description, epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        source = run.add_argument_group("settings", "the defaults, then a preset or a config file, then the flags below")
+        exclusive = source.add_mutually_exclusive_group()
+        exclusive.add_argument("--preset", help=f"a shipped preset (default: {default}); see `bench list presets`")
+        exclusive.add_argument("--config", type=Path, metavar="FILE.toml",
+                               help="a TOML file of settings (keys as in results' config.toml)")
+        add_config_flags(run)
+        execution = run.add_argument_group("execution", "how the units run (not settings: the results are the same)")
+        execution.add_argument("--executor", choices=["local", "ray"], default="local",
+                               help="local: units one after another in this process (default); ray: each unit as a "
+                                    "Ray task")
+        execution.add_argument("--ray-address", metavar="ADDRESS",
+                               help="with --executor ray: join this Ray cluster (e.g. ray://head:10001); default: "
+                                    "start a local one")
+        execution.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     data = commands.add_parser("data", help="get, check, build and look at datasets",
                                description=DATA_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,14 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from bench.config import RunConfig, load_preset, load_toml
+    from bench.config import load_preset, load_toml
+
+    config = load_toml(args.config, RunConfig(name=args.config.stem)) if args.config else load_preset(args.preset or "quick")
+    return run_and_print(config.updated(**{option.name: getattr(args, option.name) for _, option, _ in options()}), args)
+
+
+def command_score(args: argparse.Namespace) -> int:
+    from bench.config import load_preset, load_toml
+
+    config = (load_toml(args.config, RunConfig(name=args.config.stem)) if args.config
+              else load_preset(args.preset) if args.preset else RunConfig(name="score"))
+    config = config.updated(**{option.name: getattr(args, option.name) for _, option, _ in options()})
+    if not config.checkpoints:
+        raise BenchError("bench score needs --checkpoints: a folder of checkpoint files, a checkpoints.json manifest, "
+                         "a glob such as 'run/*.pt' or one file, and --model, the factory of the network they fit")
+    if args.seeds is None:  # one unit per source, numbered as they are given
+        config = config.updated(seeds=list(range(len(config.checkpoints))))
+    return run_and_print(config, args)
+
+
+def run_and_print(config: RunConfig, args: argparse.Namespace) -> int:
     from bench.runner import run
     from bench.tables import render
 
     if args.ray_address and args.executor != "ray":
         raise BenchError("--ray-address is for the Ray executor; add --executor ray")
-    config = load_toml(args.config, RunConfig(name=args.config.stem)) if args.config else load_preset(args.preset or "quick")
-    config = config.updated(**{option.name: getattr(args, option.name) for _, option, _ in options()})
     result = run(config, not args.no_progress, args.executor, args.ray_address)
     board = result.leaderboard
     print()
@@ -460,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     try:
-        commands = {"run": command_run, "show": command_show, "compare": command_compare, "merge": command_merge,
+        commands = {"run": command_run, "score": command_score, "show": command_show, "compare": command_compare, "merge": command_merge,
                     "report": command_report, "data": command_data, "list": command_list}
         return commands[args.command](args)
     except BenchError as error:

@@ -204,6 +204,11 @@ class Recipe(Section):
     model: str = key("lenet", "mlp, lenet, an installed model plugin, or your own as module:callable or "
                      "path/to/file.py:callable, a function of (input_shape, n_classes) returning an nn.Module whose "
                      "last layer is an nn.Linear", hashed="training", metavar="MODEL")
+    # Not hashed as paths: the files' content digests enter the training hash (``bench.checkpoints``).
+    checkpoints: list[str] = key([], "score these checkpoints of a model you trained instead of training one (bench "
+                                 "score): one source per training run, each a folder, a checkpoints.json manifest, a "
+                                 "glob or a single file; seeds then name the sources' units, one each; the recipe keys "
+                                 "below are not used", hashed=None, metavar="SOURCE[,SOURCE...]")
     epochs: int = key(10, "training epochs", hashed="training", check=at_least(1), metavar="N")
     batch_size: int = key(32, "training batch size (lower it if the GPU runs out of memory)", hashed="training",
                           check=at_least(1), metavar="N")
@@ -356,20 +361,23 @@ class RunConfig:
                 values[option.name] = sorted(set(value)) if option.metadata["unordered"] else value
         return values
 
-    def training_config(self, data_source: str) -> dict[str, Any]:
-        """What a trained model depends on, apart from the seed: its checkpoints are shared by every scorer."""
-        return {**VERSION_MARKS[SCHEMA_VERSION], "data_source": data_source, **self.named("training")}
+    def training_config(self, data_source: str, checkpoints: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What a trained model depends on, apart from the seed: its checkpoints are shared by every scorer.
+        ``checkpoints``: the content digests of the sources of ``checkpoints``, a user's trained models."""
+        return {**VERSION_MARKS[SCHEMA_VERSION], "data_source": data_source, **self.named("training"),
+                **({"checkpoints": list(checkpoints)} if checkpoints else {})}
 
-    def unit_config(self, scorers: dict[str, str], data_source: str) -> dict[str, Any]:
+    def unit_config(self, scorers: dict[str, str], data_source: str, checkpoints: tuple[str, ...] = ()) -> dict[str, Any]:
         """What a unit's scores depend on, apart from the seed: the training, the probing settings, and the scorers
         (spec -> full spec, every parameter named: a changed default is another scorer)."""
-        return {**self.training_config(data_source), **self.named("scores"), "scorers": dict(sorted(scorers.items()))}
+        return {**self.training_config(data_source, checkpoints), **self.named("scores"),
+                "scorers": dict(sorted(scorers.items()))}
 
-    def config_hash(self, scorers: dict[str, str], data_source: str) -> str:
-        return digest(self.unit_config(scorers, data_source))
+    def config_hash(self, scorers: dict[str, str], data_source: str, checkpoints: tuple[str, ...] = ()) -> str:
+        return digest(self.unit_config(scorers, data_source, checkpoints))
 
-    def training_hash(self, data_source: str) -> str:
-        return digest(self.training_config(data_source))
+    def training_hash(self, data_source: str, checkpoints: tuple[str, ...] = ()) -> str:
+        return digest(self.training_config(data_source, checkpoints))
 
     def to_toml(self) -> str:
         """Every key, flat, under a comment per section; ``load_toml`` reads it back as this config."""

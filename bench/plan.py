@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import registry
 from bench.api import PIXELS, Detector
+from bench.checkpoints import CheckpointSource
 from bench.config import RunConfig
 from bench.data import Dataset
 from bench.specs import expand_grid
@@ -40,6 +41,11 @@ class Plan:
     training_source: str  # the provenance of what the model trains on (``Dataset.trained_on``: no added OoD splits)
     full_specs: dict[str, str]  # spec -> full spec, in the order the scorers run
     model_free: frozenset[str] = field(default_factory=frozenset)  # specs that do not depend on the trained model
+    sources: tuple[CheckpointSource, ...] = ()  # a user's checkpoints (``config.checkpoints``), one per seed, in order
+
+    @property
+    def checkpoint_digests(self) -> tuple[str, ...]:
+        return tuple(source.digest for source in self.sources)
 
     @property
     def specs(self) -> list[str]:
@@ -51,15 +57,19 @@ class Plan:
 
     @functools.cached_property
     def unit_config(self) -> dict:
-        return self.config.unit_config(self.full_specs, self.data_source)
+        return self.config.unit_config(self.full_specs, self.data_source, self.checkpoint_digests)
 
     @functools.cached_property
     def config_hash(self) -> str:
-        return self.config.config_hash(self.full_specs, self.data_source)
+        return self.config.config_hash(self.full_specs, self.data_source, self.checkpoint_digests)
 
     @functools.cached_property
     def training_hash(self) -> str:
-        return self.config.training_hash(self.training_source)
+        return self.config.training_hash(self.training_source, self.checkpoint_digests)
+
+    def source(self, seed: int) -> CheckpointSource | None:
+        """The user's checkpoints of the unit of ``seed``, or None where the harness trains the model."""
+        return self.sources[self.config.seeds.index(seed)] if self.sources else None
 
     def unit_path(self, seed: int) -> Path:
         return self.store.unit_path(self.dataset, self.config.model, seed, self.config_hash)
@@ -68,10 +78,11 @@ class Plan:
         return self.store.checkpoints_path(self.dataset, self.config.model, seed, self.training_hash)
 
 
-def make_plan(config: RunConfig, dataset: Dataset, specs: list[str]) -> Plan:
-    """The plan of ``config`` on ``dataset``, for the scorer ``specs`` (from ``scorer_specs``)."""
+def make_plan(config: RunConfig, dataset: Dataset, specs: list[str], sources: tuple[CheckpointSource, ...] = ()) -> Plan:
+    """The plan of ``config`` on ``dataset``, for the scorer ``specs`` (from ``scorer_specs``); ``sources``: the
+    user's checkpoints ``config.checkpoints`` names (``bench.checkpoints.find_checkpoints``)."""
     scorers = {spec: registry.create(spec) for spec in specs}
     model_free = frozenset(spec for spec, scorer in scorers.items()
                            if isinstance(scorer, Detector) and scorer.features == PIXELS)
     return Plan(config, dataset.name, dataset.source, dataset.trained_on,
-                {spec: s.full_spec for spec, s in scorers.items()}, model_free)
+                {spec: s.full_spec for spec, s in scorers.items()}, model_free, sources)

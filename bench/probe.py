@@ -16,7 +16,9 @@ the model that did not train on it; ``bench.unit`` trains them), the other split
 the final model's logits of the last pass. A scorer that needs it fails alone when the unit
 has no cross-fitted models, or when it observes a checkpoint before the last.
 
-A scorer that raises (in ``observes``, or in any call of its host) is dropped with its error
+A scorer that lacks what it reads (its ``lacking``: one checkpoint for a score over training,
+no initialisation, no learning rates) is skipped with that reason, before any pass. A scorer
+that raises (in ``observes``, or in any call of its host) is dropped with its error
 recorded; the others go on. A host's calls serve all its scorers, which fail together;
 scoring is asked of each scorer alone. Scores that are not one float per example are a failure too.
 
@@ -136,6 +138,7 @@ class Probe:
         self.state_dtype = state_dtype
         self.todo = [s for s in scorers if s.spec not in self.known]
         self.failures: dict[str, str] = {}  # spec -> error
+        self.skipped: dict[str, str] = {}  # spec -> what the checkpoints lack for it
         self.observed: dict[str, frozenset[int]] = {}  # spec -> indices of the checkpoints it reads, resolved by ``run``
         self.hosts: list[Host] = []
         self.predictions: dict[str, np.ndarray] = {}
@@ -198,7 +201,10 @@ class Probe:
             self.observed[scorer.spec] = frozenset() if observed is None else observed
         for scorer in self.todo:  # needs that name no signal fail their scorer alone
             self._guard([scorer.spec], needs_of, scorer)
-        self.hosts = make_hosts([s for s in self.todo if s.spec not in self.failures], self.observed, self.state_dtype)
+            if reason := self._guard([scorer.spec], scorer.lacking, schedule, self.observed[scorer.spec]):
+                self.skipped[scorer.spec] = reason
+        self.hosts = make_hosts([s for s in self.todo if s.spec not in self.failures and s.spec not in self.skipped],
+                                self.observed, self.state_dtype)
         with evaluating(model):
             self._heldout_logits(model, folds, schedule[-1].index)
             self._final_classes(model, checkpoints[-1][1])
@@ -324,7 +330,8 @@ class Probe:
                 "pred": self.predictions[name],
                 "noisy": split.noisy if split.noisy is not None else np.zeros(n, dtype=bool),
             }
-            table[name].update({s.spec: scores[s.spec][name] for s in self.scorers if s.spec not in self.failures})
+            table[name].update({s.spec: scores[s.spec][name] for s in self.scorers
+                                if s.spec not in self.failures and s.spec not in self.skipped})
         return table
 
     def _collect(self, scores: dict, host: Host, scorer: Scorer, name: str) -> None:

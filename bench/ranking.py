@@ -153,12 +153,12 @@ def delong_against_best(tables: list[ScoreTable], split: str, scorers: list[str]
     vs ``split``), per seed: the same examples, so the two AUROCs' covariance is accounted for."""
     rows = []
     for table in tables:
-        if scorers[0] in table.meta["failures"]:
+        if scorers[0] not in table.scorers:
             continue
         inlier, outlier = table.splits["test"], table.splits[split]
         labels = np.r_[np.zeros(len(inlier["label"]), bool), np.ones(len(outlier[scorers[0]]), bool)]
         best = np.r_[inlier[scorers[0]], outlier[scorers[0]]]
-        for other in (s for s in scorers[1:] if s not in table.meta["failures"]):
+        for other in (s for s in scorers[1:] if s in table.scorers):
             result = delong_test(labels, best, np.r_[inlier[other], outlier[other]])
             rows.append({"seed": table.meta["seed"], "scorer": other, "AUROC": result.auroc_b,
                          f"AUROC of {scorers[0]}": result.auroc_a, "z": result.z, "p": result.p})

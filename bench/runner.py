@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.checkpoints import CheckpointSource, find_checkpoints
 from bench.config import RunConfig, digest, load_toml
 from bench.data import (Dataset, load_dataset, with_corrupted_size, with_corruptions_only, with_semantic_ood,
                         with_training_set, without_in_distribution_copies)
@@ -76,7 +77,8 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         dataset: Dataset | None = None, ood: Sequence[Dataset] = ()) -> RunResult:
     """Run every unit of the plan (reusing finished ones), then the tasks; writes the leaderboard CSV (keeping one
     of other settings found there: ``keep_leaderboard_of_other_settings``), then raises a BenchError if no scorer
-    left a score (every failure is in the units and the leaderboard's notes, and is computed again next time).
+    left a score and some failed (every failure is in the units and the leaderboard's notes, and is computed again
+    next time; scorers skipped for what the checkpoints lack are explained there too, and are not an error).
 
     ``dataset`` replaces the one ``config.dataset`` names (the Python API's datasets built from arrays),
     and the test splits of ``ood`` are added as OoD splits after those of ``config.ood`` (their kinds:
@@ -93,6 +95,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         resolve_device(config.device)
         model_factory(config.model)  # an unknown or broken model fails before any data is read
         Store(config.out_dir).check_writable()
+        sources = user_checkpoints(config)
         published = load_dataset(config.dataset, config.data_dir, config.corruptions) if dataset is None else with_corruptions_only(dataset, config.corruptions)
         published = with_corrupted_size(published, config.corrupted_size)
         base = with_training_set(published, config.train_size, config.label_noise)
@@ -108,7 +111,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
             raise BenchError(f"split {unlabeled[0]} of {dataset.name} has no labels, and --label-mode true scores "
                              "every split with its true label; use --label-mode predicted")
         build_model(config.model, dataset.input_shape, dataset.n_classes)  # a model that does not fit the data fails
-        plan = make_plan(config, dataset, specs)
+        plan = make_plan(config, dataset, specs, sources)
         paths = {seed: plan.unit_path(seed) for seed in config.seeds}
         tables = {seed: table for seed, path in paths.items() if (table := readable(ScoreTable.load, path)) is not None}
         for seed, table in list(tables.items()):
@@ -130,9 +133,24 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         keep_leaderboard_of_other_settings(config, board)
         write_csv(board, leaderboard_path)
         write_atomically(config.out_dir / "config.toml", lambda temporary: temporary.write_text(config.to_toml()))
-        if not any(table.scorers for table in ordered):  # as scikit-learn's cross_validate when every fit failed
+        failed = any(table.meta["failures"] for table in ordered)  # not only skipped, which the notes explain
+        if failed and not any(table.scorers for table in ordered):  # as scikit-learn's cross_validate when every fit failed
             raise BenchError(every_scorer_failed(ordered[0], leaderboard_path))
         return RunResult(config, ordered, board, leaderboard_path, [paths[seed] for seed in config.seeds])
+
+
+def user_checkpoints(config: RunConfig) -> tuple[CheckpointSource, ...]:
+    """The sources ``config.checkpoints`` names, found and digested (none: the harness trains the models)."""
+    if not config.checkpoints:
+        return ()
+    if len(config.seeds) != len(config.checkpoints):
+        raise BenchError(f"{len(config.checkpoints)} checkpoint sources and {len(config.seeds)} seeds "
+                         f"({', '.join(map(str, config.seeds))}): with checkpoints, each seed names one source's unit; "
+                         f"give as many seeds, e.g. --seeds {len(config.checkpoints)} (bench score does)")
+    if config.cross_fit:
+        raise BenchError("cross_fit trains K more models with the harness's recipe, which checkpoints of your own "
+                         "do not come with; set cross_fit = 0 (the out-of-sample label-quality scores then stay off)")
+    return tuple(find_checkpoints(source) for source in config.checkpoints)
 
 
 def every_scorer_failed(table: ScoreTable, leaderboard_path: Path, listed: int = 3) -> str:

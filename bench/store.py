@@ -13,7 +13,8 @@ A score table is a plain ``.npz`` (read it with ``numpy.load``; nothing in it ne
 * ``<split>/boundary_distance``: the distance to the Bayes boundary, only for data that knows it (``two-blobs``);
 * ``<split>/<scorer spec>``: float64 scores, higher = harder / more anomalous;
 * ``meta``: a JSON string with the unit's dataset, model, seed, label mode, config hash,
-  config (with every scorer's full spec), scorer specs, failures (spec -> error), the epochs
+  config (with every scorer's full spec), scorer specs, failures (spec -> error), skipped scorers (spec -> what
+  the checkpoints lack for it), the epochs
   each scorer observed, OoD split names (and the in-distribution copies dropped from each),
   accuracies, timings and provenance.
 
@@ -52,8 +53,10 @@ class ScoreTable:
 
     @property
     def scorers(self) -> list[str]:
-        """Specs of the scorers that produced scores (failed ones are in ``meta['failures']``)."""
-        return [s for s in self.meta["scorers"] if s not in self.meta["failures"]]
+        """Specs of the scorers that produced scores (failed ones are in ``meta['failures']``, skipped ones in
+        ``meta['skipped']``)."""
+        unscored = {**self.meta["failures"], **self.meta.get("skipped", {})}
+        return [s for s in self.meta["scorers"] if s not in unscored]
 
     def columns(self) -> dict[str, dict[str, np.ndarray]]:
         """The scores by scorer: spec -> split -> values, for the scorers that produced scores and were read."""

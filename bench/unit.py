@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from bench import registry
 from bench.api import Checkpoint
+from bench.checkpoints import load_state
 from bench.config import Recipe
 from bench.data import Dataset
 from bench.data.dataset import stratified_sample
@@ -167,6 +168,29 @@ def probed_training_examples(labels: np.ndarray, size: int) -> np.ndarray | None
     return stratified_sample(labels, size, seed=0) if 0 < size < len(labels) else None
 
 
+def model_states(plan: Plan, model: torch.nn.Module, train_split: ProbeSplit, dataset: Dataset, seed: int,
+                 description: str, progress: bool) -> tuple[list[Checkpoint], list[dict[str, torch.Tensor]], dict,
+                                                         dict[str, float]]:
+    """The checkpoints to probe, the model's state at each, the training record, and the seconds spent here: the
+    user's checkpoints (``config.checkpoints``), loaded; else the stored ones of the same training; else a training
+    now, then stored."""
+    if (source := plan.source(seed)) is not None:
+        started = time.perf_counter()
+        states = [load_state(file, model) for file in source.files]
+        return source.schedule(), states, source.record(), {"train": 0.0, "load": time.perf_counter() - started}
+    seconds = {"train": 0.0}
+    if (stored := readable(load_checkpoints, plan.checkpoints_path(seed))) is not None:
+        arrays, training = stored
+    else:
+        started = time.perf_counter()
+        with out_of_memory_advice("training", "batch_size", plan.config.batch_size):
+            training, arrays = train_checkpoints(plan, model, train_split, dataset, seed, description, progress)
+        seconds["train"] = time.perf_counter() - started
+        save_checkpoints(plan.checkpoints_path(seed), arrays, training)
+    states = [{key: torch.from_numpy(value) for key, value in state.items()} for state in arrays]
+    return checkpoints_of(training, plan.config.recipe, len(train_split)), states, training, seconds
+
+
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
              known: Reused | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
@@ -201,15 +225,8 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     probe = Probe(probed, [registry.create(spec) for spec in plan.specs], dataset.input_shape, config.probe_batch_size,
                   known.columns, getattr(torch, config.state_dtype))
     description = f"{dataset.name} {config.model} seed {seed}"
-    seconds = {"train": 0.0}  # then the probe's "probe" and "finish" (detectors and final scores)
-    if (checkpoints := readable(load_checkpoints, plan.checkpoints_path(seed))) is not None:
-        states, training = checkpoints
-    else:
-        started = time.perf_counter()
-        with out_of_memory_advice("training", "batch_size", config.batch_size):
-            training, states = train_checkpoints(plan, model, splits["train"], dataset, seed, description, progress)
-        seconds["train"] = time.perf_counter() - started
-        save_checkpoints(plan.checkpoints_path(seed), states, training)
+    # the seconds of "train" (or "load"), then the probe's "probe" and "finish" (detectors and final scores)
+    schedule, states, training, seconds = model_states(plan, model, splits["train"], dataset, seed, description, progress)
     folds, cross_fit = None, {"k": config.cross_fit, "done": False}
     if config.cross_fit and probe.wants(HELDOUT_LOGITS):
         folds, record, seconds["cross_fit"] = cross_fitted(plan, new_model, splits["train"], dataset.input_shape, seed,
@@ -217,18 +234,18 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         cross_fit.update(done=True, fold=record["fold"], seconds=record["seconds"])
         if sample is not None:
             folds = Folds(folds.fold[sample], folds.states)
-    schedule = checkpoints_of(training, config.recipe, len(splits["train"]))
     with tqdm(total=len(probed) * len(states), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
-        columns = probe.run(model, [(c, {k: torch.from_numpy(v) for k, v in s.items()}) for c, s in zip(schedule, states)],
-                            bar.update, folds)
+        columns = probe.run(model, list(zip(schedule, states)), bar.update, folds)
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
             columns[name]["boundary_distance"] = split.boundary_distance[columns[name]["id"]]
     seconds.update(probe.seconds)
     for spec, error in probe.failures.items():
         print(f"warning: scorer {spec} failed on seed {seed} and is reported as NaN: {error}", file=sys.stderr)
+    for spec, reason in probe.skipped.items():
+        print(f"note: scorer {spec} is skipped on seed {seed}: {reason}", file=sys.stderr)
     meta = {
         "dataset": dataset.name,
         "model": config.model,
@@ -238,6 +255,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "config": plan.unit_config,
         "scorers": plan.specs,
         "failures": probe.failures,
+        "skipped": probe.skipped,
         "observed": {spec: [c.epoch for c in schedule if c.index in probe.observed[spec]]  # for tasks comparing windows
                      for spec in plan.specs},
         "reused": sorted(known.columns),
@@ -249,6 +267,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "input_statistics": {"mean": statistics[0], "std": statistics[1], "normalized": config.normalize},
         "accuracy": {name: float(np.mean(table["pred"] == table["label"])) for name, table in columns.items()},
         "final_train_loss": training["final_train_loss"],
+        **({"checkpoints": training["checkpoints"]} if "checkpoints" in training else {}),  # a user's files, digested
         "seconds": seconds,
         "cost": {**known.cost, **probe.cost},  # per scorer: seconds and peak state bytes (``bench.probe``)
         "provenance": provenance(device, plan.config_hash, code),

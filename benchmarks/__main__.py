@@ -31,6 +31,7 @@ BENCHMARKS = {
     "knn": "benchmarks.knn",
     "intervals": "benchmarks.intervals",
     "cifar-recipe": "benchmarks.cifar_recipe",
+    "recorder": "benchmarks.recorder",
 }
 
 

@@ -8,11 +8,13 @@ original forgetting and AUM code do).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.nn import functional
 
-from bench.api import LOGITS, Batch, Checkpoint, CheckpointScore, at_least, register
+from bench.api import LOGITS, Batch, Checkpoint, CheckpointScore, at_least, over_training, register
 
 
 def target_value(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,9 +40,22 @@ class EpochChoice:
     def observes(self, checkpoint: Checkpoint) -> bool:
         if self.epoch is None:
             return True
+        if checkpoint.epoch is None:  # a lone final model of unknown training
+            return False
         if self._at is None and checkpoint.epoch >= self.epoch:
             self._at = checkpoint.epoch
         return checkpoint.epoch == self._at
+
+    def lacking(self, schedule: Sequence[Checkpoint], observed: frozenset[int]) -> str | None:
+        if self.epoch is None:
+            return over_training(observed)
+        if self.epoch == 0 and schedule[0].epoch != 0:
+            return "it reads the model at initialisation (epoch=0), and no checkpoint is at epoch 0"
+        if not observed:
+            known = [c.epoch for c in schedule if c.epoch is not None]
+            return (f"no checkpoint is at or after epoch {self.epoch:g}"
+                    + (f" (the last is at {known[-1]:g})" if known else " (the checkpoints carry no epoch)"))
+        return None
 
 
 class FinalModel:
@@ -54,6 +69,9 @@ class _LogitScore(CheckpointScore):
     family = "training dynamics"
     needs = frozenset({LOGITS})
     reduce = "mean"
+
+    def lacking(self, schedule: Sequence[Checkpoint], observed: frozenset[int]) -> str | None:
+        return over_training(observed)
 
 
 @register

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from bench.api import EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, CheckpointScore, positive, register
+from bench.api import (EMBEDDING, LOGITS, PARAM_GRAD_NORM, Batch, Checkpoint, CheckpointScore, over_training, positive,
+                       register)
 from bench.gradients import last_layer_grad
 from scorers.dynamics import EpochChoice, FinalModel
 
@@ -44,12 +47,14 @@ class TracIn(CheckpointScore):
     needs = frozenset({PARAM_GRAD_NORM})
     reduce = "sum"
 
+    def lacking(self, schedule: Sequence[Checkpoint], observed: frozenset[int]) -> str | None:
+        if any(schedule[index].lr is None for index in observed):
+            return ("it weighs each checkpoint by its learning rate, which these checkpoints do not carry; give the "
+                    "rates in a checkpoints.json manifest (bench.recorder writes one)")
+        return over_training(observed)
+
     def value(self, batch: Batch) -> torch.Tensor:
-        lr = None if batch.checkpoint is None else batch.checkpoint.lr
-        if lr is None:
-            raise ValueError("tracin: the learning rate of this checkpoint is unknown; probe checkpoints made by "
-                             "bench.training.train or bench.unit.checkpoints_of, which carry it")
-        return lr * batch[PARAM_GRAD_NORM].double() ** 2
+        return batch.checkpoint.lr * batch[PARAM_GRAD_NORM].double() ** 2  # known: ``lacking`` skips it otherwise
 
 
 DETECTORS = ("iforest", "l1", "l2")

@@ -33,6 +33,8 @@ sufficient, and cost a third of all 10.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -73,6 +75,12 @@ class VoG(CheckpointScore):
         if self.window == "late":
             return checkpoint.index >= checkpoint.total - WINDOW_SIZE
         return True
+
+    def lacking(self, schedule: Sequence[Checkpoint], observed: frozenset[int]) -> str | None:
+        if len(observed) >= 2:
+            return None
+        return (f"its {self.window} window holds {len(observed)} of these checkpoints, and a variance over "
+                "checkpoints needs two or more")
 
     def value(self, batch: Batch) -> dict[str, torch.Tensor]:
         cls = LABELS[self.label]

@@ -50,6 +50,15 @@ def test_training_overhead():
     assert difference < 1e-4  # the two sides do the same arithmetic
 
 
+def test_recorder():
+    out = succeeded([sys.executable, "-m", "benchmarks", "recorder"])
+    ratio = number(r"^recorder: ratio (\S+) \(target: at most 1\.05\)$", out)
+    plain = number(r"^  plain loop: (\S+) s$", out)
+    recorded = number(r"^  with the recorder: (\S+) s$", out)
+    assert ratio == pytest.approx(recorded / plain, rel=0.02, abs=0.01)
+    assert "poolnet, 2 epochs of 256 random CIFAR-shaped images" in out and "3 state dicts of" in out
+
+
 def test_probe_floor_resnet():
     out = succeeded([sys.executable, "-m", "benchmarks", "probe-floor-resnet"])
     ratio = number(r"^probe floor, residual network: ratio (\S+) \(target: at most 1\.3\)$", out)

@@ -81,8 +81,8 @@ def test_a_run_drops_the_copies_and_notes_their_count_on_the_rows_of_the_split_a
     planted = images(10, 2)
     planted[[1, 4]] = train[[3, 50]]
     data = from_arrays("arrays", train, labels, test, labels[:20], ood={"planted": planted, "far": images(10, 3)})
-    result = Benchmark(data, model="mlp", scorers=["loss"], seeds=[0], epochs=1, bootstrap_resamples=0,
-                       out=str(tmp_path)).run(progress=False)
+    result = Benchmark(data, model="mlp", scorers=["loss"], seeds=[0], epochs=1, checkpoint_at_init=True,
+                       bootstrap_resamples=0, out=str(tmp_path)).run(progress=False)
     assert "note: OoD split planted: 2 exact copies of in-distribution images dropped" in capsys.readouterr().err
     meta = result.tables[0].meta
     assert meta["ood_dropped"] == {"planted": 2} and "dropped from the OoD splits: planted 2" in meta["config"]["data_source"]

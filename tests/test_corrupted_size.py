@@ -42,7 +42,8 @@ def test_another_datasets_split_is_not_cut():
 
 
 def test_a_run_scores_the_cut_splits_unpaired_and_reuses_the_model_of_the_uncut_run(tmp_path):
-    settings = dict(dataset="digits-c", model="mlp", scorers=["loss"], seeds=[0], epochs=1, corruptions=["fog", "zigzag"],
+    settings = dict(dataset="digits-c", model="mlp", scorers=["loss"], seeds=[0], epochs=1, checkpoint_at_init=True,
+                    corruptions=["fog", "zigzag"],
                     out=str(tmp_path))
     whole = Benchmark(**settings).run(progress=False)
     cut = Benchmark(**settings, corrupted_size=60).run(progress=False)

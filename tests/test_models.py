@@ -157,7 +157,9 @@ def test_a_resnet_with_batch_norm_is_probed_with_examples_independent(tmp_path):
     model.train()
     model(torch.rand(32, 3, 16, 16))  # running statistics that differ from a batch's own
     x, y = torch.rand(10, 3, 16, 16), torch.randint(0, 3, (10,))
-    states = [(Checkpoint(index=0, epoch=1, total=1), {k: v.clone() for k, v in model.state_dict().items()})]
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    second = {k: v * 1.01 if v.is_floating_point() else v.clone() for k, v in first.items()}  # VoG reads two or more
+    states = [(Checkpoint(index=0, epoch=1, total=2), first), (Checkpoint(index=1, epoch=2, total=2), second)]
     scores = {}
     for size in (10, 3):
         probe = Probe({"train": ProbeSplit(x, y, trusted_labels=True)}, [registry.create("vog[window=all]"),

@@ -18,9 +18,13 @@ axis has 1 or 3 entries, ``(n, c, h, w)`` when only its second does; when both c
 channels, ``layout`` (``"nhwc"`` or ``"nchw"``) must say which.
 
 An ``.npz`` holds ``x_train``, ``y_train``, ``x_test``, ``y_test``, optionally ``layout`` (a
-string array) and ``classes`` (the class names), and one ``ood_<name>`` array of images per
-OoD split, with ``ood_<name>_labels`` when its labels are known (unknown labels are -1). It
-is read with ``allow_pickle=False``.
+string array), ``classes`` (the class names) and ``mislabeled`` (see below), and one
+``ood_<name>`` array of images per OoD split, with ``ood_<name>_labels`` when its labels are
+known (unknown labels are -1). It is read with ``allow_pickle=False``.
+
+``mislabeled``, one flag per training image (bool, or 0 and 1), marks the training labels known
+to be wrong, from an audit of the user's own: the mislabel task then finds those, as it finds the
+labels ``label_noise`` shuffles (which a dataset with its own flags does not take).
 """
 
 from __future__ import annotations
@@ -112,6 +116,18 @@ def _refuse_untrained_classes(labels: np.ndarray, what: str, trained: np.ndarray
                          "learn a class it never sees: remove those examples, or add training examples of those classes")
 
 
+def as_flags(array: Any, what: str, n: int) -> np.ndarray:
+    """``array`` as one bool per training image: bools, or integers 0 and 1."""
+    flags = np.asarray(array)
+    if flags.shape != (n,):
+        raise BenchError(f"{what} has shape {flags.shape} for {n} training images; give one flag per image, True where "
+                         "the label is known to be wrong")
+    if flags.dtype != bool and not (np.issubdtype(flags.dtype, np.integer) and np.isin(flags, (0, 1)).all()):
+        raise BenchError(f"{what} holds {flags.dtype} values other than 0 and 1; give bools, True where the label is "
+                         "known to be wrong")
+    return flags.astype(bool)
+
+
 def content_digest(*arrays: np.ndarray) -> str:
     """SHA-256 of the arrays' types, shapes and bytes: what a dataset's cache keys are made of
     (SHA-256 rather than MD5: twice as fast where the processor has SHA instructions)."""
@@ -124,15 +140,17 @@ def content_digest(*arrays: np.ndarray) -> str:
 
 def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any, ood: dict[str, Any] | None = None,
                 ood_labels: dict[str, Any] | None = None, classes: list[str] | None = None,
-                layout: str | None = None, origin: str | None = None) -> Dataset:
+                layout: str | None = None, origin: str | None = None, mislabeled: Any = None) -> Dataset:
     """A dataset from arrays (anything ``numpy.asarray`` takes); ``ood`` maps split names to images.
-    ``origin`` says where they came from, in the dataset's provenance (default: ``arrays <name>``)."""
+    ``origin`` says where they came from, in the dataset's provenance (default: ``arrays <name>``);
+    ``mislabeled``, the training labels known to be wrong (the module's docstring)."""
     n_classes = len(classes) if classes else None
     images = {"x_train": as_images(x_train, "x_train", layout), "x_test": as_images(x_test, "x_test", layout),
               **{f"ood_{split}": as_images(array, f"ood_{split}", layout) for split, array in (ood or {}).items()}}
     _refuse_empty_or_mixed_scales(images)
     train_x, test_x = images["x_train"], images["x_test"]
-    train = Split(train_x, as_labels(y_train, "y_train", len(train_x), n_classes))
+    flags = None if mislabeled is None else as_flags(mislabeled, "mislabeled", len(train_x))
+    train = Split(train_x, as_labels(y_train, "y_train", len(train_x), n_classes), noisy=flags)
     test = Split(test_x, as_labels(y_test, "y_test", len(test_x), n_classes))
     if train_x.shape[1:] != test_x.shape[1:]:
         raise BenchError(f"x_train images are {train_x.shape[1:]} but x_test images {test_x.shape[1:]}; they must match")
@@ -156,7 +174,12 @@ def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     n_classes = n_classes or int(max(train.labels.max(initial=0), test.labels.max(initial=0))) + 1
     source = f"{origin or f'arrays {name}'} (content sha256 {content_digest(train_x, train.labels, test_x, test.labels, *[s.inputs for s in splits.values()])})"
     kinds = {split: "semantic" if (s.labels < 0).all() else "covariate" for split, s in splits.items()}
-    return Dataset(name, n_classes, train, test, splits, source=source, classes=tuple(classes or ()), ood_kinds=kinds)
+    dataset = Dataset(name, n_classes, train, test, splits, source=source, classes=tuple(classes or ()), ood_kinds=kinds)
+    if flags is None:
+        return dataset
+    # the mislabel task's truth: other flags are other units, of the same trained models
+    return dataclasses.replace(dataset, source=f"{source}; mislabeled flags (sha256 {content_digest(flags)})",
+                               training_source=source)
 
 
 def from_torch(name: str, train: Any, test: Any, ood: dict[str, Any] | None = None,
@@ -215,6 +238,6 @@ def load_npz(path: Path, roots: list[Path]) -> Dataset:
         raise BenchError(f"{path} has ood_{orphans[0]}_labels but no ood_{orphans[0]} images")
     try:
         return from_arrays(path.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                           ood, labels, classes, layout)
+                           ood, labels, classes, layout, mislabeled=arrays.get("mislabeled"))
     except BenchError as error:
         raise BenchError(f"{path}: {error}") from None

@@ -324,6 +324,9 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = LABEL_NOISE_
         raise BenchError(f"label noise {fraction} is outside [0, 1); give the fraction of training labels to shuffle, e.g. 0.2")
     if fraction == 0.0:
         return dataset
+    if dataset.train.noisy is not None:
+        raise BenchError(f"{dataset.name} carries its own flags of mislabeled training labels, which the mislabel task "
+                         "finds; label noise would shuffle labels over them: leave label_noise at 0, or drop the flags")
     rng = np.random.default_rng(seed)
     labels = dataset.train.labels.copy()
     chosen = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)

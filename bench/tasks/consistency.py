@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.metrics import runs_for, spearman_brown, spearman_matrix, unusable
 from bench.store import ScoreTable
-from bench.tasks.rows import ROW_COLUMNS, failure_note, metric_rows, unit_keys
+from bench.tasks.rows import ROW_COLUMNS, metric_rows, unit_keys, unscored_note
 
 TASK = "consistency"
 SPLITS = ("train", "test")
@@ -82,9 +82,9 @@ def consistency(tables: list[ScoreTable]) -> pd.DataFrame:
     for split in SPLITS:
         scored = []
         for spec in specs:
-            failures = sorted(set(filter(None, (failure_note(t, spec) for t in tables))))
-            if failures:
-                values, note = dict.fromkeys(METRICS, np.nan), "; ".join(failures)
+            unscored = sorted(set(filter(None, (unscored_note(t, spec) for t in tables))))
+            if unscored:
+                values, note = dict.fromkeys(METRICS, np.nan), "; ".join(unscored)
             else:
                 values, note = seed_metrics(np.stack([t.splits[split][spec] for t in tables]).astype(np.float64))
                 scored.append(spec)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.store import ScoreTable
-from bench.tasks.rows import ROW_COLUMNS, Policy, failure_note, metric_rows, unit_keys, with_seed_means
+from bench.tasks.rows import ROW_COLUMNS, Policy, metric_rows, unit_keys, unscored_note, with_seed_means
 
 TASK = "cost"
 SPLIT = "all"  # a unit's cost covers every split
@@ -37,7 +37,7 @@ def cost(tables: list[ScoreTable]) -> pd.DataFrame:
         keys = unit_keys(table, TASK)
         measured = table.meta.get("cost", {})
         for spec in table.meta["scorers"]:
-            note = failure_note(table, spec) or ("" if spec in measured else NOT_MEASURED)
+            note = unscored_note(table, spec) or ("" if spec in measured else NOT_MEASURED)
             values = {metric: np.nan if note else float(measured[spec][metric]) for metric in METRICS}
             rows += metric_rows(keys, SPLIT, spec, values, note)
     rows = with_seed_means(rows, POLICIES)

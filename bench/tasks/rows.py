@@ -69,18 +69,22 @@ def unit_keys(table: ScoreTable, task: str) -> dict[str, str]:
             "label_mode": meta["label_mode"], "seed": str(meta["seed"])}
 
 
-def failure_note(table: ScoreTable, spec: str) -> str:
-    """``scorer failed: <error>`` if the scorer failed on this unit, else ``""``."""
-    failure = table.meta["failures"].get(spec)
-    return f"scorer failed: {failure}" if failure else ""
+def unscored_note(table: ScoreTable, spec: str) -> str:
+    """``scorer failed: <error>`` if the scorer failed on this unit, ``skipped: <what the checkpoints lack>`` if it
+    was skipped, else ``""``."""
+    if failure := table.meta["failures"].get(spec):
+        return f"scorer failed: {failure}"
+    if reason := table.meta.get("skipped", {}).get(spec):  # units of 0.8.0 and before skip nothing
+        return f"skipped: {reason}"
+    return ""
 
 
 def scorer_scores(table: ScoreTable, split: str) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """(spec, scores, "") for each scorer of the unit, or (spec, None, why) for one that failed."""
+    """(spec, scores, "") for each scorer of the unit, or (spec, None, why) for one that failed or was skipped."""
     for spec in table.meta["scorers"]:
-        failure = failure_note(table, spec)
-        if failure:
-            yield spec, None, failure
+        unscored = unscored_note(table, spec)
+        if unscored:
+            yield spec, None, unscored
         else:
             yield spec, np.asarray(table.splits[split][spec], dtype=np.float64), ""
 
