@@ -15,7 +15,8 @@ initialisation, the first step's), the schedule the harness's own checkpoints ca
 TracIn and the windows of VoG read them as they read the harness's. Both are written atomically:
 a training killed between two saves leaves the checkpoints saved so far, readable.
 
-``lightning_recorder`` is the same as a Lightning callback.
+``lightning_recorder`` is the same as a Lightning callback, ``huggingface_recorder`` as a Hugging
+Face ``TrainerCallback``.
 """
 
 from __future__ import annotations
@@ -101,3 +102,29 @@ def lightning_recorder(folder: str | Path, every: int = 1, at_init: bool = True)
             self.recorder.end_epoch()
 
     return LightningRecorder()
+
+
+def huggingface_recorder(folder: str | Path, every: int = 1, at_init: bool = True) -> Any:
+    """A ``transformers.TrainerCallback`` that records as ``Recorder`` does: the Trainer's model when training
+    starts (``at_init``) and after every ``every`` epochs, with the steps and the rate of its optimizer. The keys
+    are the model's own; a model that holds the network under one attribute is stripped of it by ``bench score``."""
+    from transformers import TrainerCallback
+
+    class HuggingFaceRecorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.recorder: Recorder | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module = None, optimizer: Any = None,
+                           **kwargs: Any) -> None:
+            self.recorder = Recorder(folder, model, optimizer, every, at_init)
+
+        def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.recorder.lr = self.recorder.current_lr()  # the rate of this step: the Trainer's scheduler moves it after
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.recorder.steps = state.global_step
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.recorder.end_epoch()
+
+    return HuggingFaceRecorder()

@@ -17,7 +17,7 @@ from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.executors import cpu_threads
 from bench.models import build_model
-from bench.recorder import Recorder, lightning_recorder
+from bench.recorder import Recorder, huggingface_recorder, lightning_recorder
 from bench.runner import run
 from bench.training import model_input
 
@@ -92,10 +92,9 @@ def small_network(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
 
 
 @pytest.fixture
-def lightning(monkeypatch):
-    """``lightning.pytorch``, imported with torchvision hidden: the registry's torchvision (pytorch-ood's dependency)
-    is a CUDA build that cannot load against the CPU torch, and Lightning's torchmetrics imports it whenever its
-    metadata says it is installed."""
+def hidden_torchvision(monkeypatch):
+    """torchvision hidden: the registry's build (pytorch-ood's dependency) is a CUDA one that cannot load against the
+    CPU torch, and Lightning's torchmetrics and transformers import it whenever its metadata says it is installed."""
     import importlib.metadata
 
     installed = importlib.metadata.version
@@ -107,7 +106,22 @@ def lightning(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", version)
     monkeypatch.setitem(sys.modules, "torchvision", None)
+
+
+@pytest.fixture
+def lightning(hidden_torchvision):
     return pytest.importorskip("lightning.pytorch")
+
+
+@pytest.fixture
+def transformers(hidden_torchvision, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    from transformers import trainer
+
+    # this project's data root, datasets/, is found as a namespace package named datasets, which transformers takes
+    # for the Hugging Face package
+    monkeypatch.setattr(trainer, "is_datasets_available", lambda: False)
+    return transformers
 
 
 def test_a_lightning_run_with_the_callback_scores_end_to_end(tmp_path, lightning):
@@ -152,4 +166,47 @@ def test_a_lightning_run_with_the_callback_scores_end_to_end(tmp_path, lightning
     assert set(table.scorers) == {"vog", "tracin", "max-softmax"}
     with torch.no_grad():
         expected = module.model(model_input(torch.as_tensor(data.test.inputs), data.input_shape)).argmax(1).numpy()
+    np.testing.assert_array_equal(table.splits["test"]["pred"], expected)
+
+
+def test_a_hugging_face_trainer_with_the_callback_scores_end_to_end(tmp_path, transformers):
+    """A model holding the network as ``self.net`` and returning its loss, trained by the Hugging Face Trainer with the
+    callback (linear decay of the rate); the checkpoints score, with the rates of the steps before each."""
+    data = load_dataset("digits-c", None, ())
+    inputs = model_input(torch.as_tensor(data.train.inputs), data.input_shape)
+    examples = [{"x": x, "labels": int(y)} for x, y in zip(inputs, data.train.labels)]
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_network(data.input_shape, data.n_classes)
+
+        def forward(self, x, labels=None):
+            logits = self.net(x)
+            return {"loss": functional.cross_entropy(logits, labels), "logits": logits}
+
+    torch.manual_seed(0)
+    model = Model()
+    rates = []
+    arguments = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), num_train_epochs=3, per_device_train_batch_size=64, learning_rate=0.1,
+        lr_scheduler_type="linear", report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+        dataloader_num_workers=0, seed=0)
+
+    class Rates(transformers.TrainerCallback):
+        def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            rates.append(optimizer.param_groups[0]["lr"])
+
+    transformers.Trainer(model=model, args=arguments, train_dataset=examples,
+                         callbacks=[huggingface_recorder(tmp_path / "run"), Rates()]).train()
+    steps = -(-len(examples) // 64)
+    manifest = json.loads((tmp_path / "run" / "checkpoints.json").read_text())["checkpoints"]
+    assert [(e["epoch"], e["step"]) for e in manifest] == [(e, e * steps) for e in range(4)]
+    assert [e["lr"] for e in manifest[1:]] == [rates[e * steps - 1] for e in (1, 2, 3)]
+    table = run(RunConfig(dataset="digits-c", corruptions=[], model=f"{__file__}:small_network",
+                          checkpoints=[str(tmp_path / "run")], scorers=["vog", "tracin"], seeds=[0],
+                          out=str(tmp_path / "out")), progress=False).tables[0]
+    assert set(table.scorers) == {"vog", "tracin"}
+    with torch.no_grad():
+        expected = model.net(model_input(torch.as_tensor(data.test.inputs), data.input_shape)).argmax(1).numpy()
     np.testing.assert_array_equal(table.splits["test"]["pred"], expected)
