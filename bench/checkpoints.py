@@ -54,7 +54,7 @@ EPOCH_IN_NAME = re.compile(r"(?:^|[^a-z])epoch[=_-]?(\d+(?:\.\d+)?)", re.IGNOREC
 @dataclass(frozen=True)
 class CheckpointFile:
     path: Path
-    epoch: float | None  # epochs of training done; None for a lone final model of unknown epoch
+    epoch: int | float | None  # epochs of training done; None for a lone final model of unknown epoch
     step: int | None = None
     lr: float | None = None
 
@@ -98,6 +98,8 @@ def find_checkpoints(source: str | Path) -> CheckpointSource:
 
 
 def from_manifest(manifest: Path) -> list[CheckpointFile]:
+    """The files a ``checkpoints.json`` lists, with their epochs, steps and rates, in its order (which must be
+    training order)."""
     try:
         entries = json.loads(manifest.read_text())["checkpoints"]
         files = [CheckpointFile(manifest.parent / entry["file"], as_epoch(entry["epoch"]),
@@ -117,6 +119,8 @@ def from_manifest(manifest: Path) -> list[CheckpointFile]:
 
 
 def from_names(paths: list[Path], where: str) -> list[CheckpointFile]:
+    """``paths`` in epoch order, each epoch read from its name (see the module's docstring); ``where``: the source,
+    for the errors."""
     if not paths:
         raise BenchError(f"checkpoints: {where} holds no checkpoint file ({', '.join(SUFFIXES)}); give the folder or "
                          f"glob the files are in, or a {MANIFEST} manifest")
