@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -59,14 +59,25 @@ from bench.specs import format_spec
 # Columns every split of a score table has; no scorer may take these names.
 RESERVED_COLUMNS = ("id", "label", "pred", "noisy", "boundary_distance")
 
+class Reduction(NamedTuple):
+    """What a reduction computes over the checkpoints, and how two of its states merge: the state of a range of
+    checkpoints followed by the state of the next range, for the same examples (``bench.reductions.merged``).
+    Examples are independent in every reduction: the states of two ranges of examples are put end to end."""
+
+    computes: str
+    merge: str
+
+
 REDUCTIONS = {
-    "sum": "sum over the observed checkpoints",
-    "mean": "mean over the observed checkpoints",
-    "std": "population std over the observed checkpoints of each element of the value, averaged over the elements",
-    "last": "the value at the last observed checkpoint, kept as it is (any shape)",
-    "transitions": "how many times a boolean value went from true to false (it starts false)",
-    "any": "whether a boolean value was ever true",
-    "count": "the number of observed checkpoints (reads no value)",
+    "sum": Reduction("sum over the observed checkpoints", "the sums added"),
+    "mean": Reduction("mean over the observed checkpoints", "the sums and the checkpoint counts added"),
+    "std": Reduction("population std over the observed checkpoints of each element of the value, averaged over the "
+                     "elements", "Chan et al.'s pairwise update of Welford's mean and sum of squared deviations"),
+    "last": Reduction("the value at the last observed checkpoint, kept as it is (any shape)", "the later range's"),
+    "transitions": Reduction("how many times a boolean value went from true to false (it starts false)",
+                             "the counts added, plus one where the earlier range ends true and the later begins false"),
+    "any": Reduction("whether a boolean value was ever true", "or"),
+    "count": Reduction("the number of observed checkpoints (reads no value)", "the counts added"),
 }
 
 

@@ -263,6 +263,10 @@ class Probing(Section):
                                 hashed="scores", check=at_least(1), metavar="N")
     state_dtype: Literal["float64", "float32"] = key("float64", "running sums and moments of the scores; float32 "
                                                      "halves VoG's per-pixel state", hashed="scores")
+    shards: int = key(1, "probe each split in N shards of consecutive whole probe batches, one after another, each "
+                      "holding the running states of its own examples alone, then joined: the same scores bit for "
+                      "bit; each shard is kept until its unit is saved, so an interrupted run probes again only the "
+                      "shards it did not keep", hashed=None, check=at_least(1), metavar="N")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ A host serves the scorers that share one running state, and is called in this or
 
 * ``start(split, size)`` before a split's passes;
 * ``update(batch, checkpoint)`` with every batch at each checkpoint in ``observed``;
-* ``end(split)`` when the split has been seen at every checkpoint (its running state is folded);
+* ``end(split)`` when the split has been seen at every checkpoint (its running state is folded); in a shard of
+  the probe, ``partial(split)`` instead, which hands back the shard's part of what ``end`` keeps, and where the
+  shards meet, ``join(split, parts)`` in place of ``end``: the parts, in order of their examples, put end to end;
 * ``scores(scorer, split)`` for each of its scorers and split, once every split has ended;
 * ``state_bytes()`` at the end of each split's passes and after scoring, for the peak size of its state.
 
@@ -46,6 +48,8 @@ def observed_checkpoints(scorer: Scorer, schedule: Sequence[Checkpoint]) -> froz
 class Host(ABC):
     """The scorers sharing one running state, and the checkpoints (indices) they observe."""
 
+    mergeable = False  # whether ``partial`` and ``join`` are defined: the host can serve a sharded probe
+
     def __init__(self, scorers: list[Scorer], observed: frozenset[int]) -> None:
         self.scorers = scorers
         self.specs = [scorer.spec for scorer in scorers]
@@ -63,6 +67,15 @@ class Host(ABC):
     def end(self, split: str) -> None:
         """The split has been seen at every checkpoint."""
 
+    def partial(self, split: str) -> Any:
+        """In place of ``end`` in a shard of the probe: what ``end`` keeps of the shard's part of ``split``."""
+        raise NotImplementedError
+
+    def join(self, split: str, parts: list[Any]) -> None:
+        """In place of ``end`` where the shards meet: ``split`` made of the ``partial``s of consecutive ranges of its
+        examples, in order."""
+        raise NotImplementedError
+
     @abstractmethod
     def scores(self, scorer: Scorer, split: str) -> Any:
         """``scorer``'s scores of ``split`` (one float per example, checked by the probe), every split having ended."""
@@ -74,6 +87,8 @@ class Host(ABC):
 
 class CheckpointHost(Host):
     """``CheckpointScore`` variants differing only in their ``finish_params``: one ``Accumulator`` per state and split."""
+
+    mergeable = True
 
     def __init__(self, scorers: list[CheckpointScore], observed: frozenset[int], dtype: torch.dtype) -> None:
         super().__init__(scorers, observed)
@@ -105,10 +120,17 @@ class CheckpointHost(Host):
                                  "examples; it must return one value (or row) per example")
             accumulator.update(batch.index, value, checkpoint.index)
 
-    def end(self, split: str) -> None:
+    def partial(self, split: str) -> dict[str, np.ndarray]:
         results = {name: accumulator.result() for name, accumulator in self.accumulators.items()}
-        self.reduced[split] = results.get("", results)
         self.accumulators = {}
+        return results
+
+    def join(self, split: str, parts: list[dict[str, np.ndarray]]) -> None:
+        results = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        self.reduced[split] = results.get("", results)
+
+    def end(self, split: str) -> None:
+        self.join(split, [self.partial(split)])
 
     def scores(self, scorer: CheckpointScore, split: str) -> Any:  # type: ignore[override]
         return scorer.finish(self.reduced, split)
@@ -120,6 +142,8 @@ class CheckpointHost(Host):
 
 class DetectorHost(Host):
     """Every ``Detector`` on one feature space: the space (and the labels) of every split, kept at the last checkpoint."""
+
+    mergeable = True
 
     def __init__(self, scorers: list[Detector], observed: frozenset[int]) -> None:
         super().__init__(scorers, observed)
@@ -143,11 +167,25 @@ class DetectorHost(Host):
         self.parts.append(batch[self.space].flatten(1).float().cpu())
         self.labels.append(batch.classes["label"].cpu())
 
-    def end(self, split: str) -> None:
-        self.features[split] = torch.cat(self.parts).numpy()
-        if split == "train":
-            self.train_labels = torch.cat(self.labels).numpy()
+    def partial(self, split: str) -> dict[str, np.ndarray]:
+        part = {"features": torch.cat(self.parts).numpy(), "labels": torch.cat(self.labels).numpy()}
+        if self.head is not None:
+            part.update(head_weight=self.head.weight, head_bias=self.head.bias)
         self.parts, self.labels = [], []
+        return part
+
+    def join(self, split: str, parts: list[dict[str, np.ndarray]]) -> None:
+        def joined(name: str) -> np.ndarray:  # one part is kept as it is: a feature space can be large
+            return parts[0][name] if len(parts) == 1 else np.concatenate([part[name] for part in parts])
+
+        self.features[split] = joined("features")
+        if split == "train":
+            self.train_labels = joined("labels")
+        if self.head is None and (part := next((part for part in parts if "head_weight" in part), None)):
+            self.head = Head(part["head_weight"], part["head_bias"])
+
+    def end(self, split: str) -> None:
+        self.join(split, [self.partial(split)])
 
     def scores(self, scorer: Detector, split: str) -> np.ndarray:  # type: ignore[override]
         if scorer.spec not in self.fitted:

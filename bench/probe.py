@@ -10,6 +10,15 @@ order. When a split has been seen at every checkpoint its hosts end it, so only 
 running states are in memory at once; once every split has ended, each scorer's scores are
 read from its host.
 
+A probe may be cut into shards (``run``'s ``shards``, the setting ``shards``): each split into consecutive
+ranges of whole batches, each range probed alone by a ``shard`` (a probe of those examples, with hosts of its own
+that hand back what they would keep of the split), then the parts put end to end (``join``). Every batch, and so
+every example's arithmetic, is the unsharded probe's, and no reduction mixes examples: the table is the same bit
+for bit, while a shard holds the running states of its examples alone. The reduced values of each shard are joined
+before ``finish`` (VoG's class normalisation reads the whole training split); detectors keep each shard's
+features and are fitted once, on the joined training features. A ``StreamingScorer`` keeps a state of its own
+that does not merge, and fails alone in a sharded probe.
+
 The signal ``heldout_logits`` is computed once, before the passes, and only if a scorer needs
 it: the training split through the cross-fitted models ``run`` is given (each fold through
 the model that did not train on it; ``bench.unit`` trains them), the other splits' being
@@ -41,10 +50,13 @@ streaming scorer at the end of each split, or of a fitted detector.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +68,7 @@ from bench.gradients import GradNormComputer
 from bench.hosts import Host, make_hosts, needs_of, observed_checkpoints
 from bench.meter import Meter
 from bench.signals import HELDOUT_LOGITS, LOGITS, PIXELS, Signal, compute_signals
+from bench.store import readable, save_archive
 from bench.training import model_input
 
 
@@ -94,6 +107,45 @@ class Folds:
             return (f"the cross-fitted models do not fit the training split: {len(self.fold)} fold numbers for "
                     f"{n_train} examples, in {sorted(set(self.fold.tolist()))} for {len(self.states)} models")
         return None
+
+
+@dataclass
+class Shard:
+    """What a shard of the probe hands back for ``Probe.join``: by split, each live host's part (by its position
+    among the probe's hosts: arrays by name) and the final model's predictions; the scorers that failed in the
+    shard; seconds and peak state bytes by scorer."""
+
+    partials: dict[str, dict[int, dict[str, np.ndarray]]]
+    predictions: dict[str, np.ndarray]
+    failures: dict[str, str]
+    seconds: dict[str, float]
+    peak_bytes: dict[str, float]
+
+
+def save_shard(path: Path, shard: Shard, layout: dict[str, Any]) -> None:
+    """``shard`` as one .npz, atomically, with the ``layout`` it was made for (its hosts' specs, its rows)."""
+    arrays = {f"partial/{split}/{position}/{name}": value for split, parts in shard.partials.items()
+              for position, part in parts.items() for name, value in part.items()}
+    arrays.update({f"pred/{split}": values for split, values in shard.predictions.items()})
+    save_archive(path, arrays, {"layout": layout, "seconds": shard.seconds, "peak_bytes": shard.peak_bytes})
+
+
+def load_shard(path: Path, layout: dict[str, Any]) -> Shard | None:
+    """The shard ``save_shard`` wrote, if it was made for ``layout``; None if for another (it is probed again)."""
+    partials: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+    predictions = {}
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        if meta["layout"] != layout:
+            return None
+        for key in archive.files:
+            kind, _, rest = key.partition("/")
+            if kind == "partial":
+                split, position, name = rest.rsplit("/", 2)
+                partials.setdefault(split, {}).setdefault(int(position), {})[name] = archive[key]
+            elif kind == "pred":
+                predictions[rest] = archive[key]
+    return Shard(partials, predictions, {}, meta["seconds"], meta["peak_bytes"])
 
 
 NO_FOLDS = "heldout_logits needs cross-fitted models: run with --cross-fit 5 (K more trainings per unit for K folds)"
@@ -147,12 +199,18 @@ class Probe:
         self.grad_norms = GradNormComputer()
         self.meter = Meter(next(iter(splits.values())).inputs.device)
         self.peak_bytes: dict[str, float] = {}
+        self.partials: dict[str, dict[int, Any]] = {}  # in a shard: split -> host position -> its state
 
     @property
     def cost(self) -> dict[str, dict[str, float]]:
         """Per scorer run here: its seconds and peak state bytes (see the module's docstring)."""
         return {s.spec: {"seconds": self.meter.seconds.get(s.spec, 0.0), "state_bytes": self.peak_bytes.get(s.spec, 0)}
                 for s in self.todo}
+
+    def passes(self, checkpoints: int, shards: int = 1) -> int:
+        """How many passes over a split (or a shard's part of one) ``run`` makes: for a progress bar."""
+        batches = [-(-len(split) // self.batch_size) for split in self.splits.values()]
+        return checkpoints * sum(min(shards, count) for count in batches)
 
     def wants(self, signal: Signal) -> bool:
         """Whether a scorer to be computed declares ``signal`` among its needs (asked before ``run``, to prepare it)."""
@@ -188,14 +246,60 @@ class Probe:
             self.peak_bytes[spec] = size if np.isnan(size) else max(self.peak_bytes.get(spec, 0), size)
 
     def run(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-            on_pass: Callable[[], None] | None = None, folds: Folds | None = None) -> dict[str, dict[str, np.ndarray]]:
+            on_pass: Callable[[], None] | None = None, folds: Folds | None = None, shards: int = 1,
+            shard_path: Callable[[int], Path] | None = None) -> dict[str, dict[str, np.ndarray]]:
         """Probe ``model`` loaded with each stored state (in schedule order), split by split; the score table.
-        ``folds``: the unit's cross-fitted models, for the scorers that need ``heldout_logits``.
+        ``folds``: the unit's cross-fitted models, for the scorers that need ``heldout_logits``. ``shards`` > 1 cuts
+        every split into that many consecutive ranges of whole batches, probes each range alone (``shard``) and joins
+        their states (``join``): the table of the whole, bit for bit, as every batch and every example's arithmetic
+        is the same. ``shard_path(k)``: where shard k is kept, and found by a rerun after an interruption (when it
+        was made by the same scorers on the same examples), so that only the shards not kept are probed again.
 
         ``seconds`` then holds the time of the passes (``probe``) and of the scoring (``finish``).
         """
         started = time.perf_counter()
-        schedule = [checkpoint for checkpoint, _ in checkpoints]
+        self._resolve([checkpoint for checkpoint, _ in checkpoints])
+        if shards > 1:
+            self.join(self._shards(model, checkpoints, on_pass, folds, shards, shard_path))
+        else:
+            with evaluating(model):
+                self._probe(model, checkpoints, on_pass, folds, end=True)
+        self.meter.settle()
+        finishing = time.perf_counter()
+        table = self._table()
+        self.meter.settle()
+        self.seconds = {"probe": finishing - started, "finish": time.perf_counter() - finishing}
+        return table
+
+    def _shards(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
+                on_pass: Callable[[], None] | None, folds: Folds | None, shards: int,
+                shard_path: Callable[[int], Path] | None) -> list[Shard]:
+        """Each shard, kept at ``shard_path(k)`` (if given) or found there when made by the same hosts on the same
+        examples. A host whose state does not merge fails first."""
+        for host in self._alive():
+            if not host.mergeable:
+                for spec in host.specs:
+                    self.failures[spec] = ("keeps a state of its own (a StreamingScorer), which does not merge: run it "
+                                           "without shards")
+        pieces = []
+        sizes = {name: len(split) for name, split in self.splits.items()}
+        for k, rows in enumerate(example_ranges(sizes, shards, self.batch_size)):
+            path = None if shard_path is None else shard_path(k)
+            layout = {"hosts": [host.specs for host in self.hosts],
+                      "rows": {name: [int(index[0]), int(index[-1]) + 1] for name, index in rows.items() if len(index)}}
+            piece = None if path is None else readable(functools.partial(load_shard, layout=layout), path)
+            if piece is None:
+                piece = self.shard(rows, model, checkpoints, on_pass, folds)
+                if path is not None and not piece.failures:  # a failed score is never kept as a finished one
+                    save_shard(path, piece, layout)
+            elif on_pass is not None:
+                for _ in range(len(checkpoints) * len(layout["rows"])):
+                    on_pass()
+            pieces.append(piece)
+        return pieces
+
+    def _resolve(self, schedule: list[Checkpoint]) -> None:
+        """What each scorer observes, lacks and needs, asked once; the hosts of the scorers to compute."""
         for scorer in self.scorers:  # the reused too: the unit's meta lists the epochs each one observed
             observed = self._guard([scorer.spec], observed_checkpoints, scorer, schedule)
             self.observed[scorer.spec] = frozenset() if observed is None else observed
@@ -203,28 +307,69 @@ class Probe:
             self._guard([scorer.spec], needs_of, scorer)
             if reason := self._guard([scorer.spec], scorer.lacking, schedule, self.observed[scorer.spec]):
                 self.skipped[scorer.spec] = reason
-        self.hosts = make_hosts([s for s in self.todo if s.spec not in self.failures and s.spec not in self.skipped],
-                                self.observed, self.state_dtype)
-        with evaluating(model):
-            self._heldout_logits(model, folds, schedule[-1].index)
-            self._final_classes(model, checkpoints[-1][1])
-            for name, split in self.splits.items():
-                for host in self._alive():
-                    self._guard(host.specs, host.start, name, len(split))
-                for checkpoint, state in checkpoints:
-                    model.load_state_dict(state)
-                    self._pass(model, name, checkpoint)
-                    if on_pass is not None:
-                        on_pass()
-                for host in self._alive():
+        self.hosts = make_hosts(self._active(), self.observed, self.state_dtype)
+
+    def _active(self) -> list[Scorer]:
+        return [s for s in self.todo if s.spec not in self.failures and s.spec not in self.skipped]
+
+    def _probe(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
+               on_pass: Callable[[], None] | None, folds: Folds | None, end: bool) -> None:
+        """Every split's passes; then each host ends the split, or (``end`` False, in a shard) hands back its state."""
+        self._heldout_logits(model, folds, checkpoints[-1][0].index)
+        self._final_classes(model, checkpoints[-1][1])
+        for name, split in self.splits.items():
+            for host in self._alive():
+                self._guard(host.specs, host.start, name, len(split))
+            for checkpoint, state in checkpoints:
+                model.load_state_dict(state)
+                self._pass(model, name, checkpoint)
+                if on_pass is not None:
+                    on_pass()
+            alive = self._alive()
+            for position, host in enumerate(self.hosts):
+                if host in alive:
                     self._keep_peak_bytes(host)
-                    self._guard(host.specs, host.end, name)
-        self.meter.settle()
-        finishing = time.perf_counter()
-        table = self._table()
-        self.meter.settle()
-        self.seconds = {"probe": finishing - started, "finish": time.perf_counter() - finishing}
-        return table
+                    if end:
+                        self._guard(host.specs, host.end, name)
+                    else:
+                        self.partials.setdefault(name, {})[position] = self._guard(host.specs, host.partial, name)
+
+    def shard(self, rows: dict[str, np.ndarray], model: nn.Module,
+              checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
+              on_pass: Callable[[], None] | None = None, folds: Folds | None = None) -> Shard:
+        """The probe of the examples at ``rows`` of each split (sorted positions; a split without rows is left out),
+        its hosts' states handed back rather than ended, for ``join``. The scorers' observed checkpoints, skips
+        and failures are this probe's, resolved once; each shard makes hosts of its own."""
+        piece = Probe({name: self.splits[name].sample(index) for name, index in rows.items() if len(index)},
+                      self.todo, self.input_shape, self.batch_size, None, self.state_dtype)
+        piece.observed, piece.skipped, piece.failures = dict(self.observed), dict(self.skipped), dict(self.failures)
+        # the hosts of this probe's, in its order: a shard's parts are joined by position
+        piece.hosts = make_hosts([s for host in self.hosts for s in host.scorers], piece.observed, self.state_dtype)
+        if folds is not None and "train" in rows:
+            folds = Folds(folds.fold[rows["train"]], folds.states)
+        with evaluating(model):
+            piece._probe(model, checkpoints, on_pass, folds, end=False)
+        piece.meter.settle()
+        failed_here = {spec: error for spec, error in piece.failures.items() if spec not in self.failures}
+        return Shard(piece.partials, piece.predictions, failed_here, dict(piece.meter.seconds), piece.peak_bytes)
+
+    def join(self, pieces: list[Shard]) -> None:
+        """``pieces`` (``shard``s of consecutive ranges of every split, in order) put end to end in this probe's hosts
+        in place of their ``end``; a scorer that failed in any piece fails. Seconds add up; state bytes are the
+        largest a piece held."""
+        for piece in pieces:
+            self.failures.update(piece.failures)
+            for spec, seconds in piece.seconds.items():
+                self.meter.seconds[spec] += seconds
+            for spec, size in piece.peak_bytes.items():
+                self.peak_bytes[spec] = max(self.peak_bytes.get(spec, 0), size)
+        positions = {id(host): position for position, host in enumerate(self.hosts)}
+        for name in self.splits:
+            covering = [piece for piece in pieces if name in piece.predictions]
+            for host in self._alive():
+                parts = [piece.partials[name][positions[id(host)]] for piece in covering]
+                self._guard(host.specs, host.join, name, parts)
+            self.predictions[name] = np.concatenate([piece.predictions[name] for piece in covering])
 
     def _final_classes(self, model: nn.Module, final_state: dict[str, torch.Tensor]) -> None:
         """Each split's labels where trusted, otherwise the class the final model predicts; only if a signal asks."""
@@ -345,3 +490,15 @@ class Probe:
             self.failures[scorer.spec] = f"returned scores of shape {result.shape} for split {name!r}; expected {expected}"
             return
         scores.setdefault(scorer.spec, {})[name] = result
+
+
+def example_ranges(sizes: dict[str, int], shards: int, batch_size: int) -> list[dict[str, np.ndarray]]:
+    """``shards`` cuts of every split (name -> size) into consecutive ranges of whole probe batches, as equal in
+    batches as they can be: the positions of each shard's examples, by split (empty for a split of fewer batches than
+    shards). Cut at batch boundaries, every example is probed in the batch the unsharded probe puts it in."""
+    pieces: list[dict[str, np.ndarray]] = [{} for _ in range(shards)]
+    for name, size in sizes.items():
+        for piece, batches in zip(pieces, np.array_split(np.arange(-(-size // batch_size)), shards)):
+            piece[name] = np.arange(batches[0] * batch_size, min(size, (batches[-1] + 1) * batch_size)) \
+                if len(batches) else np.arange(0)
+    return pieces

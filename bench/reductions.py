@@ -4,7 +4,10 @@ reduction and split (``bench.hosts.CheckpointHost`` holds them for the variants 
 Each batch's values are folded in with the examples' positions in the split; when a split
 has been seen at every checkpoint, its reduced values are kept and the running state freed. States
 live on the device, float64 for sums and moments (float32 on request, halving the state
-of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes.
+of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes
+and how two states merge: ``merged`` joins the states of consecutive ranges of checkpoints (the std by Chan et
+al.'s pairwise update). No reduction mixes examples: the states, and the reduced values, of consecutive ranges of
+examples are put end to end (``bench.probe``'s shards).
 
 Welford's update in float32 (unit roundoff u = 2^-24) over k values of largest magnitude M gives
 each element's variance to within eps = (4k + 12) u M^2 (to first order in u: the running mean
@@ -72,6 +75,8 @@ class Accumulator:
             previous, value = self._zeros("previous", value, torch.bool), value.bool()
             self._zeros("events", value, torch.int64)[index] += previous[index] & ~value
             previous[index] = value
+            if len(self.seen) == 1:  # the first value, for a merge with an earlier range (``merged``)
+                self._zeros("first", value, torch.bool)[index] = value
         elif self.reduction == "any":
             self._zeros("any", value, torch.bool)[index] |= value.bool()
         else:
@@ -88,4 +93,35 @@ class Accumulator:
             return (state["m2"] / len(self.seen)).sqrt().mean(dim=1, dtype=torch.float64).cpu().numpy()
         name = {"transitions": "events"}.get(self.reduction, self.reduction)
         return state[name].cpu().numpy()
+
+
+
+def merged(earlier: Accumulator, later: Accumulator) -> Accumulator:
+    """The state of ``earlier``'s checkpoints followed by ``later``'s, for the same examples: each reduction's merge
+    (``bench.api.REDUCTIONS``). Exact for counts, ``any``, ``last`` and ``transitions``; sums and moments equal the
+    whole's to rounding, as their additions come in another order."""
+    if (earlier.reduction, earlier.size, earlier.dtype) != (later.reduction, later.size, later.dtype):
+        raise ValueError(f"cannot merge a {earlier.reduction} state of {earlier.size} examples in {earlier.dtype} with "
+                         f"a {later.reduction} state of {later.size} in {later.dtype}")
+    if not earlier.seen or not later.seen or max(earlier.seen) >= min(later.seen):
+        raise ValueError(f"cannot merge checkpoints {sorted(earlier.seen)} with {sorted(later.seen)}: the first "
+                         "range must end before the second begins, and neither be empty")
+    whole = Accumulator(earlier.reduction, earlier.size, earlier.dtype)
+    whole.seen = earlier.seen | later.seen
+    a, b = earlier.state, later.state
+    if earlier.reduction == "std":
+        n_a, n_b = len(earlier.seen), len(later.seen)
+        delta = b["mean"] - a["mean"]
+        whole.state = {"mean": a["mean"] + delta * (n_b / (n_a + n_b)),
+                       "m2": a["m2"] + b["m2"] + delta.square() * (n_a * n_b / (n_a + n_b))}
+    elif earlier.reduction == "last":
+        whole.state = {"last": b["last"]}
+    elif earlier.reduction == "transitions":
+        whole.state = {"events": a["events"] + b["events"] + (a["previous"] & ~b["first"]),
+                       "previous": b["previous"], "first": a["first"]}
+    elif earlier.reduction == "any":
+        whole.state = {"any": a["any"] | b["any"]}
+    else:  # count, sum, mean
+        whole.state = {name: a[name] + b[name] for name in a}
+    return whole
 

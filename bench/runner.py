@@ -125,6 +125,7 @@ def run(config: RunConfig, progress: bool = True, executor_name: str = "local", 
         pending = [seed for seed in config.seeds if seed not in tables]
         for seed, table in runner.map(plan, dataset, pending, code, model_free, progress):
             table.save(paths[seed])  # at once: a killed run loses no finished unit
+            plan.store.remove_shards(paths[seed])
             tables[seed] = table
         ordered = [tables[seed] for seed in config.seeds]
         how = OverExamples(config.example_intervals, config.bootstrap_resamples)
@@ -164,6 +165,7 @@ def every_scorer_failed(table: ScoreTable, leaderboard_path: Path, listed: int =
 
 
 LOCATION = ("name", "out")  # where a run's results go, not what they are
+EXECUTION = ("shards",)  # how a probe runs, not what it computes (the same scores bit for bit)
 EXTENSIBLE = ("scorers", "plugins")  # a run that adds to these extends the leaderboard of the same settings
 
 
@@ -203,7 +205,7 @@ def changed_settings(old_config: Path, old_board: Path, config: RunConfig,
         return None
     now = config.flat()
     changed = {key: (before[key], now[key]) for key in now
-               if key not in (*LOCATION, *EXTENSIBLE) and before[key] != now[key]}
+               if key not in (*LOCATION, *EXECUTION, *EXTENSIBLE) and before[key] != now[key]}
     if not old_specs <= set(board.full_spec):
         changed["scorers"] = (before["scorers"], now["scorers"])
     return changed

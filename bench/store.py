@@ -162,6 +162,15 @@ class Store:
     def checkpoints_path(self, dataset: str, model: str, seed: int, training_hash: str) -> Path:
         return self.out_dir / "checkpoints" / f"{self.stem(dataset, model, seed, training_hash)}.npz"
 
+    def shard_path(self, unit_path: Path, shard: int, shards: int) -> Path:
+        """Where shard ``shard`` (0-based) of ``shards`` of a unit's probe is kept until the unit is saved."""
+        return self.out_dir / "shards" / f"{unit_path.stem}_shard-{shard + 1}-of-{shards}.npz"
+
+    def remove_shards(self, unit_path: Path) -> None:
+        """The shards of a unit, once the unit is saved: they are in it."""
+        for path in (self.out_dir / "shards").glob(f"{unit_path.stem}_shard-*.npz"):
+            path.unlink()
+
     def check_writable(self) -> None:
         """Refuse a results folder that cannot be written, without making it: a refused command leaves nothing."""
         existing = next(folder for folder in (self.out_dir, *self.out_dir.parents) if folder.exists())

@@ -234,10 +234,11 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         cross_fit.update(done=True, fold=record["fold"], seconds=record["seconds"])
         if sample is not None:
             folds = Folds(folds.fold[sample], folds.states)
-    with tqdm(total=len(probed) * len(states), desc=f"{description}: probing", unit="pass",
+    with tqdm(total=probe.passes(len(states), config.shards), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
-        columns = probe.run(model, list(zip(schedule, states)), bar.update, folds)
+        columns = probe.run(model, list(zip(schedule, states)), bar.update, folds, config.shards,
+                            lambda k: plan.store.shard_path(plan.unit_path(seed), k, config.shards))
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
             columns[name]["boundary_distance"] = split.boundary_distance[columns[name]["id"]]

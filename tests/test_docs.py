@@ -174,3 +174,13 @@ def test_the_readmes_links_into_the_repository_reach_a_file():
     """MkDocs checks the site's links; the README, which GitHub shows, is checked here."""
     targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
     assert targets and not [target for target in targets if not (ROOT / target).exists()]
+
+
+def test_the_plugin_guides_table_of_reductions_is_the_contracts():
+    """Each reduction's row in docs/plugins.md says what ``bench.api.REDUCTIONS`` declares: what it computes and its
+    merge, so the guide cannot drift from the contract."""
+    from bench.api import REDUCTIONS
+
+    rows = re.findall(r"^ *\| `(\w+)` \| (.+?) \| (.+?) \|$", (DOCS / "plugins.md").read_text(), re.MULTILINE)
+    assert {name: (computes, merge) for name, computes, merge in rows} == {
+        name: (reduction.computes, reduction.merge) for name, reduction in REDUCTIONS.items()}
