@@ -10,7 +10,8 @@
   computes the model-free columns itself, so units need not wait for one another. Workers get this
   process's ``GOMP_SPINCOUNT`` (``bench.config.OPENMP_SPINS`` if unset), as a ``bench`` process has.
   Checkpoints are written where the task runs: the results folder should be on a shared
-  filesystem for a cluster.
+  filesystem for a cluster. With ``shards`` > 1, the shards of each unit's probe are Ray tasks too
+  (``ray_shards``), spread over the cluster, each with the unit's CPUs: the scores stay the local run's.
 
 Both yield (seed, score table) as units finish; the caller saves each at once, so a killed
 run keeps every finished unit.
@@ -19,12 +20,14 @@ run keeps every finished unit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -33,6 +36,7 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import resolve_device
 from bench.plan import Plan, scorer_specs
+from bench.probe import Shard
 from bench.store import Reused, ScoreTable
 from bench.unit import compute_unit
 
@@ -81,10 +85,31 @@ def cpu_threads(count: int) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int) -> ScoreTable:
+def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: Reused, threads: int,
+               gpus: int) -> ScoreTable:
     with cpu_threads(threads):
         scorer_specs(plan.config)  # registers the run's plugin files in this worker
-        return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free)
+        return compute_unit(plan, dataset, seed, resolve_device(plan.config.device), code, False, model_free,
+                            functools.partial(ray_shards, threads=threads, gpus=gpus))
+
+
+def _shard_task(probe_shard: Callable[[dict[str, np.ndarray]], Shard], rows: dict[str, np.ndarray],
+                threads: int) -> Shard:
+    with cpu_threads(threads):
+        return probe_shard(rows)
+
+
+def ray_shards(probe_shard: Callable[[dict[str, np.ndarray]], Shard], pieces: list[dict[str, np.ndarray]],
+               threads: int, gpus: int) -> Iterator[Shard]:
+    """Each shard of a unit's probe a Ray task, asking for the unit's CPUs (and GPU): the probe, the model and its
+    checkpoints are put in the object store once; the shards come back in order. The unit's task waits for them
+    without holding its CPUs (Ray frees a task's resources while it waits on others)."""
+    import ray
+
+    task = ray.remote(num_cpus=threads, num_gpus=gpus)(_shard_task)
+    work = ray.put(probe_shard)
+    for future in [task.remote(work, rows, threads) for rows in pieces]:
+        yield ray.get(future)
 
 
 class RayExecutor(Executor):
@@ -124,7 +149,7 @@ class RayExecutor(Executor):
                                  f"(OMP_NUM_THREADS={int(largest)}) or join a cluster with larger nodes")
             task = ray.remote(num_cpus=threads, num_gpus=gpus)(_unit_task)
             data = ray.put(dataset)
-            running = {task.remote(plan, data, seed, code, model_free, threads): seed for seed in seeds}
+            running = {task.remote(plan, data, seed, code, model_free, threads, gpus): seed for seed in seeds}
             with tqdm(total=len(running), desc=f"{dataset.name} {plan.config.model}: units on Ray", unit="unit",
                       disable=not progress, file=sys.stderr) as bar:
                 while running:

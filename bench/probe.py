@@ -10,7 +10,7 @@ order. When a split has been seen at every checkpoint its hosts end it, so only 
 running states are in memory at once; once every split has ended, each scorer's scores are
 read from its host.
 
-A probe may be cut into shards (``run``'s ``shards``, the setting ``shards``): each split into consecutive
+A probe may be cut into shards (``run``'s ``sharding``, the setting ``shards``): each split into consecutive
 ranges of whole batches, each range probed alone by a ``shard`` (a probe of those examples, with hosts of its own
 that hand back what they would keep of the split), then the parts put end to end (``join``). Every batch, and so
 every example's arithmetic, is the unsharded probe's, and no reduction mixes examples: the table is the same bit
@@ -54,7 +54,7 @@ import functools
 import json
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,21 @@ class Shard:
     failures: dict[str, str]
     seconds: dict[str, float]
     peak_bytes: dict[str, float]
+
+
+ShardMap = Callable[[Callable[[dict[str, np.ndarray]], Shard], list[dict[str, np.ndarray]]], Iterable[Shard]]
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How ``Probe.run`` cuts the probe: into ``count`` shards; shard k kept at ``path(k)`` (None: not kept), where a
+    rerun after an interruption finds it, so that only the shards not kept are probed again; and ``map(probe_shard,
+    rows)``, which runs ``probe_shard`` (a ``Probe.shard`` of this probe, model and checkpoints) on each shard's
+    rows and yields their ``Shard``s in order, on workers (``bench.executors``; None: one after another, here)."""
+
+    count: int = 1
+    path: Callable[[int], Path] | None = None
+    map: ShardMap | None = None
 
 
 def save_shard(path: Path, shard: Shard, layout: dict[str, Any]) -> None:
@@ -246,21 +261,20 @@ class Probe:
             self.peak_bytes[spec] = size if np.isnan(size) else max(self.peak_bytes.get(spec, 0), size)
 
     def run(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-            on_pass: Callable[[], None] | None = None, folds: Folds | None = None, shards: int = 1,
-            shard_path: Callable[[int], Path] | None = None) -> dict[str, dict[str, np.ndarray]]:
+            on_pass: Callable[[], None] | None = None, folds: Folds | None = None,
+            sharding: Sharding = Sharding()) -> dict[str, dict[str, np.ndarray]]:
         """Probe ``model`` loaded with each stored state (in schedule order), split by split; the score table.
-        ``folds``: the unit's cross-fitted models, for the scorers that need ``heldout_logits``. ``shards`` > 1 cuts
-        every split into that many consecutive ranges of whole batches, probes each range alone (``shard``) and joins
-        their states (``join``): the table of the whole, bit for bit, as every batch and every example's arithmetic
-        is the same. ``shard_path(k)``: where shard k is kept, and found by a rerun after an interruption (when it
-        was made by the same scorers on the same examples), so that only the shards not kept are probed again.
+        ``folds``: the unit's cross-fitted models, for the scorers that need ``heldout_logits``. ``sharding.count`` >
+        1 cuts every split into that many consecutive ranges of whole batches, probes each range alone (``shard``)
+        and joins them (``join``): the table of the whole, bit for bit, as every batch and every example's arithmetic
+        is the same (see ``Sharding``).
 
         ``seconds`` then holds the time of the passes (``probe``) and of the scoring (``finish``).
         """
         started = time.perf_counter()
         self._resolve([checkpoint for checkpoint, _ in checkpoints])
-        if shards > 1:
-            self.join(self._shards(model, checkpoints, on_pass, folds, shards, shard_path))
+        if sharding.count > 1:
+            self.join(self._shards(model, checkpoints, on_pass, folds, sharding))
         else:
             with evaluating(model):
                 self._probe(model, checkpoints, on_pass, folds, end=True)
@@ -272,31 +286,40 @@ class Probe:
         return table
 
     def _shards(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-                on_pass: Callable[[], None] | None, folds: Folds | None, shards: int,
-                shard_path: Callable[[int], Path] | None) -> list[Shard]:
-        """Each shard, kept at ``shard_path(k)`` (if given) or found there when made by the same hosts on the same
-        examples. A host whose state does not merge fails first."""
+                on_pass: Callable[[], None] | None, folds: Folds | None, sharding: Sharding) -> list[Shard]:
+        """Each shard, in order: found at ``sharding.path(k)`` when made by the same hosts on the same examples, else
+        probed (by ``sharding.map``, if given) and kept there. A host whose state does not merge fails first."""
         for host in self._alive():
             if not host.mergeable:
                 for spec in host.specs:
                     self.failures[spec] = ("keeps a state of its own (a StreamingScorer), which does not merge: run it "
                                            "without shards")
-        pieces = []
+        kept: dict[int, Shard] = {}
+        todo = []  # (k, rows, layout): the shards to probe
         sizes = {name: len(split) for name, split in self.splits.items()}
-        for k, rows in enumerate(example_ranges(sizes, shards, self.batch_size)):
-            path = None if shard_path is None else shard_path(k)
+        for k, rows in enumerate(example_ranges(sizes, sharding.count, self.batch_size)):
             layout = {"hosts": [host.specs for host in self.hosts],
                       "rows": {name: [int(index[0]), int(index[-1]) + 1] for name, index in rows.items() if len(index)}}
-            piece = None if path is None else readable(functools.partial(load_shard, layout=layout), path)
-            if piece is None:
-                piece = self.shard(rows, model, checkpoints, on_pass, folds)
-                if path is not None and not piece.failures:  # a failed score is never kept as a finished one
-                    save_shard(path, piece, layout)
-            elif on_pass is not None:
+            path = None if sharding.path is None else sharding.path(k)
+            if path is not None and (piece := readable(functools.partial(load_shard, layout=layout), path)):
+                kept[k] = piece
+                for _ in range(len(checkpoints) * len(layout["rows"]) if on_pass else 0):
+                    on_pass()
+            else:
+                todo.append((k, rows, layout))
+        if sharding.map is None:
+            probed = (self.shard(rows, model, checkpoints, on_pass, folds) for _, rows, _ in todo)
+        else:
+            probed = sharding.map(functools.partial(self.shard, model=model, checkpoints=checkpoints, folds=folds),
+                                  [rows for _, rows, _ in todo])
+        for (k, rows, layout), piece in zip(todo, probed):
+            if sharding.path is not None and not piece.failures:  # a failed score is never kept as a finished one
+                save_shard(sharding.path(k), piece, layout)
+            if sharding.map is not None and on_pass is not None:
                 for _ in range(len(checkpoints) * len(layout["rows"])):
                     on_pass()
-            pieces.append(piece)
-        return pieces
+            kept[k] = piece
+        return [kept[k] for k in sorted(kept)]
 
     def _resolve(self, schedule: list[Checkpoint]) -> None:
         """What each scorer observes, lacks and needs, asked once; the hosts of the scorers to compute."""

@@ -38,7 +38,7 @@ from bench.data.dataset import stratified_sample
 from bench.errors import BenchError
 from bench.models import build_model
 from bench.plan import Plan
-from bench.probe import Folds, Probe, ProbeSplit
+from bench.probe import Folds, Probe, ProbeSplit, ShardMap, Sharding
 from bench.provenance import provenance
 from bench.signals import HELDOUT_LOGITS
 from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
@@ -192,12 +192,13 @@ def model_states(plan: Plan, model: torch.nn.Module, train_split: ProbeSplit, da
 
 
 def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool = True,
-             known: Reused | None = None) -> ScoreTable:
+             known: Reused | None = None, map_shards: ShardMap | None = None) -> ScoreTable:
     """Train one model (or load its stored checkpoints), then probe it at every checkpoint; its score table.
 
     ``known`` holds columns already computed for this unit, which are not recomputed (their cost is the
     one recorded where they were computed); ``code``
-    is the git SHA of the harness when the run began (files edited during a run do not count).
+    is the git SHA of the harness when the run began (files edited during a run do not count); ``map_shards`` runs
+    the shards of a sharded probe on workers (``bench.probe.Sharding``; None: one after another, here).
     """
     config = plan.config
     known = known or Reused()
@@ -237,8 +238,9 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     with tqdm(total=probe.passes(len(states), config.shards), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
-        columns = probe.run(model, list(zip(schedule, states)), bar.update, folds, config.shards,
-                            lambda k: plan.store.shard_path(plan.unit_path(seed), k, config.shards))
+        sharding = Sharding(config.shards, lambda k: plan.store.shard_path(plan.unit_path(seed), k, config.shards),
+                            map_shards)
+        columns = probe.run(model, list(zip(schedule, states)), bar.update, folds, sharding)
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
             columns[name]["boundary_distance"] = split.boundary_distance[columns[name]["id"]]
@@ -273,12 +275,14 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "cost": {**known.cost, **probe.cost},  # per scorer: seconds and peak state bytes (``bench.probe``)
         "provenance": provenance(device, plan.config_hash, code),
         **({"cross_fit": cross_fit} if config.cross_fit else {}),  # the folds; seconds: those their training took
+        **({"shards": {"count": config.shards, "on": "this process" if map_shards is None else "Ray tasks"}}
+           if config.shards > 1 else {}),  # how the probe ran (the scores are the same either way)
     }
     return ScoreTable(meta, columns)
 
 
 def compute_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code: str, progress: bool,
-                 model_free: Reused) -> ScoreTable:
+                 model_free: Reused, map_shards: ShardMap | None = None) -> ScoreTable:
     """A unit that is not on disk: what earlier runs computed for it is reused, the rest is computed."""
     context = {key: value for key, value in plan.unit_config.items() if key != "scorers"}
     wanted = {full: spec for spec, full in plan.full_specs.items()}
@@ -287,4 +291,4 @@ def compute_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, 
         computing = [spec for spec in plan.specs if spec not in earlier.columns and spec not in model_free.columns]
         print(f"{dataset.name} {plan.config.model} seed {seed}: reusing {len(earlier.columns)} scores computed by an earlier "
               f"run in {plan.store.out_dir}; computing {', '.join(computing) or 'the predictions'}", file=sys.stderr)
-    return run_unit(plan, dataset, seed, device, code, progress, model_free | earlier)
+    return run_unit(plan, dataset, seed, device, code, progress, model_free | earlier, map_shards)

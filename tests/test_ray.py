@@ -33,3 +33,18 @@ def test_ray_and_local_executors_give_the_same_leaderboard_and_score_files(tmp_p
 def test_ray_address_without_the_ray_executor_is_refused(tmp_path, capsys):
     assert main([*ARGS, "--out", str(tmp_path), "--ray-address", "auto"]) == 2
     assert "--ray-address is for the Ray executor; add --executor ray" in capsys.readouterr().err
+
+
+def test_the_shards_of_each_unit_as_ray_tasks_give_the_local_unsharded_score_files(tmp_path):
+    """``--executor ray --shards 3``: each unit a Ray task, its probe's shards Ray tasks of their own (the unit says
+    so), joined into the score files of a local run without shards, value for value; no shard is left behind."""
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main([*ARGS, "--out", str(local)]) == 0
+    assert main([*ARGS, "--out", str(on_ray), "--executor", "ray", "--shards", "3"]) == 0
+    for path in (local / "units").glob("*.npz"):
+        first, second = ScoreTable.load(path), ScoreTable.load(on_ray / "units" / path.name)
+        assert "shards" not in first.meta and second.meta["shards"] == {"count": 3, "on": "Ray tasks"}
+        for split, values in first.splits.items():
+            for column, array in values.items():
+                np.testing.assert_array_equal(array, second.splits[split][column], err_msg=f"{path.name} {split} {column}")
+    assert not list((on_ray / "shards").iterdir())

@@ -12,7 +12,7 @@ from bench.api import StreamingScorer
 from bench.cli import main
 from bench.config import Recipe
 from bench.models import PoolNet
-from bench.probe import Probe, ProbeSplit, example_ranges
+from bench.probe import Probe, ProbeSplit, Sharding, example_ranges
 from bench.store import ScoreTable
 from bench.training import train
 
@@ -63,7 +63,7 @@ def trained():
 def probe_table(trained, shards, extra=()):
     model, splits, checkpoints = trained
     probe = Probe(splits, [registry.create(spec) for spec in SPECS] + list(extra), SHAPE, batch_size=16)
-    return probe.run(model, checkpoints, shards=shards), probe
+    return probe.run(model, checkpoints, sharding=Sharding(shards)), probe
 
 
 def test_the_ranges_of_every_split_cover_it_in_order_in_whole_batches_as_equal_as_they_can_be():
@@ -108,6 +108,7 @@ def test_bench_run_with_shards_writes_the_unsharded_scores_and_reuses_their_unit
     assert main([*common, "--shards", "3", "--out", str(tmp_path / "sharded")]) == 0
     [whole_path], [sharded_path] = (list((tmp_path / name / "units").glob("*.npz")) for name in ("whole", "sharded"))
     whole, sharded = ScoreTable.load(whole_path), ScoreTable.load(sharded_path)
+    assert sharded.meta["shards"] == {"count": 3, "on": "this process"} and "shards" not in whole.meta
     assert whole.splits.keys() == sharded.splits.keys()
     for split, columns in whole.splits.items():
         assert columns.keys() == sharded.splits[split].keys() and "vog" in columns
@@ -137,19 +138,19 @@ def test_an_interrupted_sharded_probe_probes_again_only_the_shards_it_did_not_ke
 
     monkeypatch.setattr(Probe, "shard", killed_at_the_second)
     with pytest.raises(KeyboardInterrupt):
-        Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(model, checkpoints, shards=3,
-                                                                                          shard_path=kept)
+        Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(model, checkpoints,
+                                                                                          sharding=Sharding(3, kept))
     assert [path.name for path in sorted(tmp_path.iterdir())] == ["shard-0.npz"]
     monkeypatch.setattr(Probe, "shard", lambda self, rows, *args, **kwargs: probed.append(rows) or original(
         self, rows, *args, **kwargs))
     probed.clear()
     table = Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(model, checkpoints,
-                                                                                              shards=3, shard_path=kept)
+                                                                                              sharding=Sharding(3, kept))
     assert [rows["train"][0] for rows in probed] == [32, 64]  # the second and third shards' first examples
     for split, columns in expected.items():
         for column, values in columns.items():
             np.testing.assert_array_equal(table[split][column], values, err_msg=f"{split} {column}")
     probed.clear()
     Probe(splits, [registry.create(spec) for spec in ["vog", "loss"]], SHAPE, batch_size=16).run(
-        model, checkpoints, shards=3, shard_path=kept)
+        model, checkpoints, sharding=Sharding(3, kept))
     assert len(probed) == 3
