@@ -298,6 +298,8 @@ class Probe:
         todo = []  # (k, rows, layout): the shards to probe
         sizes = {name: len(split) for name, split in self.splits.items()}
         for k, rows in enumerate(example_ranges(sizes, sharding.count, self.batch_size)):
+            if not any(len(index) for index in rows.values()):
+                continue  # more shards than batches in any split: this one has no examples
             layout = {"hosts": [host.specs for host in self.hosts],
                       "rows": {name: [int(index[0]), int(index[-1]) + 1] for name, index in rows.items() if len(index)}}
             path = None if sharding.path is None else sharding.path(k)

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "intervals": "benchmarks.intervals",
     "cifar-recipe": "benchmarks.cifar_recipe",
     "recorder": "benchmarks.recorder",
+    "sharded-probe": "benchmarks.sharded_probe",
 }
 
 

@@ -59,6 +59,15 @@ def test_recorder():
     assert "poolnet, 2 epochs of 256 random CIFAR-shaped images" in out and "3 state dicts of" in out
 
 
+def test_sharded_probe():
+    pytest.importorskip("ray", reason="the sharded probe's workers are Ray tasks: pip install -e '.[ray]'")
+    out = succeeded([sys.executable, "-m", "benchmarks", "sharded-probe"])
+    ratio = number(r"^sharded probe, 2 workers: ratio (\S+) \(target: above 1; 2 at best\)$", out)
+    one, two = number(r"^  1 worker: (\S+) s$", out), number(r"^  2 workers: (\S+) s$", out)
+    assert ratio == pytest.approx(one / two, rel=0.02, abs=0.01)
+    assert "  tables equal: yes" in out and "128 random CIFAR-shaped images" in out
+
+
 def test_probe_floor_resnet():
     out = succeeded([sys.executable, "-m", "benchmarks", "probe-floor-resnet"])
     ratio = number(r"^probe floor, residual network: ratio (\S+) \(target: at most 1\.3\)$", out)

@@ -92,6 +92,16 @@ def test_the_sharded_probe_gives_the_unsharded_table_bit_for_bit(trained):
     assert set(sharded_probe.cost) == set(whole_probe.cost)
 
 
+def test_more_shards_than_batches_leave_the_extra_shards_empty(trained):
+    """7 shards of splits of 5, 3 and 1 batches: the shards past the last batch have nothing to probe."""
+    whole, _ = probe_table(trained, 1)
+    sharded, probe = probe_table(trained, 7)
+    assert not probe.failures
+    for split, columns in whole.items():
+        for column, values in columns.items():
+            np.testing.assert_array_equal(sharded[split][column], values, err_msg=f"{split} {column}")
+
+
 def test_a_scorer_whose_state_does_not_merge_fails_alone_with_the_reason(trained):
     table, probe = probe_table(trained, 2, extra=[Median()])
     assert "does not merge" in probe.failures["median-max-logit"]
