@@ -33,6 +33,7 @@ BENCHMARKS = {
     "cifar-recipe": "benchmarks.cifar_recipe",
     "recorder": "benchmarks.recorder",
     "sharded-probe": "benchmarks.sharded_probe",
+    "sharded-memory": "benchmarks.sharded_memory",
 }
 
 

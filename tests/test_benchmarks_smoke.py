@@ -68,6 +68,16 @@ def test_sharded_probe():
     assert "  tables equal: yes" in out and "128 random CIFAR-shaped images" in out
 
 
+def test_sharded_memory():
+    out = succeeded([sys.executable, "-m", "benchmarks", "sharded-memory"])
+    # at the tiny size the state (8 MiB) is within the noise of the peak: the ratio may take any sign
+    assert re.search(r"^sharded probe memory, 4 shards: ratio -?\d+\.\d\d \(target: at least 1: the peak falls by "
+                     r"the state a shard does not hold\)$", out, re.MULTILINE), out
+    whole = number(r"^  1 shard: peak \S+ MiB above the \S+ MiB held before the probe; vog's state (\S+) MiB$", out)
+    sharded = number(r"^  4 shards: peak \S+ MiB above the \S+ MiB held before the probe; vog's state (\S+) MiB$", out)
+    assert sharded < whole and "512 random CIFAR-shaped images" in out
+
+
 def test_probe_floor_resnet():
     out = succeeded([sys.executable, "-m", "benchmarks", "probe-floor-resnet"])
     ratio = number(r"^probe floor, residual network: ratio (\S+) \(target: at most 1\.3\)$", out)
