@@ -102,8 +102,8 @@ def _shard_task(probe_shard: Callable[[dict[str, np.ndarray]], Shard], rows: dic
 def ray_shards(probe_shard: Callable[[dict[str, np.ndarray]], Shard], pieces: list[dict[str, np.ndarray]],
                threads: int, gpus: int) -> Iterator[Shard]:
     """Each shard of a unit's probe a Ray task, asking for the unit's CPUs (and GPU), spread over the cluster's nodes:
-    the probe, the model and its checkpoints are put in the object store once; the shards come back in order. The unit's task waits for them
-    without holding its CPUs (Ray frees a task's resources while it waits on others)."""
+    the probe, the model and its checkpoints are put in the object store once; the shards come back in order. The
+    unit's task waits for them without holding its CPUs (Ray frees a task's resources while it waits on others)."""
     import ray
 
     task = ray.remote(num_cpus=threads, num_gpus=gpus, scheduling_strategy="SPREAD")(_shard_task)

@@ -65,7 +65,8 @@ class Host(ABC):
         """Fold one batch of the split at an observed checkpoint into the running state."""
 
     def end(self, split: str) -> None:
-        """The split has been seen at every checkpoint."""
+        """The split has been seen at every checkpoint: what ``partial`` hands back, joined alone."""
+        self.join(split, [self.partial(split)])
 
     def partial(self, split: str) -> Any:
         """In place of ``end`` in a shard of the probe: what ``end`` keeps of the shard's part of ``split``."""
@@ -129,9 +130,6 @@ class CheckpointHost(Host):
         results = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         self.reduced[split] = results.get("", results)
 
-    def end(self, split: str) -> None:
-        self.join(split, [self.partial(split)])
-
     def scores(self, scorer: CheckpointScore, split: str) -> Any:  # type: ignore[override]
         return scorer.finish(self.reduced, split)
 
@@ -184,9 +182,6 @@ class DetectorHost(Host):
         if self.head is None and (part := next((part for part in parts if "head_weight" in part), None)):
             self.head = Head(part["head_weight"], part["head_bias"])
 
-    def end(self, split: str) -> None:
-        self.join(split, [self.partial(split)])
-
     def scores(self, scorer: Detector, split: str) -> np.ndarray:  # type: ignore[override]
         if scorer.spec not in self.fitted:
             if scorer.uses_head and self.head is None:
@@ -212,6 +207,9 @@ class StreamingHost(Host):
 
     def update(self, batch: Batch, checkpoint: Checkpoint) -> None:
         self.scorer.update(batch, checkpoint)
+
+    def end(self, split: str) -> None:
+        """Nothing to fold: the scorer keeps its own state."""
 
     def scores(self, scorer: StreamingScorer, split: str) -> Any:  # type: ignore[override]
         return scorer.scores(split)

@@ -294,6 +294,10 @@ class Probe:
                 for spec in host.specs:
                     self.failures[spec] = ("keeps a state of its own (a StreamingScorer), which does not merge: run it "
                                            "without shards")
+        def passes_of(layout: dict[str, Any]) -> None:  # a shard probed elsewhere, or kept: its passes at once
+            for _ in range(len(checkpoints) * len(layout["rows"]) if on_pass is not None else 0):
+                on_pass()
+
         kept: dict[int, Shard] = {}
         todo = []  # (k, rows, layout): the shards to probe
         sizes = {name: len(split) for name, split in self.splits.items()}
@@ -305,8 +309,7 @@ class Probe:
             path = None if sharding.path is None else sharding.path(k)
             if path is not None and (piece := readable(functools.partial(load_shard, layout=layout), path)):
                 kept[k] = piece
-                for _ in range(len(checkpoints) * len(layout["rows"]) if on_pass else 0):
-                    on_pass()
+                passes_of(layout)
             else:
                 todo.append((k, rows, layout))
         if sharding.map is None:
@@ -317,9 +320,8 @@ class Probe:
         for (k, rows, layout), piece in zip(todo, probed):
             if sharding.path is not None and not piece.failures:  # a failed score is never kept as a finished one
                 save_shard(sharding.path(k), piece, layout)
-            if sharding.map is not None and on_pass is not None:
-                for _ in range(len(checkpoints) * len(layout["rows"])):
-                    on_pass()
+            if sharding.map is not None:
+                passes_of(layout)
             kept[k] = piece
         return [kept[k] for k in sorted(kept)]
 
