@@ -69,14 +69,14 @@ from bench.hosts import Host, make_hosts, needs_of, observed_checkpoints
 from bench.meter import Meter
 from bench.signals import HELDOUT_LOGITS, LOGITS, PIXELS, Signal, compute_signals
 from bench.store import readable, save_archive
-from bench.training import model_input
+from bench.training import Inputs, inputs_at, model_input
 
 
 @dataclass
 class ProbeSplit:
     """A split as the probe holds it: tensors on the device, and whether its labels are trusted."""
 
-    inputs: torch.Tensor
+    inputs: Inputs
     labels: torch.Tensor
     trusted_labels: bool  # False: label-dependent signals use the predicted class
     noisy: np.ndarray | None = None
@@ -85,7 +85,7 @@ class ProbeSplit:
     def sample(self, index: np.ndarray) -> ProbeSplit:
         """The examples at ``index`` (sorted indices into this split), which keep their ids."""
         at = torch.as_tensor(index, device=self.labels.device)
-        return ProbeSplit(self.inputs[at], self.labels[at], self.trusted_labels,
+        return ProbeSplit(inputs_at(self.inputs, at), self.labels[at], self.trusted_labels,
                           None if self.noisy is None else self.noisy[index],
                           index if self.ids is None else self.ids[index])
 
@@ -212,7 +212,7 @@ class Probe:
         self.final_classes: dict[str, torch.Tensor] = {}
         self.heldout: dict[str, torch.Tensor] = {}  # split -> heldout_logits, where they are not the final model's
         self.grad_norms = GradNormComputer()
-        self.meter = Meter(next(iter(splits.values())).inputs.device)
+        self.meter = Meter(next(iter(splits.values())).labels.device)
         self.peak_bytes: dict[str, float] = {}
         self.partials: dict[str, dict[int, Any]] = {}  # in a shard: split -> host position -> its state
 

@@ -4,7 +4,10 @@ reduction and split (``bench.hosts.CheckpointHost`` holds them for the variants 
 Each batch's values are folded in with the examples' positions in the split; when a split
 has been seen at every checkpoint, its reduced values are kept and the running state freed. States
 live on the device, float64 for sums and moments (float32 on request, halving the state
-of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). ``bench.api.REDUCTIONS`` says what each one computes
+of per-pixel scores), and do not grow with the checkpoints (the std is Welford's update). A state whose arrays
+would take more than ``MEMORY_SHARE`` of the memory available on its device when it is made (VoG's, per pixel, on
+a large split) lives in a temporary file instead, mapped into host memory (``disk_zeros``): the same arithmetic, in
+pages the kernel moves to and from disk. ``bench.api.REDUCTIONS`` says what each one computes
 and how two states merge: ``merged`` joins the states of consecutive ranges of checkpoints (the std by Chan et
 al.'s pairwise update). No reduction mixes examples: the states, and the reduced values, of consecutive ranges of
 examples are put end to end (``bench.probe``'s shards).
@@ -22,8 +25,33 @@ tenth of their size or more, scores agree to a millionth and rank alike. Hence f
 
 from __future__ import annotations
 
+import math
+import tempfile
+
 import numpy as np
+import psutil
 import torch
+
+# A state goes to a file on disk when its arrays would take more than this share of the memory available on its
+# device when it is made (``available_memory``); the rest is left to the model, the batch and the other states.
+MEMORY_SHARE = 0.5
+RESULT_CHUNK = 64 * 2**20  # bytes of a std's second moment reduced at once
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that can be had now without swapping: the host's for the CPU, the device's free memory otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+
+def disk_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of zeros in a temporary file mapped into host memory: the kernel pages it to and from disk, so it
+    may exceed the memory. The file has no name (``tempfile.TemporaryFile``, under ``TMPDIR``), so nothing is left
+    behind, even by a killed process; its space is freed with the tensor."""
+    with tempfile.TemporaryFile(prefix="bench-state-") as file:
+        array = np.memmap(file, dtype=torch.empty((), dtype=dtype).numpy().dtype, mode="w+", shape=shape)
+    return torch.from_numpy(array)
 
 
 def _rows(index: torch.Tensor) -> slice | torch.Tensor:
@@ -46,15 +74,31 @@ class Accumulator:
         self.dtype = dtype  # of sums and moments
         self.seen: set[int] = set()  # checkpoint indices observed
         self.state: dict[str, torch.Tensor] = {}
+        self.on_disk: bool | None = None  # whether the state is in a file; None: not made yet
 
     def _zeros(self, name: str, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if name not in self.state:
-            self.state[name] = torch.zeros(self.size, *like.shape[1:], dtype=dtype, device=like.device)
+            shape = (self.size, *like.shape[1:])
+            self.state[name] = disk_zeros(shape, dtype) if self.on_disk else \
+                torch.zeros(shape, dtype=dtype, device=like.device)
         return self.state[name]
+
+    def _too_large(self, index: torch.Tensor, value: torch.Tensor | None) -> bool:
+        """Whether the state, made for values like ``value``, would take more than ``MEMORY_SHARE`` of the memory
+        available on their device: decided at the first update, for all of the state's arrays."""
+        like = index if value is None else value
+        moments = self.reduction in ("sum", "mean", "std")
+        value_bytes = torch.empty((), dtype=self.dtype).element_size() if moments else like.element_size()
+        needed = (2 if self.reduction == "std" else 1) * self.size * math.prod(like.shape[1:]) * value_bytes
+        return needed > MEMORY_SHARE * available_memory(like.device)
 
     def update(self, index: torch.Tensor, value: torch.Tensor | None, checkpoint: int) -> None:
         """Fold the values of the examples at ``index`` at checkpoint ``checkpoint`` into the state."""
         self.seen.add(checkpoint)
+        if self.on_disk is None:
+            self.on_disk = self._too_large(index, value)
+        if self.on_disk:  # a state on disk is in host memory: the values come to it
+            index, value = index.cpu(), None if value is None else value.cpu()
         rows = _rows(index)
         if self.reduction == "count":
             self._zeros("count", index, torch.int64)[rows] += 1
@@ -89,8 +133,11 @@ class Accumulator:
         state = self.state
         if self.reduction == "mean":
             return (state["sum"] / len(self.seen)).cpu().numpy()
-        if self.reduction == "std":
-            return (state["m2"] / len(self.seen)).sqrt().mean(dim=1, dtype=torch.float64).cpu().numpy()
+        if self.reduction == "std":  # a chunk of rows at a time: the temporaries stay small, whatever the split
+            m2 = state["m2"]
+            step = max(1, RESULT_CHUNK // max(1, math.prod(m2.shape[1:]) * m2.element_size()))
+            return np.concatenate([(m2[start:start + step] / len(self.seen)).sqrt().mean(dim=1, dtype=torch.float64)
+                                   .cpu().numpy() for start in range(0, len(m2), step)])
         name = {"transitions": "events"}.get(self.reduction, self.reduction)
         return state[name].cpu().numpy()
 

@@ -16,12 +16,14 @@ import contextlib
 import math
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
 from bench.api import Checkpoint
 from bench.config import Recipe
+from bench.data.filerows import FileRows
 from bench.errors import BenchError
 
 PADDING = 4  # pixels of zeros around an image before a random crop, as in the standard CIFAR recipe
@@ -92,6 +94,39 @@ def checkpoint_steps(settings: Recipe, steps_per_epoch: int) -> list[int]:
     return sorted({*regular, *settings.early_checkpoints})
 
 
+class StreamedInputs:
+    """A split's images read from their file a batch at a time onto ``device`` (an ``npy:`` dataset's,
+    ``bench.data.filerows``), indexed by training and the probe as a tensor of the whole split is: the process holds
+    the batch, not the split."""
+
+    def __init__(self, rows: FileRows, device: torch.device) -> None:
+        self.rows, self.device = rows, device
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
+        return torch.from_numpy(self.rows[index if isinstance(index, slice) else index.cpu().numpy()]).to(self.device)
+
+    def take(self, index: np.ndarray) -> StreamedInputs:
+        return StreamedInputs(self.rows.take(index), self.device)
+
+
+Inputs = torch.Tensor | StreamedInputs
+
+
+def device_inputs(images: np.ndarray, device: torch.device) -> Inputs:
+    """A split's images as training and the probe read them: one tensor on ``device``, or, for a whole ``.npy`` file
+    memory-mapped (``npy:``), read from it a batch at a time."""
+    rows = FileRows.of(images)
+    return torch.as_tensor(images, device=device) if rows is None else StreamedInputs(rows, device)
+
+
+def inputs_at(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    """The inputs at ``index``, still unread where they stream from a file."""
+    return inputs.take(index.cpu().numpy()) if isinstance(inputs, StreamedInputs) else inputs[index]
+
+
 def model_input(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
     """Stored inputs -> float model inputs: uint8 pixels scaled to [0, 1], channel axis added."""
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -100,7 +135,7 @@ def model_input(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
 
 def train(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     labels: torch.Tensor,
     settings: Recipe,
     generator: torch.Generator,

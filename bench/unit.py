@@ -42,7 +42,7 @@ from bench.probe import Folds, Probe, ProbeSplit, ShardMap, Sharding
 from bench.provenance import provenance
 from bench.signals import HELDOUT_LOGITS
 from bench.store import Reused, ScoreTable, load_checkpoints, readable, save_checkpoints
-from bench.training import checkpoint_lrs, train
+from bench.training import checkpoint_lrs, device_inputs, inputs_at, train
 
 
 @contextlib.contextmanager
@@ -133,7 +133,7 @@ def train_folds(plan: Plan, new_model: Callable[[], torch.nn.Module], train_spli
             torch.manual_seed(fold_seed(seed, held_out))
             model = new_model()
             keep = torch.as_tensor(np.flatnonzero(fold != held_out), device=train_split.labels.device)
-            for _ in train(model, train_split.inputs[keep], train_split.labels[keep], plan.config.recipe,
+            for _ in train(model, inputs_at(train_split.inputs, keep), train_split.labels[keep], plan.config.recipe,
                            torch.Generator().manual_seed(fold_seed(seed, held_out)), input_shape,
                            lambda *_: bar.update()):
                 pass  # only the final state is kept
@@ -212,7 +212,7 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     model = new_model()
     splits = {
         name: ProbeSplit(
-            inputs=torch.as_tensor(split.inputs, device=device),
+            inputs=device_inputs(split.inputs, device),
             labels=torch.as_tensor(split.labels, device=device),
             trusted_labels=name == "train" or config.label_mode == "true",
             noisy=split.noisy,

@@ -34,6 +34,7 @@ BENCHMARKS = {
     "recorder": "benchmarks.recorder",
     "sharded-probe": "benchmarks.sharded_probe",
     "sharded-memory": "benchmarks.sharded_memory",
+    "imagenet-plan": "benchmarks.imagenet_plan",
 }
 
 

@@ -93,7 +93,7 @@ def as_labels(array: Any, what: str, n: int, n_classes: int | None = None) -> np
     return labels.astype(np.int64)
 
 
-def _refuse_empty_or_mixed_scales(images: dict[str, np.ndarray]) -> None:
+def refuse_empty_or_mixed_scales(images: dict[str, np.ndarray]) -> None:
     """Every split (by array name) holds an image, and all hold integers 0-255 (uint8) or all floats."""
     for what, array in images.items():
         if not len(array):
@@ -107,7 +107,7 @@ def _refuse_empty_or_mixed_scales(images: dict[str, np.ndarray]) -> None:
                          "every split as integers 0-255, or every split as floats (e.g. x / 255.0 for [0, 1])")
 
 
-def _refuse_untrained_classes(labels: np.ndarray, what: str, trained: np.ndarray) -> None:
+def refuse_untrained_classes(labels: np.ndarray, what: str, trained: np.ndarray) -> None:
     untrained = np.setdiff1d(labels, trained)
     if len(untrained):
         shown = ", ".join(map(str, untrained[:10])) + (f" ... ({len(untrained)} in all)" if len(untrained) > 10 else "")
@@ -147,7 +147,7 @@ def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     n_classes = len(classes) if classes else None
     images = {"x_train": as_images(x_train, "x_train", layout), "x_test": as_images(x_test, "x_test", layout),
               **{f"ood_{split}": as_images(array, f"ood_{split}", layout) for split, array in (ood or {}).items()}}
-    _refuse_empty_or_mixed_scales(images)
+    refuse_empty_or_mixed_scales(images)
     train_x, test_x = images["x_train"], images["x_test"]
     flags = None if mislabeled is None else as_flags(mislabeled, "mislabeled", len(train_x))
     train = Split(train_x, as_labels(y_train, "y_train", len(train_x), n_classes), noisy=flags)
@@ -155,7 +155,7 @@ def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     if train_x.shape[1:] != test_x.shape[1:]:
         raise BenchError(f"x_train images are {train_x.shape[1:]} but x_test images {test_x.shape[1:]}; they must match")
     trained = np.unique(train.labels)
-    _refuse_untrained_classes(test.labels, "y_test", trained)
+    refuse_untrained_classes(test.labels, "y_test", trained)
     splits = {}
     for split in ood or {}:
         split_x = images[f"ood_{split}"]
@@ -165,7 +165,7 @@ def from_arrays(name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
         known = (ood_labels or {}).get(split)
         labels = np.full(len(split_x), -1) if known is None else as_labels(known, f"ood_{split}_labels", len(split_x))
         if known is not None:
-            _refuse_untrained_classes(labels, f"ood_{split}_labels", trained)
+            refuse_untrained_classes(labels, f"ood_{split}_labels", trained)
         splits[split] = Split(split_x, labels.astype(np.int64))
     if len(trained) == 1:
         warnings.warn(f"{name}: every training example is of class {trained[0]}, so a model predicts it everywhere and "

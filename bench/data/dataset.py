@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.data.filerows import FileRows
 from bench.errors import BenchError
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "datasets"
@@ -136,13 +137,14 @@ class Dataset:
         """Per-channel mean and (population) standard deviation of the training images, on the scale the
         model sees (uint8 pixels / 255): the input normalisation of ``normalize = true``."""
         images = self.train.inputs
-        images = images[:, None] if images.ndim == 3 else images
-        total, squares = np.zeros(images.shape[1]), np.zeros(images.shape[1])
+        rows = FileRows.of(images) or images  # a memory-mapped file is read, not mapped page by page
+        shape = (len(images), 1, *images.shape[1:]) if images.ndim == 3 else images.shape
+        total, squares = np.zeros(shape[1]), np.zeros(shape[1])
         for start in range(0, len(images), STATISTICS_CHUNK):  # float64 a chunk at a time, not a copy of the split
-            chunk = images[start:start + STATISTICS_CHUNK].astype(np.float64)
+            chunk = rows[start:start + STATISTICS_CHUNK].astype(np.float64).reshape(-1, *shape[1:])
             total += chunk.sum(axis=(0, 2, 3))
             squares += np.square(chunk).sum(axis=(0, 2, 3))
-        count = images.shape[0] * images.shape[2] * images.shape[3]
+        count = shape[0] * shape[2] * shape[3]
         scale = 255.0 if images.dtype == np.uint8 else 1.0
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
