@@ -34,6 +34,8 @@ BENCHMARKS = {
     "recorder": "benchmarks.recorder",
     "sharded-probe": "benchmarks.sharded_probe",
     "sharded-memory": "benchmarks.sharded_memory",
+    "streamed-memory": "benchmarks.streamed_memory",
+    "disk-state": "benchmarks.disk_state",
     "imagenet-plan": "benchmarks.imagenet_plan",
 }
 

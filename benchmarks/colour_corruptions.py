@@ -16,12 +16,13 @@ from benchmarks.common import report
 
 N = 10_000
 CHILD = """
-import json, resource, sys, tempfile, time
+import json, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from bench.data import Split, load_dataset
 from bench.data import corrupted
 from bench.data.colour import COLOUR_CORRUPTIONS
+from benchmarks.common import peak_resident_bytes
 
 n = int(sys.argv[1])
 test = load_dataset("patches").test
@@ -40,7 +41,7 @@ corrupted.corrupt_colour = timed
 with tempfile.TemporaryDirectory() as tmp:
     corrupted.build_colour_corrupted(Path(tmp) / "bench-c", split, progress=False)
     written = sum(f.stat().st_size for f in (Path(tmp) / "bench-c").iterdir())
-print(json.dumps({"seconds": seconds, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+print(json.dumps({"seconds": seconds, "peak": peak_resident_bytes(),
                   "written": written, "clean": inputs.nbytes}))
 """
 

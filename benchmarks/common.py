@@ -7,7 +7,11 @@ seconds each, for smoke tests; their figures then say nothing about speed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,6 +34,31 @@ def tiny() -> bool:
 def sized(full: T, small: T) -> T:
     """``small`` under ``BENCH_TINY``, else ``full``."""
     return small if tiny() else full
+
+
+# glibc's malloc, by default, raises its threshold for mapping a block to the largest block freed, then keeps freed
+# blocks of that size in its heap: about 90 MiB of a probe's freed batches here, reached after some 30 batches and no
+# more. A fixed threshold returns each freed batch at once, so that a peak counts the memory in use.
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def child_json(code: str, *args: object) -> dict:
+    """Run ``code`` (``python -c``) with ``args`` in a fresh process under ``FIXED_MALLOC``; its last line, as JSON."""
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True,
+                            env={**os.environ, **FIXED_MALLOC})
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now."""
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory (``VmHWM``, Linux). Not ``ru_maxrss``: a process started by fork and exec
+    inherits it from its parent's size at the fork, so a child of a large parent reads the parent's size."""
+    status = open("/proc/self/status").read()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE).group(1)) * 1024
 
 
 def synchronize(device: torch.device | str) -> None:

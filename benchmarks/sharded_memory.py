@@ -4,28 +4,25 @@ Each side runs in a fresh process: poolnet (random weights, 3 checkpoints made b
 CIFAR-shaped images, scored by ``vog`` alone, whose running state (a mean and a second moment per pixel, float64) is
 the largest a probe keeps: 16 KiB an example. The figure of each side is its peak resident memory above what the
 process held just before the probe (the data, the model and its checkpoints). One shard holds the state of a quarter
-of the images: the ratio is the fall of the peak over the fall of the state, at least 1 if the shards save what they
-should and nothing else grows (more: the std's result makes temporaries as large as its second moment, per shard).
+of the images: the ratio is the fall of the peak over the fall of the state, near 1 if the shards save what they
+should and nothing else grows. Each process runs with a fixed malloc threshold (``benchmarks.common.FIXED_MALLOC``),
+so that its peak counts the memory in use, not freed batches the allocator keeps.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from benchmarks.common import report, sized
+from benchmarks.common import child_json, report, sized
 
 N, TINY_N = 8192, 512
 SHARDS = 4
 
 CHILD = """
-import copy, json, resource, sys
+import copy, json, sys
 import torch
 from bench import registry
 from bench.api import Checkpoint
 from bench.probe import Probe, ProbeSplit, Sharding
-from benchmarks.common import resnet_and_data
+from benchmarks.common import peak_resident_bytes, resident_bytes, resnet_and_data
 
 n, shards = int(sys.argv[1]), int(sys.argv[2])
 model, images, labels = resnet_and_data(n, "poolnet")
@@ -38,28 +35,21 @@ for index in range(3):
             value.add_(0.01 * index * torch.randn(value.shape, generator=generator))
     states.append((Checkpoint(index=index, epoch=index, total=3), state))
 probe = Probe({"test": ProbeSplit(images, labels, trusted_labels=False)}, [registry.create("vog")], (3, 32, 32))
-page = resource.getpagesize()
-before = int(open("/proc/self/statm").read().split()[1]) * page
+before = resident_bytes()
 probe.run(model, states, sharding=Sharding(shards))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_resident_bytes()
 print(json.dumps({"before": before, "peak": peak, "state": probe.cost["vog"]["state_bytes"]}))
 """
 
 
-def measure(n: int, shards: int) -> dict[str, int]:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(n), str(shards)], capture_output=True, text=True,
-                            check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def run() -> None:
     n = sized(N, TINY_N)
-    whole, sharded = measure(n, 1), measure(n, SHARDS)
+    whole, sharded = child_json(CHILD, n, 1), child_json(CHILD, n, SHARDS)
     above = {name: side["peak"] - side["before"] for name, side in (("whole", whole), ("sharded", sharded))}
     saved_state = whole["state"] - sharded["state"]
     mib = 2 ** 20
     report(f"sharded probe memory, {SHARDS} shards", (above["whole"] - above["sharded"]) / saved_state,
-           "at least 1: the peak falls by the state a shard does not hold", {
+           "near 1: the peak falls by the state a shard does not hold", {
                "work": f"poolnet, 3 checkpoints, {n} random CIFAR-shaped images, vog alone; each side a fresh process",
                "1 shard": f"peak {above['whole'] / mib:.1f} MiB above the {whole['before'] / mib:.1f} MiB held before "
                           f"the probe; vog's state {whole['state'] / mib:.1f} MiB",

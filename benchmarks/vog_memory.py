@@ -16,10 +16,10 @@ from benchmarks.common import report
 N = 10_000
 PIXELS = 28 * 28
 CHILD = """
-import resource, sys
+import sys
 from bench.api import Checkpoint
 from bench.probe import Probe, ProbeSplit
-from benchmarks.common import INPUT_SHAPE, lenet_and_data
+from benchmarks.common import INPUT_SHAPE, lenet_and_data, peak_resident_bytes
 from scorers.vog import VoG
 checkpoints, n = int(sys.argv[1]), int(sys.argv[2])
 model, images, labels = lenet_and_data(n)
@@ -28,7 +28,7 @@ probe = Probe({"train": ProbeSplit(images, labels, trusted_labels=True)}, [vog],
 state = model.state_dict()
 table = probe.run(model, [(Checkpoint(index=k, epoch=k + 1, total=checkpoints), state) for k in range(checkpoints)])
 assert table["train"]["vog[window=all,target=logit]"].shape == (n,)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_resident_bytes() // 1024)
 """
 
 

@@ -71,11 +71,33 @@ def test_sharded_probe():
 def test_sharded_memory():
     out = succeeded([sys.executable, "-m", "benchmarks", "sharded-memory"])
     # at the tiny size the state (8 MiB) is within the noise of the peak: the ratio may take any sign
-    assert re.search(r"^sharded probe memory, 4 shards: ratio -?\d+\.\d\d \(target: at least 1: the peak falls by "
+    assert re.search(r"^sharded probe memory, 4 shards: ratio -?\d+\.\d\d \(target: near 1: the peak falls by "
                      r"the state a shard does not hold\)$", out, re.MULTILINE), out
     whole = number(r"^  1 shard: peak \S+ MiB above the \S+ MiB held before the probe; vog's state (\S+) MiB$", out)
     sharded = number(r"^  4 shards: peak \S+ MiB above the \S+ MiB held before the probe; vog's state (\S+) MiB$", out)
     assert sharded < whole and "512 random CIFAR-shaped images" in out
+
+
+def test_streamed_memory():
+    out = succeeded([sys.executable, "-m", "benchmarks", "streamed-memory"])
+    ratio = number(r"^streamed probe memory, 4N against N: ratio (\S+) \(target: near 1: the peak does not grow with "
+                   r"the examples\)$", out)
+    one = number(r"^  streamed \(npy:\): N (\S+) MiB, 4N \S+ MiB$", out)
+    four = number(r"^  streamed \(npy:\): N \S+ MiB, 4N (\S+) MiB$", out)
+    assert ratio == pytest.approx(four / one, rel=0.02, abs=0.01) and "N = 256 random 3x64x64" in out
+
+
+def test_disk_state():
+    out = succeeded([sys.executable, "-m", "benchmarks", "disk-state"])
+    ratio = number(r"^VoG state on disk: ratio (\S+) \(target: near 1 while the file fits the page cache\)$", out)
+    memory, disk = number(r"^  state in memory: (\S+) s$", out), number(r"^  state on disk: (\S+) s$", out)
+    assert ratio == pytest.approx(disk / memory, rel=0.02, abs=0.01) and "  scores equal: yes" in out
+
+
+def test_imagenet_plan():
+    out = succeeded([sys.executable, "-m", "benchmarks", "imagenet-plan"])
+    number(r"^  seconds per image-pass \[cpu, \d+ threads?\]: (\S+) s", out)
+    assert "a plan on paper" in out and "tiny: the time figures say nothing about speed" in out
 
 
 def test_probe_floor_resnet():

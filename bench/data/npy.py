@@ -27,7 +27,7 @@ from bench.data.filerows import FileRows
 from bench.errors import BenchError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
-DIGEST_CHUNK = 64 * 2**20  # bytes of images read at once for the digest
+DIGEST_CHUNK = 16 * 2**20  # bytes of images read at once for the digest
 
 
 def load_npy(path: Path, roots: list[Path]) -> Dataset:
