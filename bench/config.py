@@ -267,6 +267,11 @@ class Probing(Section):
                       "holding the running states of its own examples alone, then joined: the same scores bit for "
                       "bit; each shard is kept until its unit is saved, so an interrupted run probes again only the "
                       "shards it did not keep", hashed=None, check=at_least(1), metavar="N")
+    checkpoint_shards: int = key(1, "cut the checkpoints into M consecutive ranges too, each probed alone (a shard "
+                                 "for each range of examples and of checkpoints, so more workers can share a unit "
+                                 "with few examples and many checkpoints), then merged by each reduction's merge: "
+                                 "sums and moments equal the unsharded to rounding, not bit for bit, so M is part of "
+                                 "the scores' hash", hashed="scores", check=at_least(1), metavar="M")
 
 
 @dataclass(frozen=True)

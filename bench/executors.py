@@ -27,7 +27,6 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -36,7 +35,7 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import resolve_device
 from bench.plan import Plan, scorer_specs
-from bench.probe import Shard
+from bench.probe import Shard, ShardWork
 from bench.store import Reused, ScoreTable
 from bench.unit import compute_unit
 
@@ -93,22 +92,21 @@ def _unit_task(plan: Plan, dataset: Dataset, seed: int, code: str, model_free: R
                             functools.partial(ray_shards, threads=threads, gpus=gpus))
 
 
-def _shard_task(probe_shard: Callable[[dict[str, np.ndarray]], Shard], rows: dict[str, np.ndarray],
-                threads: int) -> Shard:
+def _shard_task(probe_shard: Callable[[ShardWork], Shard], work: ShardWork, threads: int) -> Shard:
     with cpu_threads(threads):
-        return probe_shard(rows)
+        return probe_shard(work)
 
 
-def ray_shards(probe_shard: Callable[[dict[str, np.ndarray]], Shard], pieces: list[dict[str, np.ndarray]],
-               threads: int, gpus: int) -> Iterator[Shard]:
+def ray_shards(probe_shard: Callable[[ShardWork], Shard], works: list[ShardWork], threads: int,
+               gpus: int) -> Iterator[Shard]:
     """Each shard of a unit's probe a Ray task, asking for the unit's CPUs (and GPU), spread over the cluster's nodes:
     the probe, the model and its checkpoints are put in the object store once; the shards come back in order. The
     unit's task waits for them without holding its CPUs (Ray frees a task's resources while it waits on others)."""
     import ray
 
     task = ray.remote(num_cpus=threads, num_gpus=gpus, scheduling_strategy="SPREAD")(_shard_task)
-    work = ray.put(probe_shard)
-    for future in [task.remote(work, rows, threads) for rows in pieces]:
+    shared = ray.put(probe_shard)
+    for future in [task.remote(shared, work, threads) for work in works]:
         yield ray.get(future)
 
 

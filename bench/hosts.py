@@ -7,6 +7,8 @@ A host serves the scorers that share one running state, and is called in this or
 * ``end(split)`` when the split has been seen at every checkpoint (its running state is folded); in a shard of
   the probe, ``partial(split)`` instead, which hands back the shard's part of what ``end`` keeps, and where the
   shards meet, ``join(split, parts)`` in place of ``end``: the parts, in order of their examples, put end to end;
+  in a shard of a range of checkpoints, ``ranged(split)``, the running state itself, which ``settle(split,
+  parts)`` merges over consecutive ranges into what ``partial`` would have handed back;
 * ``scores(scorer, split)`` for each of its scorers and split, once every split has ended;
 * ``state_bytes()`` at the end of each split's passes and after scoring, for the peak size of its state.
 
@@ -30,7 +32,7 @@ import torch
 
 from bench.api import Batch, Checkpoint, CheckpointScore, Detector, Head, Scorer, StreamingScorer
 from bench.meter import pickled_bytes, tensor_bytes
-from bench.reductions import Accumulator
+from bench.reductions import Accumulator, merged
 from bench.signals import Signal
 
 
@@ -75,6 +77,15 @@ class Host(ABC):
     def join(self, split: str, parts: list[Any]) -> None:
         """In place of ``end`` where the shards meet: ``split`` made of the ``partial``s of consecutive ranges of its
         examples, in order."""
+        raise NotImplementedError
+
+    def ranged(self, split: str) -> dict[str, np.ndarray]:
+        """In place of ``end`` in a shard of a range of checkpoints: the running state, for ``settle``."""
+        raise NotImplementedError
+
+    def settle(self, split: str, parts: list[dict[str, np.ndarray]]) -> Any:
+        """What ``partial`` hands back over every checkpoint, from the ``ranged`` states of consecutive ranges of
+        them, in order, for the same examples."""
         raise NotImplementedError
 
     @abstractmethod
@@ -130,6 +141,30 @@ class CheckpointHost(Host):
         results = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         self.reduced[split] = results.get("", results)
 
+    def ranged(self, split: str) -> dict[str, np.ndarray]:
+        part = {}  # "<state name>|seen": the checkpoints observed, "<state name>|<array>": its arrays
+        for name, accumulator in self.accumulators.items():
+            if accumulator.seen:
+                part[f"{name}|seen"] = np.array(sorted(accumulator.seen))
+                part.update({f"{name}|{key}": array.cpu().numpy() for key, array in accumulator.state.items()})
+        self.accumulators = {}
+        return part
+
+    def settle(self, split: str, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        reduce = self.first.reduce
+        results = {}
+        for name, reduction in ({"": reduce} if isinstance(reduce, str) else reduce).items():
+            whole = None
+            for part in parts:
+                if f"{name}|seen" in part:
+                    state = {key.partition("|")[2]: torch.from_numpy(array) for key, array in part.items()
+                             if key.partition("|")[0] == name and not key.endswith("|seen")}
+                    piece = Accumulator(reduction, len(next(iter(state.values()))), self.dtype)
+                    piece.seen, piece.state = set(part[f"{name}|seen"].tolist()), state
+                    whole = piece if whole is None else merged(whole, piece)
+            results[name] = (Accumulator(reduction, 0, self.dtype) if whole is None else whole).result()  # none seen: it says so
+        return results
+
     def scores(self, scorer: CheckpointScore, split: str) -> Any:  # type: ignore[override]
         return scorer.finish(self.reduced, split)
 
@@ -181,6 +216,15 @@ class DetectorHost(Host):
             self.train_labels = joined("labels")
         if self.head is None and (part := next((part for part in parts if "head_weight" in part), None)):
             self.head = Head(part["head_weight"], part["head_bias"])
+
+    def ranged(self, split: str) -> dict[str, np.ndarray]:
+        return self.partial(split) if self.parts else {}  # the features are taken at the last checkpoint alone
+
+    def settle(self, split: str, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        taken = [part for part in parts if part]
+        if len(taken) != 1:
+            raise ValueError(f"the features of {split} were taken in {len(taken)} ranges of checkpoints; once expected")
+        return taken[0]
 
     def scores(self, scorer: Detector, split: str) -> np.ndarray:  # type: ignore[override]
         if scorer.spec not in self.fitted:

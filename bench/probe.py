@@ -122,19 +122,31 @@ class Shard:
     peak_bytes: dict[str, float]
 
 
-ShardMap = Callable[[Callable[[dict[str, np.ndarray]], Shard], list[dict[str, np.ndarray]]], Iterable[Shard]]
+ShardMap = Callable[[Callable[["ShardWork"], Shard], list["ShardWork"]], Iterable[Shard]]  # (probe_shard, works) -> shards
 
 
 @dataclass(frozen=True)
 class Sharding:
-    """How ``Probe.run`` cuts the probe: into ``count`` shards; shard k kept at ``path(k)`` (None: not kept), where a
-    rerun after an interruption finds it, so that only the shards not kept are probed again; and ``map(probe_shard,
-    rows)``, which runs ``probe_shard`` (a ``Probe.shard`` of this probe, model and checkpoints) on each shard's
-    rows and yields their ``Shard``s in order, on workers (``bench.executors``; None: one after another, here)."""
+    """How ``Probe.run`` cuts the probe: every split into ``count`` ranges of examples, and the checkpoints into
+    ``checkpoint_count`` ranges, a shard for each pair; shard k (counted range of examples first) kept at ``path(k)``
+    (None: not kept), where a rerun after an interruption finds it, so that only the shards not kept are probed again;
+    and ``map(probe_shard, works)``, which runs ``probe_shard`` (``Probe._probe_work`` of this probe, model and
+    checkpoints) on each shard's ``ShardWork`` and yields their ``Shard``s in order, on workers
+    (``bench.executors``; None: one after another, here)."""
 
     count: int = 1
     path: Callable[[int], Path] | None = None
     map: ShardMap | None = None
+    checkpoint_count: int = 1
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """One shard's examples (sorted positions by split) and, when the checkpoints are cut too, the range of their
+    indices it probes (``first`` to ``stop``; None: all)."""
+
+    rows: dict[str, np.ndarray]
+    checkpoints: tuple[int, int] | None = None
 
 
 def save_shard(path: Path, shard: Shard, layout: dict[str, Any]) -> None:
@@ -273,7 +285,7 @@ class Probe:
         """
         started = time.perf_counter()
         self._resolve([checkpoint for checkpoint, _ in checkpoints])
-        if sharding.count > 1:
+        if sharding.count > 1 or sharding.checkpoint_count > 1:
             self.join(self._shards(model, checkpoints, on_pass, folds, sharding))
         else:
             with evaluating(model):
@@ -294,36 +306,73 @@ class Probe:
                 for spec in host.specs:
                     self.failures[spec] = ("keeps a state of its own (a StreamingScorer), which does not merge: run it "
                                            "without shards")
-        def passes_of(layout: dict[str, Any]) -> None:  # a shard probed elsewhere, or kept: its passes at once
-            for _ in range(len(checkpoints) * len(layout["rows"]) if on_pass is not None else 0):
+        def passes_of(work: ShardWork) -> None:  # a shard probed elsewhere, or kept: its passes at once
+            first, stop = work.checkpoints or (0, len(checkpoints))
+            for _ in range((stop - first) * len(work.rows) if on_pass is not None else 0):
                 on_pass()
 
+        ranges = checkpoint_ranges(len(checkpoints), sharding.checkpoint_count)
         kept: dict[int, Shard] = {}
-        todo = []  # (k, rows, layout): the shards to probe
+        todo = []  # (k, work, layout): the shards to probe
         sizes = {name: len(split) for name, split in self.splits.items()}
-        for k, rows in enumerate(example_ranges(sizes, sharding.count, self.batch_size)):
-            if not any(len(index) for index in rows.values()):
+        for e, rows in enumerate(example_ranges(sizes, sharding.count, self.batch_size)):
+            rows = {name: index for name, index in rows.items() if len(index)}
+            if not rows:
                 continue  # more shards than batches in any split: this one has no examples
-            layout = {"hosts": [host.specs for host in self.hosts],
-                      "rows": {name: [int(index[0]), int(index[-1]) + 1] for name, index in rows.items() if len(index)}}
-            path = None if sharding.path is None else sharding.path(k)
-            if path is not None and (piece := readable(functools.partial(load_shard, layout=layout), path)):
-                kept[k] = piece
-                passes_of(layout)
-            else:
-                todo.append((k, rows, layout))
+            for c, within in enumerate(ranges):
+                k, work = e * len(ranges) + c, ShardWork(rows, None if len(ranges) == 1 else within)
+                layout = {"hosts": [host.specs for host in self.hosts],
+                          "rows": {name: [int(index[0]), int(index[-1]) + 1] for name, index in rows.items()},
+                          **({"checkpoints": list(within)} if work.checkpoints else {})}
+                path = None if sharding.path is None else sharding.path(k)
+                if path is not None and (piece := readable(functools.partial(load_shard, layout=layout), path)):
+                    kept[k] = piece
+                    passes_of(work)
+                else:
+                    todo.append((k, work, layout))
+        probe_work = functools.partial(self._probe_work, model=model, checkpoints=checkpoints, folds=folds)
         if sharding.map is None:
-            probed = (self.shard(rows, model, checkpoints, on_pass, folds) for _, rows, _ in todo)
+            probed = (probe_work(work, on_pass=on_pass) for _, work, _ in todo)
         else:
-            probed = sharding.map(functools.partial(self.shard, model=model, checkpoints=checkpoints, folds=folds),
-                                  [rows for _, rows, _ in todo])
-        for (k, rows, layout), piece in zip(todo, probed):
+            probed = sharding.map(probe_work, [work for _, work, _ in todo])
+        for (k, work, layout), piece in zip(todo, probed):
             if sharding.path is not None and not piece.failures:  # a failed score is never kept as a finished one
                 save_shard(sharding.path(k), piece, layout)
             if sharding.map is not None:
-                passes_of(layout)
+                passes_of(work)
             kept[k] = piece
-        return [kept[k] for k in sorted(kept)]
+        ordered = [kept[k] for k in sorted(kept)]
+        if len(ranges) == 1:
+            return ordered
+        return [self._settled(ordered[start:start + len(ranges)]) for start in range(0, len(ordered), len(ranges))]
+
+    def _probe_work(self, work: ShardWork, model: nn.Module,
+                    checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]], folds: Folds | None,
+                    on_pass: Callable[[], None] | None = None) -> Shard:
+        return self.shard(work.rows, model, checkpoints, on_pass, folds, work.checkpoints)
+
+    def _settled(self, pieces: list[Shard]) -> Shard:
+        """The shard of a range of examples from the shards of its consecutive ranges of checkpoints: each host's
+        running states merged over the ranges by each reduction's merge (``Host.settle``), then reduced."""
+        failures = {spec: error for piece in pieces for spec, error in piece.failures.items()}
+        partials: dict[str, dict[int, Any]] = {}
+        for name in pieces[-1].predictions:  # the last range's: every split the examples' range holds
+            for position, host in enumerate(self.hosts):
+                if any(spec in failures or spec in self.failures for spec in host.specs):
+                    continue
+                parts = [piece.partials.get(name, {}).get(position, {}) for piece in pieces]
+                try:
+                    partials.setdefault(name, {})[position] = host.settle(name, parts)
+                except Exception as error:  # the host's scorers fail alone, as in ``_guard``
+                    failures.update(dict.fromkeys(host.specs, f"{type(error).__name__}: {error} (merging the ranges "
+                                                              "of checkpoints)"))
+        seconds: dict[str, float] = {}
+        for piece in pieces:
+            for spec, value in piece.seconds.items():
+                seconds[spec] = seconds.get(spec, 0.0) + value
+        peak = {spec: max(piece.peak_bytes.get(spec, 0) for piece in pieces)
+                for spec in {spec for piece in pieces for spec in piece.peak_bytes}}
+        return Shard(partials, pieces[-1].predictions, failures, seconds, peak)
 
     def _resolve(self, schedule: list[Checkpoint]) -> None:
         """What each scorer observes, lacks and needs, asked once; the hosts of the scorers to compute."""
@@ -340,14 +389,18 @@ class Probe:
         return [s for s in self.todo if s.spec not in self.failures and s.spec not in self.skipped]
 
     def _probe(self, model: nn.Module, checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-               on_pass: Callable[[], None] | None, folds: Folds | None, end: bool) -> None:
-        """Every split's passes; then each host ends the split, or (``end`` False, in a shard) hands back its state."""
-        self._heldout_logits(model, folds, checkpoints[-1][0].index)
+               on_pass: Callable[[], None] | None, folds: Folds | None, end: bool,
+               within: tuple[int, int] | None = None) -> None:
+        """Every split's passes at the checkpoints ``within`` (first, stop; None: all); then each host ends the split,
+        or (``end`` False, in a shard) hands back its part (``partial``), or its state (``ranged``, ``within`` set)."""
+        first, stop = within or (0, len(checkpoints))
+        if stop == len(checkpoints):  # the held-out logits serve the last checkpoint alone
+            self._heldout_logits(model, folds, checkpoints[-1][0].index)
         self._final_classes(model, checkpoints[-1][1])
         for name, split in self.splits.items():
             for host in self._alive():
                 self._guard(host.specs, host.start, name, len(split))
-            for checkpoint, state in checkpoints:
+            for checkpoint, state in checkpoints[first:stop]:
                 model.load_state_dict(state)
                 self._pass(model, name, checkpoint)
                 if on_pass is not None:
@@ -359,14 +412,17 @@ class Probe:
                     if end:
                         self._guard(host.specs, host.end, name)
                     else:
-                        self.partials.setdefault(name, {})[position] = self._guard(host.specs, host.partial, name)
+                        hand_back = host.partial if within is None else host.ranged
+                        self.partials.setdefault(name, {})[position] = self._guard(host.specs, hand_back, name)
 
     def shard(self, rows: dict[str, np.ndarray], model: nn.Module,
               checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]],
-              on_pass: Callable[[], None] | None = None, folds: Folds | None = None) -> Shard:
+              on_pass: Callable[[], None] | None = None, folds: Folds | None = None,
+              within: tuple[int, int] | None = None) -> Shard:
         """The probe of the examples at ``rows`` of each split (sorted positions; a split without rows is left out),
-        its hosts' states handed back rather than ended, for ``join``. The scorers' observed checkpoints, skips
-        and failures are this probe's, resolved once; each shard makes hosts of its own."""
+        its hosts' parts handed back rather than ended, for ``join``; with ``within`` (first, stop), at those
+        checkpoints alone, their running states handed back, for ``_settled``. The scorers' observed checkpoints,
+        skips and failures are this probe's, resolved once; each shard makes hosts of its own."""
         piece = Probe({name: self.splits[name].sample(index) for name, index in rows.items() if len(index)},
                       self.todo, self.input_shape, self.batch_size, None, self.state_dtype)
         piece.observed, piece.skipped, piece.failures = dict(self.observed), dict(self.skipped), dict(self.failures)
@@ -375,7 +431,7 @@ class Probe:
         if folds is not None and "train" in rows:
             folds = Folds(folds.fold[rows["train"]], folds.states)
         with evaluating(model):
-            piece._probe(model, checkpoints, on_pass, folds, end=False)
+            piece._probe(model, checkpoints, on_pass, folds, end=False, within=within)
         piece.meter.settle()
         failed_here = {spec: error for spec, error in piece.failures.items() if spec not in self.failures}
         return Shard(piece.partials, piece.predictions, failed_here, dict(piece.meter.seconds), piece.peak_bytes)
@@ -517,6 +573,13 @@ class Probe:
             self.failures[scorer.spec] = f"returned scores of shape {result.shape} for split {name!r}; expected {expected}"
             return
         scores.setdefault(scorer.spec, {})[name] = result
+
+
+def checkpoint_ranges(checkpoints: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` consecutive ranges (first, stop) of ``checkpoints`` indices, as equal as they can be (no more
+    ranges than checkpoints)."""
+    bounds = np.linspace(0, checkpoints, min(shards, checkpoints) + 1).round().astype(int)
+    return [(int(first), int(stop)) for first, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def example_ranges(sizes: dict[str, int], shards: int, batch_size: int) -> list[dict[str, np.ndarray]]:

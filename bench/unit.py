@@ -238,8 +238,9 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
     with tqdm(total=probe.passes(len(states), config.shards), desc=f"{description}: probing", unit="pass",
               disable=not progress, file=sys.stderr) as bar, \
             out_of_memory_advice("probing", "probe_batch_size", config.probe_batch_size):
-        sharding = Sharding(config.shards, lambda k: plan.store.shard_path(plan.unit_path(seed), k, config.shards),
-                            map_shards)
+        count = config.shards * config.checkpoint_shards
+        sharding = Sharding(config.shards, lambda k: plan.store.shard_path(plan.unit_path(seed), k, count), map_shards,
+                            config.checkpoint_shards)
         columns = probe.run(model, list(zip(schedule, states)), bar.update, folds, sharding)
     for name, split in dataset.splits().items():  # what the data knows of each example, beside its scores
         if split.boundary_distance is not None:
@@ -275,8 +276,9 @@ def run_unit(plan: Plan, dataset: Dataset, seed: int, device: torch.device, code
         "cost": {**known.cost, **probe.cost},  # per scorer: seconds and peak state bytes (``bench.probe``)
         "provenance": provenance(device, plan.config_hash, code),
         **({"cross_fit": cross_fit} if config.cross_fit else {}),  # the folds; seconds: those their training took
-        **({"shards": {"count": config.shards, "on": "this process" if map_shards is None else "Ray tasks"}}
-           if config.shards > 1 else {}),  # how the probe ran (the scores are the same either way)
+        **({"shards": {"count": config.shards, "on": "this process" if map_shards is None else "Ray tasks",
+                       **({"checkpoint_ranges": config.checkpoint_shards} if config.checkpoint_shards > 1 else {})}}
+           if config.shards * config.checkpoint_shards > 1 else {}),  # how the probe ran
     }
     return ScoreTable(meta, columns)
 

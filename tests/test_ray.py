@@ -56,6 +56,20 @@ def test_the_shards_of_each_unit_as_ray_tasks_give_the_local_unsharded_score_fil
     assert not list((on_ray / "shards").iterdir())
 
 
+def test_ranges_of_checkpoints_as_ray_tasks_give_the_local_run_in_the_same_ranges(tmp_path):
+    """``--shards 2 --checkpoint-shards 2`` (4 shards a unit): on Ray the score files of a local run with the same
+    cuts, value for value, the states merged in the same order."""
+    cut = ["--shards", "2", "--checkpoint-shards", "2"]
+    assert main([*ARGS, *cut, "--out", str(tmp_path / "local")]) == 0
+    assert main([*ARGS, *cut, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    for path in (tmp_path / "local" / "units").glob("*.npz"):
+        first, second = ScoreTable.load(path), ScoreTable.load(tmp_path / "ray" / "units" / path.name)
+        assert second.meta["shards"] == {"count": 2, "on": "Ray tasks", "checkpoint_ranges": 2}
+        for split, values in first.splits.items():
+            for column, array in values.items():
+                np.testing.assert_array_equal(array, second.splits[split][column], err_msg=f"{path.name} {split} {column}")
+
+
 @pytest.fixture
 def two_node_cluster(monkeypatch, tmp_path):
     """A Ray cluster of two nodes on this machine, a head and a worker of one CPU each, joined through the loopback

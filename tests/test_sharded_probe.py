@@ -12,7 +12,7 @@ from bench.api import StreamingScorer
 from bench.cli import main
 from bench.config import Recipe
 from bench.models import PoolNet
-from bench.probe import Probe, ProbeSplit, Sharding, example_ranges
+from bench.probe import Probe, ProbeSplit, Sharding, checkpoint_ranges, example_ranges
 from bench.store import ScoreTable
 from bench.training import train
 
@@ -131,6 +131,20 @@ def test_bench_run_with_shards_writes_the_unsharded_scores_and_reuses_their_unit
     assert sorted(path.name for path in (tmp_path / "whole").glob("leaderboard*.csv")) == ["leaderboard.csv"]
 
 
+def test_bench_run_in_ranges_of_checkpoints_is_a_unit_of_its_own_with_the_scores_to_rounding(tmp_path):
+    """``--checkpoint-shards 2`` on the embedded digits: another unit (its scores differ in rounding, so it is hashed),
+    equal to the plain run's to 1e-12 of each value; the meta says how it ran."""
+    common = ["run", "--scorers", "vog,loss,forgetting,knn", "--seeds", "1", "--epochs", "3", "--checkpoint-at-init",
+              "--no-progress", "--out", str(tmp_path)]
+    assert main(common) == 0 and main([*common, "--shards", "2", "--checkpoint-shards", "2"]) == 0
+    plain, cut = sorted((ScoreTable.load(path) for path in (tmp_path / "units").glob("*.npz")),
+                        key=lambda table: "shards" in table.meta)
+    assert cut.meta["shards"] == {"count": 2, "on": "this process", "checkpoint_ranges": 2}
+    for split, columns in plain.splits.items():
+        for column, values in columns.items():
+            np.testing.assert_allclose(cut.splits[split][column], values, rtol=1e-12, err_msg=f"{split} {column}")
+
+
 def test_an_interrupted_sharded_probe_probes_again_only_the_shards_it_did_not_keep(trained, tmp_path, monkeypatch):
     """Killed during its second shard, the probe has kept the first; a rerun probes the second and third alone and
     gives the table of an uninterrupted probe. A kept shard made by other scorers is not taken."""
@@ -164,3 +178,69 @@ def test_an_interrupted_sharded_probe_probes_again_only_the_shards_it_did_not_ke
     Probe(splits, [registry.create(spec) for spec in ["vog", "loss"]], SHAPE, batch_size=16).run(
         model, checkpoints, sharding=Sharding(3, kept))
     assert len(probed) == 3
+
+
+# Reduced over the checkpoints by counting, or by taking one checkpoint's value, or not at all: equal bit for bit when
+# the checkpoints are cut; the others are sums and moments, whose additions then come in another order.
+EXACT_OVER_RANGES = {"id", "label", "pred", "noisy", "forgetting", "knn", "mds", "vim", "react", "kde",
+                     "self-confidence"}
+
+
+def test_ranges_of_checkpoints_merge_into_the_unsharded_table_to_rounding(trained):
+    """2 ranges of examples x 3 of the 4 checkpoints (1, 1 and 2 of them; the default vog reads the last 3, so its
+    first range has nothing): the reductions merged (Chan's for VoG's std) equal the unsharded table to 1e-12 of
+    each value, float64; counts, transitions and the detectors' last-checkpoint features bit for bit."""
+    whole, _ = probe_table(trained, 1)
+    model, splits, checkpoints = trained
+    probe = Probe(splits, [registry.create(spec) for spec in SPECS], SHAPE, batch_size=16)
+    cut = probe.run(model, checkpoints, sharding=Sharding(2, checkpoint_count=3))
+    assert not probe.failures
+    for split, columns in whole.items():
+        assert columns.keys() == cut[split].keys()
+        for column, values in columns.items():
+            if column in EXACT_OVER_RANGES:
+                np.testing.assert_array_equal(cut[split][column], values, err_msg=f"{split} {column}")
+            else:
+                np.testing.assert_allclose(cut[split][column], values, rtol=1e-12, atol=1e-300, err_msg=f"{split} {column}")
+
+
+def test_checkpoint_ranges_are_consecutive_and_as_equal_as_they_can_be():
+    assert checkpoint_ranges(4, 3) == [(0, 1), (1, 3), (3, 4)]  # bounds 0, 4/3, 8/3, 4 rounded
+    for checkpoints in range(1, 12):
+        for shards in range(1, 14):
+            ranges = checkpoint_ranges(checkpoints, shards)
+            assert ranges[0][0] == 0 and ranges[-1][1] == checkpoints and len(ranges) == min(shards, checkpoints)
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            sizes = [stop - first for first, stop in ranges]
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_an_interrupted_probe_in_ranges_of_checkpoints_probes_again_only_the_shards_it_did_not_keep(trained, tmp_path,
+                                                                                                    monkeypatch):
+    """1 range of examples x 4 of checkpoints, killed in the third: the rerun probes the third and fourth alone,
+    and its table equals an uninterrupted probe in the same ranges, bit for bit (the same merges, in the same order)."""
+    model, splits, checkpoints = trained
+    specs = ["vog[window=all]", "loss", "forgetting", "knn"]
+    kept = lambda k: tmp_path / f"shard-{k}.npz"  # noqa: E731
+    expected = Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(
+        model, checkpoints, sharding=Sharding(1, checkpoint_count=4))
+    probed, original = [], Probe.shard
+
+    def killed_at_the_third(self, rows, *args, **kwargs):
+        probed.append(args[-1])  # the range of checkpoints
+        if len(probed) == 3:
+            raise KeyboardInterrupt
+        return original(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(Probe, "shard", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(
+            model, checkpoints, sharding=Sharding(1, kept, checkpoint_count=4))
+    assert [path.name for path in sorted(tmp_path.iterdir())] == ["shard-0.npz", "shard-1.npz"]
+    probed.clear()
+    table = Probe(splits, [registry.create(spec) for spec in specs], SHAPE, batch_size=16).run(
+        model, checkpoints, sharding=Sharding(1, kept, checkpoint_count=4))
+    assert probed == [(2, 3), (3, 4)]
+    for split, columns in expected.items():
+        for column, values in columns.items():
+            np.testing.assert_array_equal(table[split][column], values, err_msg=f"{split} {column}")
