@@ -17,7 +17,10 @@ every example's arithmetic, is the unsharded probe's, and no reduction mixes exa
 for bit, while a shard holds the running states of its examples alone. The reduced values of each shard are joined
 before ``finish`` (VoG's class normalisation reads the whole training split); detectors keep each shard's
 features and are fitted once, on the joined training features. A ``StreamingScorer`` keeps a state of its own
-that does not merge, and fails alone in a sharded probe.
+that does not merge, and fails alone in a sharded probe. The checkpoints may be cut too (``checkpoint_shards``):
+a shard of a range of checkpoints hands back its hosts' running states (``Host.ranged``), which ``_settled``
+merges over the ranges of one range of examples (``Host.settle``, each reduction's merge) into what a shard of all
+the checkpoints would have handed back; sums and moments then come out to rounding, not bit for bit.
 
 The signal ``heldout_logits`` is computed once, before the passes, and only if a scorer needs
 it: the training split through the cross-fitted models ``run`` is given (each fold through
@@ -349,6 +352,7 @@ class Probe:
     def _probe_work(self, work: ShardWork, model: nn.Module,
                     checkpoints: Sequence[tuple[Checkpoint, dict[str, torch.Tensor]]], folds: Folds | None,
                     on_pass: Callable[[], None] | None = None) -> Shard:
+        """``shard`` of one ``ShardWork``: what ``Sharding.map`` runs on a worker."""
         return self.shard(work.rows, model, checkpoints, on_pass, folds, work.checkpoints)
 
     def _settled(self, pieces: list[Shard]) -> Shard:
