@@ -21,7 +21,7 @@ from bench.api import Checkpoint
 from bench.probe import Probe, ProbeSplit
 from benchmarks.common import CIFAR_SHAPE, best_times, report, resnet_and_data, sized
 
-N, TINY_N = 4096, 256
+N, TINY_N = 4096, 64
 
 
 def run() -> None:
