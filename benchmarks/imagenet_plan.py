@@ -105,13 +105,13 @@ class Plan:
     pixel_bytes: int  # every image as uint8, on disk (an npy: folder)
     state_bytes: int  # the running mean and second moment per pixel of VoG's map, and each example's class
     result_bytes: int  # one float64 score per example
-    gpu_seconds: float
+    device_seconds: float
     memory_workers: int  # shards for each worker's share of the state to fit its budget
     time_workers: int  # workers for the passes to end within the target wall time
 
     @property
-    def gpu_hours(self) -> float:
-        return self.gpu_seconds / 3600
+    def device_hours(self) -> float:
+        return self.device_seconds / 3600
 
     @property
     def workers(self) -> int:
@@ -133,12 +133,12 @@ def plan(examples: int, input_shape: Sequence[int], checkpoints: int, state_valu
         raise ValueError(f"a plan needs memory for the state and time: got {memory_budget} bytes, {wall_hours} h")
     passes = examples * checkpoints
     state = 2 * examples * vog_map_size(input_shape) * state_value_bytes + examples * CLASS_BYTES
-    gpu_seconds = passes * seconds_per_pass
+    device_seconds = passes * seconds_per_pass
     return Plan(examples=examples, checkpoints=checkpoints, passes=passes,
                 pixel_bytes=examples * math.prod(input_shape), state_bytes=state,
-                result_bytes=examples * RESULT_BYTES, gpu_seconds=gpu_seconds,
+                result_bytes=examples * RESULT_BYTES, device_seconds=device_seconds,
                 memory_workers=math.ceil(state / memory_budget),
-                time_workers=max(1, math.ceil(gpu_seconds / (wall_hours * 3600))))
+                time_workers=max(1, math.ceil(device_seconds / (wall_hours * 3600))))
 
 
 @dataclass(frozen=True)
@@ -222,9 +222,9 @@ def print_plan(measured: Measurement, memory: float, held: float, note: str) -> 
             cost = plan(IMAGENET_VALIDATION, IMAGENET_SHAPE, checkpoints, size, measured.seconds_per_pass, budget,
                         WALL_HOURS)
             print(f"  K={checkpoints} ({window}), {dtype} state: {cost.passes:,} image-passes, state "
-                  f"{cost.state_bytes / GB:.2f} GB, {cost.gpu_hours:.3g} {hours} [{measured.device}]; workers: "
+                  f"{cost.state_bytes / GB:.2f} GB, {cost.device_hours:.3g} {hours} [{measured.device}]; workers: "
                   f"{cost.memory_workers} for memory, {cost.time_workers} for {WALL_HOURS:g} h: plan {cost.workers} "
-                  f"({cost.gpu_hours / cost.workers:.3g} h wall, split evenly)")
+                  f"({cost.device_hours / cost.workers:.3g} h wall, split evenly)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

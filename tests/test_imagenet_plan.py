@@ -20,8 +20,8 @@ def test_the_plan_of_the_papers_setting_by_hand():
     assert cost.pixel_bytes == 50_000 * 150_528 == 7_526_400_000
     assert cost.state_bytes == 2 * 50_000 * 50_176 * 8 + 50_000 * 8 == 40_141_200_000  # and an int64 class each
     assert cost.result_bytes == 400_000
-    assert cost.gpu_seconds == pytest.approx(150.0)
-    assert cost.gpu_hours == pytest.approx(150 / 3600)
+    assert cost.device_seconds == pytest.approx(150.0)
+    assert cost.device_hours == pytest.approx(150 / 3600)
     assert (cost.memory_workers, cost.time_workers, cost.workers) == (2, 1, 2)  # 40.1 GB over 30 GB, rounded up
 
 
