@@ -7,6 +7,7 @@ seconds each, for smoke tests; their figures then say nothing about speed.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 import torch
 
+from bench.api import Checkpoint
 from bench.models import Classifier, build_model
 
 INPUT_SHAPE = (1, 28, 28)
@@ -112,6 +114,20 @@ def resnet_and_data(n: int, name: str = "resnet20", seed: int = 0) -> tuple[Clas
     images = torch.randint(0, 256, (n, *CIFAR_SHAPE), generator=generator, dtype=torch.uint8)
     labels = torch.randint(0, N_CLASSES, (n,), generator=generator)
     return model, images, labels
+
+
+def perturbed_checkpoints(model: torch.nn.Module, count: int, seed: int = 1) -> list[tuple[Checkpoint, dict]]:
+    """``count`` checkpoints of ``model`` without training it: at checkpoint k its state, every float tensor moved by
+    Gaussian noise of scale 0.01 k (a fixed ``seed``), so that scores over checkpoints have something to vary."""
+    generator = torch.Generator().manual_seed(seed)
+    checkpoints = []
+    for index in range(count):
+        state = copy.deepcopy(model.state_dict())
+        for value in state.values():
+            if value.is_floating_point():
+                value.add_(0.01 * index * torch.randn(value.shape, generator=generator))
+        checkpoints.append((Checkpoint(index=index, epoch=index, total=count), state))
+    return checkpoints
 
 
 def report(name: str, ratio: float, target: str, figures: dict[str, str]) -> None:

@@ -10,16 +10,13 @@ not of a disk read per batch: a state far larger than the memory runs at the dis
 
 from __future__ import annotations
 
-import copy
 from unittest import mock
 
 import numpy as np
-import torch
 
 from bench import reductions, registry
-from bench.api import Checkpoint
 from bench.probe import Probe, ProbeSplit
-from benchmarks.common import CIFAR_SHAPE, best_times, report, resnet_and_data, sized
+from benchmarks.common import CIFAR_SHAPE, best_times, perturbed_checkpoints, report, resnet_and_data, sized
 
 N, TINY_N = 4096, 64
 
@@ -27,14 +24,7 @@ N, TINY_N = 4096, 64
 def run() -> None:
     n = sized(N, TINY_N)
     model, images, labels = resnet_and_data(n, "poolnet")
-    generator = torch.Generator().manual_seed(1)
-    states = []
-    for index in range(3):
-        state = copy.deepcopy(model.state_dict())
-        for value in state.values():
-            if value.is_floating_point():
-                value.add_(0.01 * index * torch.randn(value.shape, generator=generator))
-        states.append((Checkpoint(index=index, epoch=index, total=3), state))
+    states = perturbed_checkpoints(model, 3)
     tables = {}
 
     def probe(where: str) -> None:

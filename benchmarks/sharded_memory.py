@@ -17,23 +17,14 @@ N, TINY_N = 8192, 512
 SHARDS = 4
 
 CHILD = """
-import copy, json, sys
-import torch
+import json, sys
 from bench import registry
-from bench.api import Checkpoint
 from bench.probe import Probe, ProbeSplit, Sharding
-from benchmarks.common import peak_resident_bytes, resident_bytes, resnet_and_data
+from benchmarks.common import peak_resident_bytes, perturbed_checkpoints, resident_bytes, resnet_and_data
 
 n, shards = int(sys.argv[1]), int(sys.argv[2])
 model, images, labels = resnet_and_data(n, "poolnet")
-generator = torch.Generator().manual_seed(1)
-states = []
-for index in range(3):
-    state = copy.deepcopy(model.state_dict())
-    for value in state.values():
-        if value.is_floating_point():
-            value.add_(0.01 * index * torch.randn(value.shape, generator=generator))
-    states.append((Checkpoint(index=index, epoch=index, total=3), state))
+states = perturbed_checkpoints(model, 3)
 probe = Probe({"test": ProbeSplit(images, labels, trusted_labels=False)}, [registry.create("vog")], (3, 32, 32))
 before = resident_bytes()
 probe.run(model, states, sharding=Sharding(shards))

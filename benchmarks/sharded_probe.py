@@ -10,7 +10,6 @@ transfer of the probe, model and checkpoints to the workers is.
 
 from __future__ import annotations
 
-import copy
 import functools
 import time
 
@@ -18,26 +17,13 @@ import numpy as np
 import torch
 
 from bench import registry
-from bench.api import Checkpoint
 from bench.executors import ray_shards
 from bench.probe import Probe, ProbeSplit, Sharding
-from benchmarks.common import report, resnet_and_data, sized
+from benchmarks.common import perturbed_checkpoints, report, resnet_and_data, sized
 
 N, TINY_N = 2048, 128
 CHECKPOINTS = 4
 REPEAT = 2
-
-
-def checkpoints(model: torch.nn.Module) -> list[tuple[Checkpoint, dict[str, torch.Tensor]]]:
-    generator = torch.Generator().manual_seed(1)
-    states = []
-    for index in range(CHECKPOINTS):
-        state = copy.deepcopy(model.state_dict())
-        for value in state.values():
-            if value.is_floating_point():
-                value.add_(0.01 * index * torch.randn(value.shape, generator=generator))
-        states.append((Checkpoint(index=index, epoch=index, total=CHECKPOINTS), state))
-    return states
 
 
 def probe_on(workers: int, model: torch.nn.Module, split: ProbeSplit, states: list) -> tuple[float, dict]:
@@ -63,7 +49,7 @@ def run() -> None:
     n = sized(N, TINY_N)
     model, images, labels = resnet_and_data(n, "poolnet")
     split = ProbeSplit(images, labels, trusted_labels=False)
-    states = checkpoints(model)
+    states = perturbed_checkpoints(model, CHECKPOINTS)
     one, first = probe_on(1, model, split, states)
     two, second = probe_on(2, model, split, states)
     equal = all(np.array_equal(first["test"][column], second["test"][column]) for column in first["test"])

@@ -1,7 +1,6 @@
 """The ImageNet plan of ``benchmarks/imagenet_plan.py``: its cost model against figures worked by hand, its state
 against what VoG's host holds, its ResNet-50 against the standard one, and the tiny measurement on the CPU."""
 
-import math
 import re
 
 import pytest
@@ -68,11 +67,9 @@ def test_resnet50_is_the_standard_one():
     assert embedding.shape == (2, 2048) and model.head(embedding).shape == (2, 1000)
 
 
-def test_tiny_measurement_on_the_cpu():
+def test_tiny_measurement_on_the_cpu_names_its_device():
     measured = measure(torch.device("cpu"), (3, 64, 64), batch_size=2, batches=2, warm_up=1)
-    assert math.isfinite(measured.seconds_per_pass) and measured.seconds_per_pass > 0
-    assert measured.median_seconds_per_pass >= measured.seconds_per_pass
-    assert 0 < measured.update_share < 1
+    assert measured.device == f"cpu, {torch.get_num_threads()} threads"
     assert measured.working_bytes is None  # measured on CUDA only
 
 
@@ -80,6 +77,7 @@ def test_tiny_cli_prints_the_figure_and_the_plan(capsys):
     main(["--tiny"])
     out = capsys.readouterr().out
     seconds = float(re.search(r"seconds per image-pass \[cpu[^\]]*\]: (\S+) s", out)[1])
-    assert math.isfinite(seconds) and seconds > 0
+    hours = float(re.search(r"K=3 \(late window\), float32 state: 150,000 image-passes, state \S+ GB, (\S+) hours", out)[1])
+    assert hours == pytest.approx(150_000 * seconds / 3600, rel=1e-2)  # the plan is the printed figure's (3 and 4 digits)
     assert "a plan on paper" in out and "tiny: the time figures say nothing" in out
     assert "K=3 (late window), float64 state: 150,000 image-passes, state 40.14 GB" in out
